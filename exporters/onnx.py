@@ -1,0 +1,123 @@
+"""The ONNX scoring core: model scores, seen-item exclusion and top-k in one graph.
+
+Putting exclusion and top-k inside the graph means a request returns k indices instead of
+a catalogue-wide score row, and a GPU never copies that row back. The graph follows the
+signature in ``edgerec.contract``; every model kind only supplies ``score_all``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from .. import bundle
+from .. import contract as C
+from ..errors import EdgerecError
+from ..session import Scorer
+from ..trainer.train import FitResult, Progress, _quiet, fit
+
+SIGNATURE = [
+    tf.TensorSpec([None], tf.int64, name=C.INPUT_USERS),
+    tf.TensorSpec([None, None], tf.int64, name=C.INPUT_HISTORY),
+    tf.TensorSpec([None, None], tf.int64, name=C.INPUT_EXCLUDE),
+    tf.TensorSpec([], tf.int64, name=C.INPUT_K),
+]
+
+
+class ExportError(EdgerecError):
+    """The exported graph does not reproduce the Keras model."""
+
+
+def scoring_core(net) -> tf.types.experimental.GenericFunction:
+    """The TensorFlow function that becomes the ONNX graph."""
+
+    @tf.function(input_signature=SIGNATURE)
+    def core(users, history, exclude, k):
+        scores = net.score_all(users, history)
+        batch = tf.shape(scores)[0]
+        # Column n_items is the padding slot: always -inf, the target of padded exclusions.
+        scores = tf.concat([scores, tf.fill([batch, 1], -np.inf)], axis=1)
+        rows = tf.broadcast_to(tf.range(tf.cast(batch, tf.int64))[:, None], tf.shape(exclude))
+        scores = tf.tensor_scatter_nd_update(scores, tf.stack([rows, exclude], axis=-1),
+                                             tf.fill(tf.shape(exclude), -np.inf))
+        values, indices = tf.math.top_k(scores, tf.cast(k, tf.int32))
+        return {C.OUTPUT_ITEMS: tf.cast(indices, tf.int64), C.OUTPUT_SCORES: values}
+
+    return core
+
+
+def to_onnx(net) -> bytes:
+    import tf2onnx
+
+    proto, _ = tf2onnx.convert.from_function(scoring_core(net), input_signature=SIGNATURE,
+                                             opset=C.OPSET)
+    return proto.SerializeToString()
+
+
+def check_parity(net, onnx_model: bytes, data, n_users: int = 64, k: int = 20,
+                 seed: int = 0, tol: float = 1e-5) -> dict:
+    """Compare the ONNX core with the Keras model on random users; raise on a mismatch.
+
+    The reference scores come from the Keras training path (one logit per (user, item)
+    pair), not from ``score_all``, so the check covers that function as well as the
+    conversion. Top-k must match in order, except where reference scores tie.
+    """
+    rng = np.random.default_rng(seed)
+    users = rng.choice(data.n_users, size=min(n_users, data.n_users), replace=False)
+    seen = data.items_by_user()
+    exclude_lists = [seen[u] for u in users]
+    width = max(map(len, exclude_lists), default=0)
+    exclude = np.full((len(users), width), data.n_items, dtype=np.int64)
+    for row, items in zip(exclude, exclude_lists):
+        row[:len(items)] = items
+    history = np.full((len(users), net.history_length), data.n_items, dtype=np.int64)
+    k = min(k, data.n_items)
+    got_items, got_scores = Scorer(onnx_model, provider="cpu").top_k(users.astype(np.int64),
+                                                                    history, exclude, k)
+    all_items = np.arange(data.n_items)
+    worst = 0.0
+    for r, u in enumerate(users):
+        ref = net((np.full(data.n_items, u), all_items), training=False).numpy()
+        ref[exclude_lists[r]] = -np.inf
+        valid = np.isfinite(got_scores[r])
+        diff = np.abs(got_scores[r][valid] - ref[got_items[r][valid]])
+        worst = max(worst, float(diff.max(initial=0.0)))
+        expected = np.sort(ref)[::-1][:k]
+        if diff.max(initial=0.0) > tol * max(1.0, np.abs(expected).max(initial=1.0)):
+            raise ExportError(f"parity check failed: ONNX scores differ from Keras by {diff.max():.3g} "
+                              f"for user index {u}")
+        if not np.allclose(ref[got_items[r]][valid], expected[valid], rtol=tol, atol=tol):
+            raise ExportError(f"parity check failed: ONNX top-{k} order differs from Keras for "
+                              f"user index {u}")
+    return {"users": len(users), "k": k, "max_abs_diff": worst}
+
+
+def export_bundle(result: FitResult, out: str | Path, progress: Progress = _quiet) -> Path:
+    """Convert, check parity, and publish the bundle atomically at ``out``."""
+    net, data = result.model, result.data
+    onnx_bytes = to_onnx(net)
+    parity = check_parity(net, onnx_bytes, data, seed=result.params["seed"])
+    progress(f"parity ok: {parity['users']} users, max |diff| {parity['max_abs_diff']:.2g}")
+
+    manifest = {
+        C.M_MODEL_KIND: net.kind,
+        C.M_USER_IDS: data.user_ids.tolist(),
+        C.M_ITEM_IDS: data.item_ids.tolist(),
+        C.M_DIMS: {"n_users": data.n_users, "n_items": data.n_items, "dim": net.dim,
+                   "history_length": net.history_length},
+        C.M_TRAINING: {"data": data.summary, "params": result.params,
+                       "seconds": round(result.seconds, 2), "epochs": result.epochs},
+        C.M_METRICS: result.metrics,
+        C.M_ONNX: {"opset": C.OPSET, "inputs": list(C.INPUTS), "outputs": list(C.OUTPUTS),
+                   "parity": parity},
+    }
+    return bundle.write(out, onnx_bytes, manifest)
+
+
+def train_bundle(store, out: str | Path, model: str = "mf", progress: Progress = _quiet,
+                 **params) -> tuple[Path, FitResult]:
+    """Fit a model on the store and export it as a bundle: ``edgerec train`` in one call."""
+    result = fit(store, model, progress=progress, **params)
+    return export_bundle(result, out, progress), result

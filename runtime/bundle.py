@@ -1,0 +1,149 @@
+"""Model bundles: a directory holding ``model.onnx`` and ``manifest.json``.
+
+Bundles are written into a temporary sibling directory and renamed into place, so a reader
+sees either the old bundle or the new one, never half of one. On open, the format version
+and the ONNX file's sha256 are checked, so a truncated copy is rejected with a clear error
+instead of failing deep inside ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+import numpy as np
+
+from . import __version__
+from . import contract as C
+from .errors import BundleError
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Bundle:
+    """An opened, verified bundle with the id maps the runtime needs."""
+
+    path: Path
+    manifest: dict
+    user_index: dict[str, int]
+    item_ids: np.ndarray  # dense index -> item id; one extra "" for the padding index
+    item_index: dict[str, int]
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / self.manifest[C.M_ONNX]["file"]
+
+    @property
+    def n_items(self) -> int:
+        return self.manifest[C.M_DIMS]["n_items"]
+
+    @property
+    def history_length(self) -> int:
+        return self.manifest[C.M_DIMS]["history_length"]
+
+    @property
+    def kind(self) -> str:
+        return self.manifest[C.M_MODEL_KIND]
+
+    @classmethod
+    def open(cls, path: str | Path, verify: bool = True) -> "Bundle":
+        path = Path(path)
+        manifest = read_manifest(path)
+        onnx_file = path / manifest[C.M_ONNX]["file"]
+        if not onnx_file.is_file():
+            raise BundleError(f"{path}: bundle has no {onnx_file.name}")
+        if verify and sha256_file(onnx_file) != manifest[C.M_ONNX]["sha256"]:
+            raise BundleError(f"{onnx_file}: sha256 does not match the manifest (corrupted or "
+                              "partly copied bundle)")
+        item_ids = np.array(list(manifest[C.M_ITEM_IDS]) + [""], dtype=object)
+        return cls(path, manifest,
+                   {u: i for i, u in enumerate(manifest[C.M_USER_IDS])},
+                   item_ids,
+                   {it: i for i, it in enumerate(manifest[C.M_ITEM_IDS])})
+
+
+def read_manifest(path: Path) -> dict:
+    """The manifest, after checking it is complete and of a format this runtime reads."""
+    file = path / C.MANIFEST_FILE
+    if not path.is_dir():
+        raise BundleError(f"{path}: bundle directory not found")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{path}: not a bundle (no {C.MANIFEST_FILE})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{file}: unreadable manifest ({exc})") from None
+    version = manifest.get(C.M_FORMAT_VERSION)
+    if version != C.FORMAT_VERSION:
+        raise BundleError(f"{file}: bundle format version {version}, this edgerec reads "
+                          f"version {C.FORMAT_VERSION}")
+    missing = [key for key in C.REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise BundleError(f"{file}: manifest lacks {', '.join(missing)}")
+    return manifest
+
+
+def describe(path: str | Path) -> dict:
+    """What a bundle is, for ``edgerec info``: everything but the id lists, plus sizes."""
+    bundle = Bundle.open(path)
+    info = {k: v for k, v in bundle.manifest.items() if k not in (C.M_USER_IDS, C.M_ITEM_IDS)}
+    info["path"] = str(bundle.path)
+    info["onnx_bytes"] = bundle.onnx_path.stat().st_size
+    return info
+
+
+def write(dest: str | Path, onnx_bytes: bytes, manifest: dict) -> Path:
+    """Write a bundle to ``dest`` atomically.
+
+    The manifest gets the format and edgerec versions and the ONNX checksum filled in.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        (tmp / C.MODEL_FILE).write_bytes(onnx_bytes)
+        manifest = {**manifest, C.M_FORMAT_VERSION: C.FORMAT_VERSION,
+                    C.M_EDGEREC_VERSION: __version__,
+                    C.M_CREATED_AT: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    C.M_ONNX: {**manifest.get(C.M_ONNX, {}), "file": C.MODEL_FILE,
+                               "sha256": hashlib.sha256(onnx_bytes).hexdigest()}}
+        (tmp / C.MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        publish(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def publish(src: str | Path, dest: str | Path) -> None:
+    """Move the complete bundle ``src`` to ``dest``, replacing what was there.
+
+    A directory cannot be renamed over a non-empty one, so the old bundle is first renamed
+    aside; a reader in that instant finds no bundle (and may retry) but never a mixed one.
+    """
+    src, dest = Path(src), Path(dest)
+    read_manifest(src)
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.time_ns()}")
+        os.rename(dest, old)
+    try:
+        os.rename(src, dest)
+    except OSError:
+        if old is not None:
+            os.rename(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,53 @@
+"""The contract between exporter and runtime: the one place both read.
+
+The ONNX *scoring core* has one signature for every model kind:
+
+inputs
+  users    int64 [B]     dense user index, or -1 when the model does not know the user
+  history  int64 [B, L]  the user's most recent item indices, newest first, padded with
+                         ``n_items`` (L may be 0 for models that do not read history)
+  exclude  int64 [B, E]  item indices that must not be returned (seen, filtered), padded
+                         with ``n_items``
+  k        int64 []      how many items to return; 1 <= k <= n_items + 1
+outputs
+  top_items   int64   [B, k]  item indices, best first (ties: lower index first)
+  top_scores  float32 [B, k]  their scores; excluded or padding slots score -inf
+
+Padding with ``n_items`` (one past the last item) lets exclusion be a scatter into a
+score row that has one extra, always -inf, column: no masks of catalogue width cross
+the ONNX boundary, so a request costs O(history) to build, not O(catalogue).
+"""
+
+FORMAT_VERSION = 1
+
+INPUT_USERS = "users"
+INPUT_HISTORY = "history"
+INPUT_EXCLUDE = "exclude"
+INPUT_K = "k"
+INPUTS = (INPUT_USERS, INPUT_HISTORY, INPUT_EXCLUDE, INPUT_K)
+
+OUTPUT_ITEMS = "top_items"
+OUTPUT_SCORES = "top_scores"
+OUTPUTS = (OUTPUT_ITEMS, OUTPUT_SCORES)
+
+UNKNOWN_USER = -1
+
+MODEL_FILE = "model.onnx"
+MANIFEST_FILE = "manifest.json"
+OPSET = 17
+
+# Manifest keys (manifest.json at the bundle root).
+M_FORMAT_VERSION = "format_version"
+M_EDGEREC_VERSION = "edgerec_version"
+M_MODEL_KIND = "model_kind"
+M_CREATED_AT = "created_at"
+M_USER_IDS = "user_ids"
+M_ITEM_IDS = "item_ids"
+M_DIMS = "dims"  # {"n_users", "n_items", "dim", "history_length"}
+M_TRAINING = "training"  # data summary and parameters
+M_METRICS = "metrics"
+M_ONNX = "onnx"  # {"file", "sha256", "opset", "inputs", "outputs"}
+REQUIRED_KEYS = (
+    M_FORMAT_VERSION, M_EDGEREC_VERSION, M_MODEL_KIND, M_USER_IDS, M_ITEM_IDS,
+    M_DIMS, M_TRAINING, M_METRICS, M_ONNX,
+)
