@@ -1,0 +1,93 @@
+"""Behaviour suite run against every model kind: quality, parity, serving, repeatability."""
+
+import numpy as np
+import pytest
+
+from edgerec import Recommender
+from edgerec.metrics import top_k_excluding
+
+
+def test_beats_popularity_on_holdout(trained):
+    metrics = trained.result.metrics
+    assert metrics["holdout"]["ndcg@10"] > 1.3 * metrics["popularity"]["ndcg@10"]
+    # The bundle carries the same numbers.
+    with Recommender.open(trained.bundle, trained.store) as rec:
+        assert rec.bundle.manifest["metrics"]["holdout"]["ndcg@10"] == metrics["holdout"]["ndcg@10"]
+
+
+def test_export_parity_recorded(trained):
+    with Recommender.open(trained.bundle, trained.store) as rec:
+        parity = rec.bundle.manifest["onnx"]["parity"]
+    assert parity["users"] > 0 and parity["max_abs_diff"] <= 1e-4
+
+
+def test_runtime_top_n_equals_reference_from_weights(trained):
+    """What the runtime serves equals the model's own scores ranked in numpy."""
+    from edgerec.trainer.train import score_users
+
+    data, net = trained.result.data, trained.result.model
+    seen = data.items_by_user()
+    users = np.arange(0, data.n_users, 7)
+    expected = top_k_excluding(score_users(net, users), [seen[u] for u in users], 10)
+    with Recommender.open(trained.bundle, trained.store, provider="cpu") as rec:
+        got = rec.recommend_many([data.user_ids[u] for u in users], n=10)
+    for u, recs, ref in zip(users, got, expected):
+        assert not recs.fallback
+        assert [r.item_id for r in recs] == [data.item_ids[i] for i in ref], data.user_ids[u]
+
+
+def test_mf_scores_match_numpy_on_raw_weights(trained):
+    if trained.kind != "mf":
+        pytest.skip("dot-product form is specific to mf")
+    net = trained.result.model
+    data = trained.result.data
+    user_emb = net.user_embedding.embeddings.numpy()
+    item_emb = net.item_embedding.embeddings.numpy()
+    scores = (user_emb @ item_emb.T + net.item_bias.embeddings.numpy().T
+              + net.user_bias.embeddings.numpy())
+    user = data.user_ids[5]
+    with Recommender.open(trained.bundle, trained.store) as rec:
+        recs = rec.recommend(user, n=5)
+    got = np.array([r.score for r in recs])
+    want = np.array([scores[5, np.flatnonzero(data.item_ids == r.item_id)[0]] for r in recs])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_seen_items_never_recommended(trained):
+    with Recommender.open(trained.bundle, trained.store) as rec:
+        users = rec.store.user_ids()
+        results = rec.recommend_many(users, n=20, chunk_size=64)
+        histories = rec.store.histories(users)
+    assert len(results) == len(users)
+    for recs in results:
+        items = [r.item_id for r in recs]
+        assert len(items) == 20 and len(set(items)) == 20
+        assert not set(items) & set(histories[recs.user_id])
+        assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
+
+
+def test_user_who_has_seen_almost_everything_gets_what_is_left(trained, tmp_path):
+    import shutil
+
+    from edgerec.store import Store
+
+    store_path = tmp_path / "store.db"
+    shutil.copy(trained.store, store_path)
+    data = trained.result.data
+    user = data.user_ids[0]
+    store = Store.open(store_path)
+    left = sorted(set(data.item_ids[:3]) - set(store.history(user)))
+    store.add_events((user, item, "view", 1.0, 2e9) for item in data.item_ids[3:])
+    store.close()
+    with Recommender.open(trained.bundle, store_path) as rec:
+        recs = rec.recommend(user, n=10)
+    assert left and sorted(r.item_id for r in recs) == left
+
+
+def test_training_is_repeatable(demo_store, trained):
+    from edgerec.trainer import fit
+
+    a = fit(demo_store, trained.kind, epochs=2, seed=11, refit=False)
+    b = fit(demo_store, trained.kind, epochs=2, seed=11, refit=False)
+    for wa, wb in zip(a.model.get_weights(), b.model.get_weights()):
+        np.testing.assert_array_equal(wa, wb)

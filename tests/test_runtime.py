@@ -1,0 +1,134 @@
+"""The runtime as an embedding app uses it: fallback, providers, no TensorFlow needed."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from edgerec import Recommender
+from edgerec.errors import BundleError, ProviderError
+from edgerec.session import Scorer
+
+
+def test_unknown_user_gets_popular_fallback(mf):
+    with Recommender.open(mf.bundle, mf.store) as rec:
+        recs = rec.recommend("never-seen-user", n=5)
+        popular = rec.store.popular(5)
+    assert recs.fallback
+    assert [(r.item_id, r.score) for r in recs] == [(i, float(c)) for i, c in popular]
+
+
+def test_unknown_user_with_history_gets_unseen_popular_items(mf, tmp_path):
+    from edgerec.store import Store
+
+    store_path = tmp_path / "s.db"
+    shutil.copy(mf.store, store_path)
+    with Recommender.open(mf.bundle, store_path) as rec:
+        top = [i for i, _ in rec.store.popular(2)]
+        rec.store.add_events([("newcomer", top[0], "click", 1.0, 2e9)])
+        recs = rec.recommend("newcomer", n=3)
+    assert recs.fallback and top[0] not in [r.item_id for r in recs]
+    assert recs[0].item_id == top[1]
+    Store.open(store_path).close()
+
+
+def test_recommend_many_keeps_order_and_mixes_fallback(mf):
+    with Recommender.open(mf.bundle, mf.store) as rec:
+        known = rec.store.user_ids()[:3]
+        results = rec.recommend_many([known[0], "ghost", known[1], known[2]], n=4, chunk_size=2)
+        single = rec.recommend(known[1], n=4)
+    assert [r.user_id for r in results] == [known[0], "ghost", known[1], known[2]]
+    assert [r.fallback for r in results] == [False, True, False, False]
+    assert list(results[2]) == list(single)
+
+
+def test_batch_writes_csv_for_every_user(mf, tmp_path):
+    out = tmp_path / "top.csv"
+    with Recommender.open(mf.bundle, mf.store) as rec:
+        rows = rec.batch(out, n=3, chunk_size=50)
+        n_users = len(rec.store.user_ids())
+    lines = out.read_text().splitlines()
+    assert lines[0] == "user_id,rank,item_id,score"
+    assert rows == len(lines) - 1 == 3 * n_users
+    assert [line.split(",")[1] for line in lines[1:4]] == ["1", "2", "3"]
+
+
+def test_cpu_chosen_quietly_without_cuda(mf):
+    """On a machine without CUDA, auto picks the CPU and ONNX Runtime prints nothing."""
+    code = textwrap.dedent(f"""
+        from edgerec import Recommender
+        rec = Recommender.open({str(mf.bundle)!r}, {str(mf.store)!r})
+        print(rec.provider, rec.scorer.provider_note)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "EDGEREC_PROVIDER"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    from edgerec.session import cuda_unusable_reason
+
+    if cuda_unusable_reason() is None:
+        pytest.skip("this machine has a usable CUDA device")
+    assert proc.stdout.startswith("cpu ")
+    assert proc.stderr == ""
+
+
+def test_provider_override_and_env(mf, monkeypatch):
+    monkeypatch.setenv("EDGEREC_PROVIDER", "cpu")
+    assert Scorer(mf.bundle / "model.onnx").provider == "cpu"
+    monkeypatch.setenv("EDGEREC_PROVIDER", "tpu")
+    with pytest.raises(ProviderError, match="unknown provider 'tpu'"):
+        Scorer(mf.bundle / "model.onnx")
+
+
+def test_cuda_request_fails_clearly_without_cuda(mf):
+    from edgerec.session import cuda_unusable_reason
+
+    if cuda_unusable_reason() is None:
+        pytest.skip("this machine has a usable CUDA device")
+    with pytest.raises(ProviderError, match="CUDA execution provider requested but unusable"):
+        Scorer(mf.bundle / "model.onnx", provider="cuda")
+
+
+def test_runtime_works_without_tensorflow(mf):
+    """An app without TensorFlow installed can import edgerec, open a bundle and recommend."""
+    code = textwrap.dedent(f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("tensorflow", "tf2onnx", "keras", "onnx"):
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        import json
+        from edgerec import Recommender
+        rec = Recommender.open({str(mf.bundle)!r}, {str(mf.store)!r})
+        user = rec.store.user_ids()[0]
+        recs = rec.recommend(user, n=5)
+        print(json.dumps({{"n": len(recs), "fallback": recs.fallback,
+                          "heavy": [m for m in sys.modules if m.split(".")[0] in
+                                    ("tensorflow", "tf2onnx", "keras", "onnx")]}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"n": 5, "fallback": False, "heavy": []}
+
+
+def test_corrupted_bundle_is_rejected(mf, tmp_path):
+    copy = tmp_path / "mf"
+    shutil.copytree(mf.bundle, copy)
+    data = (copy / "model.onnx").read_bytes()
+    (copy / "model.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match="sha256 does not match"):
+        Recommender.open(copy, mf.store)
+
+
+def test_bundle_of_other_format_version_is_rejected(mf, tmp_path):
+    copy = tmp_path / "mf"
+    shutil.copytree(mf.bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["format_version"] = 999
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="format version 999"):
+        Recommender.open(copy, mf.store)
