@@ -1,6 +1,6 @@
 """Export (tf2onnx): a fitted model becomes an ONNX scoring core inside a bundle."""
 
 from .. import trainer  # noqa: F401 - first, so TensorFlow starts with its log level set
-from .onnx import ExportError, export_bundle, train_bundle  # noqa: E402
+from .onnx import ExportError, export_bundle, export_factors, train_bundle  # noqa: E402
 
-__all__ = ["ExportError", "export_bundle", "train_bundle"]
+__all__ = ["ExportError", "export_bundle", "export_factors", "train_bundle"]

@@ -16,6 +16,8 @@ from .. import bundle
 from .. import contract as C
 from ..errors import EdgerecError
 from ..session import Scorer
+from ..trainer.data import Interactions
+from ..trainer.models import MatrixFactorization
 from ..trainer.train import FitResult, Progress, _quiet, fit
 
 SIGNATURE = [
@@ -65,7 +67,8 @@ def check_parity(net, onnx_model: bytes, data, n_users: int = 64, k: int = 20,
     conversion. Top-k must match in order, except where reference scores tie.
     """
     rng = np.random.default_rng(seed)
-    users = rng.choice(data.n_users, size=min(n_users, data.n_users), replace=False)
+    n_users = min(n_users, data.n_users, max(4, 20_000_000 // max(data.n_items, 1)))
+    users = rng.choice(data.n_users, size=n_users, replace=False)
     seen = data.items_by_user()
     exclude_lists = [seen[u] for u in users]
     width = max(map(len, exclude_lists), default=0)
@@ -114,6 +117,29 @@ def export_bundle(result: FitResult, out: str | Path, progress: Progress = _quie
                    "parity": parity},
     }
     return bundle.write(out, onnx_bytes, manifest)
+
+
+def export_factors(out: str | Path, user_factors: np.ndarray, item_factors: np.ndarray,
+                   user_ids=None, item_ids=None, user_bias=None, item_bias=None,
+                   metrics: dict | None = None, progress: Progress = _quiet) -> Path:
+    """Export matrix-factorisation factors computed elsewhere (numpy ALS, synthetic
+    benchmarks) through the same scoring core, parity check and bundle as a trained MF.
+    """
+    n_users, dim = user_factors.shape
+    n_items = item_factors.shape[0]
+    net = MatrixFactorization(n_users, n_items, dim=dim)
+    net((np.zeros(1, np.int64), np.zeros(1, np.int64)))  # build the weights
+    zeros = np.zeros
+    net.set_weights([np.asarray(user_factors, np.float32), np.asarray(item_factors, np.float32),
+                     np.asarray(user_bias if user_bias is not None else zeros(n_users), np.float32)[:, None],
+                     np.asarray(item_bias if item_bias is not None else zeros(n_items), np.float32)[:, None]])
+    empty = np.zeros(0, np.int64)
+    data = Interactions(
+        np.array(user_ids if user_ids is not None else [str(u) for u in range(n_users)], dtype=object),
+        np.array(item_ids if item_ids is not None else [str(i) for i in range(n_items)], dtype=object),
+        empty, empty, np.zeros(0), {"interactions": 0, "source": "factors"})
+    result = FitResult(net, data, metrics or {}, {"model": "mf", "seed": 0, "dim": dim})
+    return export_bundle(result, out, progress)
 
 
 def train_bundle(store, out: str | Path, model: str = "mf", progress: Progress = _quiet,

@@ -74,6 +74,10 @@ class Store:
                                    isolation_level=None)
             db = sqlite_utils.Database(conn)
             db.execute("PRAGMA busy_timeout = 30000")
+            # WAL makes NORMAL sync crash-safe (a power cut may lose the last commits, never
+            # corrupt); a 64 MiB page cache keeps bulk ingests from thrashing the indexes.
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA cache_size = -65536")
             store = cls(path, db)
             store._check_schema(create)
         except sqlite3.DatabaseError as exc:

@@ -57,3 +57,25 @@ def test_manifest_describes_the_model(mf):
     manifest = json.loads((mf.bundle / "manifest.json").read_text())
     assert manifest["item_ids"] == data.item_ids.tolist()
     assert np.isfinite(about["metrics"]["holdout"]["ndcg@10"])
+
+
+def test_exported_factors_give_the_obvious_answer(tmp_path):
+    """Known answer: user u likes only axis u % 4, and larger items on an axis score higher."""
+    from edgerec import Recommender
+    from edgerec.exporters import export_factors
+    from edgerec.store import Store
+
+    dim, n_items = 4, 40
+    users = np.eye(dim, dtype=np.float32)[np.arange(8) % dim]
+    items = np.eye(dim, dtype=np.float32)[np.arange(n_items) % dim] * (1 + np.arange(n_items))[:, None]
+    item_ids = [f"sku-{i}" for i in range(n_items)]
+    bundle = export_factors(tmp_path / "b", users, items, user_ids=[f"user-{u}" for u in range(8)],
+                            item_ids=item_ids)
+    store = Store.open(tmp_path / "s.db")
+    store.add_events([("user-1", "sku-37", "purchase", 1.0, 10.0)])  # the best one, already bought
+    with Recommender.open(bundle, tmp_path / "s.db") as rec:
+        recs = rec.recommend("user-1", n=3)
+        other = rec.recommend("user-2", n=2)
+    assert [r.item_id for r in recs] == ["sku-33", "sku-29", "sku-25"]
+    assert [r.score for r in recs] == [34.0, 30.0, 26.0]
+    assert [r.item_id for r in other] == ["sku-38", "sku-34"]
