@@ -96,18 +96,18 @@ def demo_data(store, users, n_items, seed):
 @store_arg
 @click.option("--model", default="mf", show_default=True, help="Model kind.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory.")
-@click.option("--epochs", default=30, show_default=True, help="Most epochs (early stopping).")
-@click.option("--dim", default=64, show_default=True, help="Embedding size.")
-@click.option("--negatives", default=4, show_default=True, help="Negatives per positive.")
-@click.option("--seed", default=0, show_default=True)
-def train(store, model, out, epochs, dim, negatives, seed):
+@click.option("--epochs", type=int, help="Most epochs (early stopping) [default: 30].")
+@click.option("--dim", type=int, help="Embedding size [default: 32].")
+@click.option("--negatives", type=int, help="Sampled negatives per positive [default: 4].")
+@click.option("--seed", type=int, help="Random seed [default: 0].")
+def train(store, model, out, **params):
     """Train a model on STORE and export it as an ONNX bundle at OUT."""
     try:
         from .exporters import train_bundle
     except ImportError as exc:
         raise EdgerecError(f"training needs TensorFlow: pip install 'edgerec[train]' ({exc})") from None
-    path, result = train_bundle(store, out, model=model, epochs=epochs, dim=dim,
-                                negatives=negatives, seed=seed, progress=_echo_err)
+    given = {name: value for name, value in params.items() if value is not None}
+    path, result = train_bundle(store, out, model=model, progress=_echo_err, **given)
     holdout = result.metrics["holdout"]
     click.echo(f"{path}: {model} trained in {result.seconds:.1f}s, holdout ndcg@10 "
                f"{holdout.get('ndcg@10', float('nan')):.4f} (popularity "

@@ -48,7 +48,7 @@ def test_manifest_describes_the_model(mf):
     about = bundles.describe(mf.bundle)
     data = mf.result.data
     assert about["model_kind"] == "mf"
-    assert about["dims"] == {"n_users": data.n_users, "n_items": data.n_items, "dim": 64,
+    assert about["dims"] == {"n_users": data.n_users, "n_items": data.n_items, "dim": 32,
                              "history_length": 0}
     assert about["onnx"]["inputs"] == ["users", "history", "exclude", "k"]
     assert about["onnx"]["outputs"] == ["top_items", "top_scores"]

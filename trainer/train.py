@@ -43,21 +43,24 @@ def _quiet(_: str) -> None:
     pass
 
 
-def fit(store: Store | str | Path, model: str = "mf", *, epochs: int = 30, dim: int = 64,
-        negatives: int = 4, seed: int = 0, batch_size: int = 1024, learning_rate: float = 0.003,
-        l2: float = 1e-5, patience: int = 3, refit: bool = True, k: int = 10,
+def fit(source: Store | str | Path | Interactions, model: str = "mf", *,
+        epochs: int = 30, dim: int = 32, negatives: int = 4, seed: int = 0,
+        batch_size: int = 1024, learning_rate: float = 0.003, l2: float = 0.005, patience: int = 3, refit: bool = True, k: int = 10,
         progress: Progress = _quiet) -> FitResult:
-    """Train a model of kind ``model`` on every event in the store.
+    """Train a model of kind ``model`` on every event in a store (or on ``Interactions``).
 
-    Seeded and repeatable: the same store and arguments give the same weights.
+    Seeded and repeatable: the same data and arguments give the same weights.
     """
     if model not in MODEL_KINDS:
         raise InputError(f"unknown model kind {model!r}; choose from {', '.join(MODEL_KINDS)}")
     if epochs < 1 or dim < 1 or negatives < 1:
         raise InputError("--epochs, --dim and --negatives must be at least 1")
     started = time.perf_counter()
-    store = Store.open(store, create=False) if not isinstance(store, Store) else store
-    data = load_interactions(store)
+    if isinstance(source, Interactions):
+        data = source
+    else:
+        store = source if isinstance(source, Store) else Store.open(source, create=False)
+        data = load_interactions(store)
     params = {"model": model, "epochs": epochs, "dim": dim, "negatives": negatives, "seed": seed,
               "batch_size": batch_size, "learning_rate": learning_rate, "l2": l2, "patience": patience}
     train_mask, holdout_mask = temporal_split(data)
@@ -68,7 +71,9 @@ def fit(store: Store | str | Path, model: str = "mf", *, epochs: int = 30, dim: 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     net = _compile(model, data, params)
-    sampler = NegativeSampler(data, seed)
+    # Negatives come from the data being fitted: sampling them from all data would never
+    # draw a holdout item as a negative, and so leak the holdout into training.
+    sampler = NegativeSampler(train, seed)
     log: list[dict] = []
     best, best_weights = None, None
     for epoch in range(1, epochs + 1):
@@ -92,6 +97,7 @@ def fit(store: Store | str | Path, model: str = "mf", *, epochs: int = 30, dim: 
         progress(f"refit on all interactions for {best['epoch']} epochs")
         keras.utils.set_random_seed(seed)
         net = _compile(model, data, params)
+        sampler = NegativeSampler(data, seed)
         for epoch in range(1, best["epoch"] + 1):
             _fit_epoch(net, data, sampler, negatives, batch_size, seed + epoch)
     params["trained_epochs"] = best["epoch"]
