@@ -20,41 +20,71 @@ from ..trainer.data import Interactions
 from ..trainer.models import MatrixFactorization
 from ..trainer.train import FitResult, Progress, _quiet, fit
 
-SIGNATURE = [
+NETWORK_SIGNATURE = [
     tf.TensorSpec([None], tf.int64, name=C.INPUT_USERS),
     tf.TensorSpec([None, None], tf.int64, name=C.INPUT_HISTORY),
-    tf.TensorSpec([None, None], tf.int64, name=C.INPUT_EXCLUDE),
-    tf.TensorSpec([], tf.int64, name=C.INPUT_K),
 ]
+_SCORES = "edgerec_scores"
 
 
 class ExportError(EdgerecError):
     """The exported graph does not reproduce the Keras model."""
 
 
-def scoring_core(net) -> tf.types.experimental.GenericFunction:
-    """The TensorFlow function that becomes the ONNX graph."""
+def network_function(net) -> tf.types.experimental.GenericFunction:
+    """The model's all-item scores as a TensorFlow function: the part tf2onnx converts."""
 
-    @tf.function(input_signature=SIGNATURE)
-    def core(users, history, exclude, k):
-        scores = net.score_all(users, history)
-        batch = tf.shape(scores)[0]
-        # Column n_items is the padding slot: always -inf, the target of padded exclusions.
-        scores = tf.concat([scores, tf.fill([batch, 1], -np.inf)], axis=1)
-        rows = tf.broadcast_to(tf.range(tf.cast(batch, tf.int64))[:, None], tf.shape(exclude))
-        scores = tf.tensor_scatter_nd_update(scores, tf.stack([rows, exclude], axis=-1),
-                                             tf.fill(tf.shape(exclude), -np.inf))
-        values, indices = tf.math.top_k(scores, tf.cast(k, tf.int32))
-        return {C.OUTPUT_ITEMS: tf.cast(indices, tf.int64), C.OUTPUT_SCORES: values}
+    @tf.function(input_signature=NETWORK_SIGNATURE)
+    def network(users, history):
+        return {_SCORES: net.score_all(users, history)}
 
-    return core
+    return network
+
+
+def add_top_k_head(graph) -> None:
+    """Append exclusion and top-k to a graph whose output is the [B, n_items] score row.
+
+    Written directly in ONNX rather than converted from TensorFlow: six nodes (pad one
+    -inf column, scatter -inf into the excluded indices along axis 1, TopK) where the
+    converted ``tensor_scatter_nd_update`` needs twenty-odd index-building nodes, each of
+    which costs ONNX Runtime dispatch time on every request.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    def node(op, inputs, outputs, **attrs):
+        graph.node.append(helper.make_node(op, inputs, outputs, name=f"edgerec/{outputs[0]}", **attrs))
+
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array([0, 0, 0, 1], np.int64), "edgerec/pads"),
+        numpy_helper.from_array(np.array(-np.inf, np.float32), "edgerec/neg_inf"),
+        numpy_helper.from_array(np.array([0], np.int64), "edgerec/axis0"),
+    ])
+    node("Pad", [_SCORES, "edgerec/pads", "edgerec/neg_inf"], ["padded"], mode="constant")
+    node("Shape", [C.INPUT_EXCLUDE], ["exclude_shape"])
+    node("Expand", ["edgerec/neg_inf", "exclude_shape"], ["exclude_values"])
+    node("ScatterElements", ["padded", C.INPUT_EXCLUDE, "exclude_values"], ["masked"], axis=1)
+    node("Unsqueeze", [C.INPUT_K, "edgerec/axis0"], ["k_1d"])
+    node("TopK", ["masked", "k_1d"], [C.OUTPUT_SCORES, C.OUTPUT_ITEMS], axis=1, largest=1, sorted=1)
+    graph.input.extend([
+        helper.make_tensor_value_info(C.INPUT_EXCLUDE, TensorProto.INT64, ["batch", "excluded"]),
+        helper.make_tensor_value_info(C.INPUT_K, TensorProto.INT64, []),
+    ])
+    del graph.output[:]
+    graph.output.extend([
+        helper.make_tensor_value_info(C.OUTPUT_ITEMS, TensorProto.INT64, ["batch", "k"]),
+        helper.make_tensor_value_info(C.OUTPUT_SCORES, TensorProto.FLOAT, ["batch", "k"]),
+    ])
 
 
 def to_onnx(net) -> bytes:
+    """The scoring core: the converted network plus the exclusion/top-k head."""
+    import onnx
     import tf2onnx
 
-    proto, _ = tf2onnx.convert.from_function(scoring_core(net), input_signature=SIGNATURE,
-                                             opset=C.OPSET)
+    proto, _ = tf2onnx.convert.from_function(network_function(net),
+                                             input_signature=NETWORK_SIGNATURE, opset=C.OPSET)
+    add_top_k_head(proto.graph)
+    onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
 

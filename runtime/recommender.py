@@ -20,6 +20,11 @@ from .session import Scorer
 from .store import Store
 
 
+# Item weights (n_items * dim floats) up to which one thread scores fastest.
+SMALL_MODEL_WEIGHTS = 1 << 22
+HISTORY_CACHE_USERS = 100_000
+
+
 class Recommendation(NamedTuple):
     item_id: str
     score: float
@@ -47,6 +52,8 @@ class Recommender:
 
     def __init__(self, bundle: Bundle, store: Store, scorer: Scorer):
         self.bundle, self.store, self.scorer = bundle, store, scorer
+        self._version = None
+        self._histories: dict[str, list[str]] = {}
         self._popular: list[tuple[str, int]] = []
         self._popular_limit = 0
 
@@ -56,9 +63,14 @@ class Recommender:
         """Open a bundle (checksum verified) and an existing store.
 
         ``provider`` is "auto" (CUDA when really usable, else CPU), "cpu" or "cuda";
-        unset, ``$EDGEREC_PROVIDER`` decides.
+        unset, ``$EDGEREC_PROVIDER`` decides. ``threads`` defaults to one for models whose
+        item weights fit in cache (a thread pool only adds hand-off time there) and to
+        ONNX Runtime's choice (all cores) for larger ones.
         """
         opened = Bundle.open(bundle)
+        if threads is None:
+            dims = opened.manifest["dims"]
+            threads = 1 if dims["n_items"] * dims["dim"] <= SMALL_MODEL_WEIGHTS else 0
         return cls(opened, Store.open(store, create=False), Scorer(opened.onnx_path, provider, threads))
 
     @property
@@ -80,7 +92,13 @@ class Recommender:
     def recommend(self, user_id: str, n: int = 10) -> Recommendations:
         """Top-n unseen items for one user (popular items when the model lacks the user)."""
         user_id = str(user_id)
-        return self._recommend({user_id: self.store.history(user_id)}, n)[0]
+        self._drop_stale_caches()
+        history = self._histories.get(user_id)
+        if history is None:
+            if len(self._histories) >= HISTORY_CACHE_USERS:
+                self._histories.clear()
+            history = self._histories[user_id] = self.store.history(user_id)
+        return self._recommend({user_id: history}, n)[0]
 
     def recommend_many(self, user_ids: Sequence[str], n: int = 10,
                        chunk_size: int = 512) -> list[Recommendations]:
@@ -133,26 +151,43 @@ class Recommender:
     def _score(self, users: list[str], histories: dict[str, list[str]], n: int) -> list[Recommendations]:
         """One ONNX call for users the model knows."""
         b = self.bundle
-        pad = b.n_items
-        seen = [[b.item_index[i] for i in histories[u] if i in b.item_index] for u in users]
-        exclude = np.full((len(users), max(map(len, seen), default=0)), pad, dtype=np.int64)
-        for row, items in zip(exclude, seen):
-            row[:len(items)] = items
-        history = np.full((len(users), b.history_length), pad, dtype=np.int64)
-        for row, items in zip(history, seen):
-            row[:min(len(items), len(row))] = items[:len(row)]
-        user_idx = np.fromiter((b.user_index[u] for u in users), dtype=np.int64, count=len(users))
-        top_items, top_scores = self.scorer.top_k(user_idx, history, exclude, min(n, pad))
+        index = b.item_index.get
+        seen = [[j for j in map(index, histories[u]) if j is not None] for u in users]
+        exclude = _padded(seen, b.n_items)
+        history = _padded([s[:b.history_length] for s in seen], b.n_items, b.history_length)
+        user_idx = np.array([b.user_index[u] for u in users], dtype=np.int64)
+        top_items, top_scores = self.scorer.top_k(user_idx, history, exclude, min(n, b.n_items))
         item_ids = b.item_ids
-        return [Recommendations(u, [Recommendation(item_ids[i], float(s))
+        return [Recommendations(u, [Recommendation(item_ids[i], s)
                                     for i, s in zip(items, scores) if s != -np.inf])
                 for u, items, scores in zip(users, top_items.tolist(), top_scores.tolist())]
 
+    def _drop_stale_caches(self) -> None:
+        """Histories and popularity are cached until anyone writes to the store."""
+        version = self.store.version()
+        if version != self._version:
+            self._version = version
+            self._histories = {}
+            self._popular_limit = 0
+
     def _fallback(self, user_id: str, history: list[str], n: int) -> Recommendations:
         """Most popular items in the store that the user has not seen."""
+        self._drop_stale_caches()
         seen = set(history)
         if n + len(seen) > self._popular_limit:
             self._popular_limit = max(n + len(seen), 100)
             self._popular = self.store.popular(self._popular_limit)
         picks = [Recommendation(i, float(c)) for i, c in self._popular if i not in seen][:n]
         return Recommendations(user_id, picks, fallback=True)
+
+
+def _padded(rows: list[list[int]], pad: int, width: int | None = None) -> np.ndarray:
+    """Rows of indices as one int64 matrix, right-padded with ``pad``."""
+    if width is None:
+        width = max(map(len, rows), default=0)
+    if len(rows) == 1 and len(rows[0]) == width:  # the single-request case: no padding
+        return np.array(rows, dtype=np.int64).reshape(1, width)
+    out = np.full((len(rows), width), pad, dtype=np.int64)
+    for row, items in zip(out, rows):
+        row[:len(items)] = items
+    return out

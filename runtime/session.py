@@ -90,16 +90,14 @@ class Scorer:
             self.session = ort.InferenceSession(_source(model), options,
                                                 providers=[PROVIDER_NAMES["cpu"]])
         self.provider = "cuda" if self.session.get_providers()[0] == PROVIDER_NAMES["cuda"] else "cpu"
-        self.input_names = {i.name for i in self.session.get_inputs()}
+        self._outputs = list(C.OUTPUTS)
 
     def top_k(self, users: np.ndarray, history: np.ndarray, exclude: np.ndarray,
               k: int) -> tuple[np.ndarray, np.ndarray]:
         """Run the scoring core; arrays as described in ``edgerec.contract``."""
-        feed = {C.INPUT_USERS: users, C.INPUT_HISTORY: history, C.INPUT_EXCLUDE: exclude,
-                C.INPUT_K: np.array(k, dtype=np.int64)}
-        items, scores = self.session.run(
-            list(C.OUTPUTS), {n: v for n, v in feed.items() if n in self.input_names})
-        return items, scores
+        return self.session.run(self._outputs, {
+            C.INPUT_USERS: users, C.INPUT_HISTORY: history, C.INPUT_EXCLUDE: exclude,
+            C.INPUT_K: np.array(k, dtype=np.int64)})
 
 
 def _source(model: str | Path | bytes) -> str | bytes:

@@ -63,6 +63,7 @@ class Store:
     def __init__(self, path: Path, db: sqlite_utils.Database):
         self.path = path
         self.db = db
+        self._commits = 0
 
     @classmethod
     def open(cls, path: str | Path, create: bool = True) -> "Store":
@@ -116,6 +117,15 @@ class Store:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        self._commits += 1
+
+    def version(self) -> tuple[int, int]:
+        """A value that changes whenever anyone commits to the store: the key for caches.
+
+        SQLite's data_version counts commits by *other* connections (other processes
+        included); commits on this connection are counted here.
+        """
+        return self.db.conn.execute("PRAGMA data_version").fetchone()[0], self._commits
 
     # -- writes ---------------------------------------------------------------------------
 

@@ -132,3 +132,23 @@ def test_bundle_of_other_format_version_is_rejected(mf, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="format version 999"):
         Recommender.open(copy, mf.store)
+
+
+@pytest.mark.parametrize("writer", ["same connection", "other connection"])
+def test_new_events_are_excluded_at_once_despite_caching(mf, tmp_path, writer):
+    from edgerec.store import Store
+
+    store_path = tmp_path / "s.db"
+    shutil.copy(mf.store, store_path)
+    with Recommender.open(mf.bundle, store_path) as rec:
+        user = rec.store.user_ids()[4]
+        first = rec.recommend(user, n=3)
+        assert rec.recommend(user, n=3) == first  # served from the cache
+        other = rec.store if writer == "same connection" else Store.open(store_path)
+        other.add_events([(user, first[0].item_id, "click", 1.0, 2e9)])
+        after = rec.recommend(user, n=3)
+        popular_before = rec.recommend("ghost", n=1)[0].item_id
+        other.add_events([(f"fan{i}", "brand-new", "click", 1.0, 2e9) for i in range(500)])
+        assert rec.recommend("ghost", n=1)[0].item_id == "brand-new" != popular_before
+    assert first[0].item_id not in [r.item_id for r in after]
+    assert [r.item_id for r in after][:2] == [r.item_id for r in first][1:]
