@@ -1,0 +1,30 @@
+"""The latency benchmark runs in --quick mode and writes well-formed results.
+
+Speed targets are shown by the benchmark itself, never asserted here: CI machines are
+shared and noisy.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).parent.parent / "benchmarks" / "latency.py"
+
+
+def test_latency_benchmark_quick(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "latency.json").read_text())
+    assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [row["n_items"] for row in results["core"]] == [1_000, 1_682, 10_000]
+    for row in results["core"]:
+        assert row["provider"] == "cpu"
+        assert 0 < row["onnx"]["p50_us"] <= row["onnx"]["p99_us"]
+        assert row["ratio_p50"] == row["onnx"]["p50_us"] / row["numpy"]["p50_us"]
+    ml = results["requests"]["ml100k"]
+    assert ml["recommend"]["calls"] > 0 and 0 < ml["batch"]["users"] <= ml["users"]
+    startup = results["startup"]
+    assert startup["tensorflow_loaded"] is False and startup["peak_rss_mb"] > 0
+    assert results["environment"]["cores"] >= 1
