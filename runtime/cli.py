@@ -1,7 +1,7 @@
 """The ``edgerec`` command: each command is a thin wrapper over a documented function.
 
 Errors the user can fix (``EdgerecError``) are printed as one ``Error: ...`` line with exit
-code 1; the trainer (TensorFlow) is imported only by ``train``.
+code 1; the trainer (TensorFlow) is imported only by ``train`` and ``evaluate``.
 """
 
 from __future__ import annotations
@@ -112,6 +112,35 @@ def train(store, model, out, **params):
     click.echo(f"{path}: {model} trained in {result.seconds:.1f}s, holdout ndcg@10 "
                f"{holdout.get('ndcg@10', float('nan')):.4f} (popularity "
                f"{result.metrics['popularity'].get('ndcg@10', float('nan')):.4f})")
+
+
+@main.command()
+@store_arg
+@click.option("--model", default="mf", show_default=True, help="Model kind.")
+@click.option("--protocol", default="temporal", show_default=True,
+              help="temporal (last 20% of each user) or leave-one-out-sampled (latest vs 99 sampled).")
+@click.option("-k", "k", default=10, show_default=True, help="Cut-off of the ranking metrics.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the results as JSON here.")
+@click.option("--epochs", default=30, show_default=True, help="Most epochs (early stopping).")
+@click.option("--dim", default=64, show_default=True, help="Embedding size.")
+@click.option("--negatives", default=4, show_default=True, help="Negatives per positive.")
+@click.option("--seed", default=0, show_default=True)
+def evaluate(store, model, protocol, k, out, epochs, dim, negatives, seed):
+    """Hold out a test split of STORE, train on the rest, measure the served top-K."""
+    try:
+        from .exporters.evaluate import evaluate as run_evaluation
+    except ImportError as exc:
+        raise EdgerecError(f"evaluation needs TensorFlow: pip install 'edgerec[train]' ({exc})") from None
+    report = run_evaluation(store, model=model, protocol=protocol, k=k, out=out, epochs=epochs,
+                            dim=dim, negatives=negatives, seed=seed, progress=_echo_err)
+    names = [m for m in report["metrics"] if "@" in m]
+    click.echo(f"{protocol}: {report['users_evaluated']} users, {model} trained in "
+               f"{report['train_seconds']:.1f}s on the train part")
+    click.echo(f"{'':<11}" + "".join(f"{m:>13}" for m in names))
+    for label, values in ((model, report["metrics"]), ("popularity", report["popularity"])):
+        click.echo(f"{label:<11}" + "".join(f"{values[m]:>13.4f}" for m in names))
+    if out:
+        click.echo(f"results: {out}")
 
 
 @main.command()

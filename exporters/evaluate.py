@@ -1,0 +1,254 @@
+"""Offline evaluation of what users get: split, fit on train, export, serve, measure.
+
+``evaluate(store, model)`` holds out a test split, fits the model on the train part only
+(the trainer's own early stopping carves its validation split out of that train part, never
+out of the test set), exports the bundle with the real exporter, writes the train events
+into a temporary store and asks the real runtime (``Recommender``, ONNX Runtime on the CPU)
+for each test user's recommendations. Seen-item exclusion, id mapping and top-k are
+therefore the ones a deployed app gets. The most-popular baseline is measured on the same
+split.
+
+Protocols
+---------
+``temporal`` (default)
+    ``temporal_split(data, fraction=0.2, min_interactions=5)``: each user with at least 5
+    interactions gives the last ceil(20%) of them (at least one) to the test set, in
+    timestamp order with ties broken by the fixed pseudo-random per-(user, item) key. Every
+    catalogue item not in the user's train history is ranked; NDCG@K (binary gains, ideal
+    DCG over min(K, |test|)), Recall@K (hits / min(K, |test|)), HR@K, MAP@K (normalised by
+    min(K, |test|)) and catalogue coverage@K, all from ``edgerec.metrics.ranking_metrics``.
+``leave-one-out-sampled`` (the NCF paper's protocol)
+    Each user with at least 2 interactions holds out the latest one (same tie rule); the
+    rest is train. The held-out item is ranked among 99 items drawn uniformly (seeded,
+    without replacement) from the model's catalogue items the user never interacted with
+    (all of them if fewer than 99 remain). Ties are pessimistic: a candidate whose score
+    equals the held-out item's is ranked above it. HR@K and NDCG@K are then those of this
+    100-item list (MAP@K is the reciprocal rank cut at K; coverage@K counts the items shown
+    in these short lists).
+
+The catalogue is what the train part contains: an item seen only in the test part is
+unknown to the model and can never be recommended, yet it still counts in the
+denominators (a guaranteed miss). A user without train interactions cannot occur under
+either rule (5 or 2 interactions at least, some of them in train).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..metrics import ranking_metrics
+from ..recommender import Recommender, _padded  # the runtime's own request padding
+from ..store import Store
+from ..trainer.data import Interactions, load_interactions, temporal_split
+from ..trainer.models import MODEL_KINDS
+from ..trainer.train import Progress, _quiet, fit, popularity_baseline
+from .onnx import export_bundle
+
+PROTOCOLS = ("temporal", "leave-one-out-sampled")
+TEMPORAL = {"fraction": 0.2, "min_interactions": 5}
+SAMPLED = {"min_interactions": 2, "negatives": 99}
+
+
+def split(data: Interactions, protocol: str = "temporal") -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (train, test) over ``data``'s interactions for ``protocol``."""
+    if protocol == "temporal":
+        return temporal_split(data, **TEMPORAL)
+    if protocol == "leave-one-out-sampled":
+        # fraction 0 gives max(1, ceil(0)) = 1: exactly the latest interaction per user.
+        return temporal_split(data, fraction=0.0, min_interactions=SAMPLED["min_interactions"])
+    raise InputError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+
+
+def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temporal", k: int = 10,
+             out: str | Path | None = None, progress: Progress = _quiet, **fit_params) -> dict:
+    """Evaluate model kind ``model`` on ``store`` under ``protocol``; see the module docstring.
+
+    ``fit_params`` go to ``edgerec.trainer.fit`` (epochs, dim, negatives, seed, ...); the
+    seed also draws the sampled protocol's negatives. Returns (and, with ``out``, writes as
+    JSON) {"model", "protocol", "k", "metrics", "popularity", "train_seconds",
+    "users_evaluated", "data", "params"}.
+    """
+    if protocol not in PROTOCOLS:
+        raise InputError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    if model not in MODEL_KINDS:
+        raise InputError(f"unknown model kind {model!r}; choose from {', '.join(MODEL_KINDS)}")
+    if k < 1:
+        raise InputError("-k must be at least 1")
+    if isinstance(store, Store):
+        data, store_path = load_interactions(store), store.path
+    else:
+        opened = Store.open(store, create=False)
+        try:
+            data, store_path = load_interactions(opened), opened.path
+        finally:
+            opened.close()
+    train_mask, test_mask = split(data, protocol)
+    train, test = _restrict_to_train(data, train_mask, test_mask)
+    eval_users = np.flatnonzero(np.bincount(test.users, minlength=train.n_users))
+    if not len(eval_users):
+        need = TEMPORAL if protocol == "temporal" else SAMPLED
+        raise InputError(f"{store_path}: no user has the {need['min_interactions']} interactions "
+                         f"the {protocol} protocol needs to hold some out")
+    unknown = int((test.items >= train.n_items).sum())
+    summary = {**data.summary, "train_interactions": int(len(train.users)),
+               "test_interactions": int(len(test.users)), "train_users": train.n_users,
+               "train_items": train.n_items, "test_users": int(len(eval_users)),
+               "test_interactions_unknown_item": unknown}
+    progress(f"{protocol} split: train {len(train.users)} interactions ({train.n_users} users, "
+             f"{train.n_items} items), test {len(test.users)} interactions of {len(eval_users)} "
+             f"users ({unknown} with items unknown to the model)")
+
+    result = fit(train, model, k=k, progress=progress, **fit_params)
+    seed = result.params["seed"]
+    with tempfile.TemporaryDirectory(prefix="edgerec-evaluate-") as tmp:
+        bundle = export_bundle(result, Path(tmp) / "bundle", progress)
+        train_store = Store.open(Path(tmp) / "train.db")
+        train_store.add_events(
+            (train.user_ids[u], train.item_ids[i], "interaction", 1.0, float(t))
+            for u, i, t in zip(train.users.tolist(), train.items.tolist(), train.ts.tolist()))
+        train_store.close()
+        with Recommender.open(bundle, Path(tmp) / "train.db", provider="cpu") as rec:
+            if protocol == "temporal":
+                metrics = _temporal_model(rec, train, test, eval_users, k)
+                popularity = popularity_baseline(train, test, k)
+            else:
+                candidates, positives = _sample_candidates(train, test, eval_users, seed)
+                metrics = _sampled_metrics(_model_scores(rec, train.user_ids[eval_users]),
+                                           candidates, positives, k, train.n_items)
+                counts = np.bincount(train.items, minlength=train.n_items).astype(np.float32)
+                popularity = _sampled_metrics(np.broadcast_to(counts, (len(eval_users), len(counts))),
+                                              candidates, positives, k, train.n_items)
+    metrics, popularity = _plain(metrics), _plain(popularity)
+    progress(f"{model}: " + "  ".join(f"{m} {v:.4f}" for m, v in metrics.items() if "@" in m))
+    progress("popularity: " + "  ".join(f"{m} {v:.4f}" for m, v in popularity.items() if "@" in m))
+    report = {
+        "model": model, "protocol": protocol, "k": k, "metrics": metrics, "popularity": popularity,
+        "train_seconds": round(result.seconds, 2), "users_evaluated": int(len(eval_users)),
+        "data": summary,
+        "params": {**result.params,
+                   "split": TEMPORAL if protocol == "temporal" else {**SAMPLED, "seed": seed}},
+    }
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return report
+
+
+def _plain(metrics: dict) -> dict:
+    """numpy scalars to Python numbers, for JSON."""
+    return {name: value.item() if isinstance(value, np.generic) else value
+            for name, value in metrics.items()}
+
+
+def _restrict_to_train(data: Interactions, train_mask: np.ndarray,
+                       test_mask: np.ndarray) -> tuple[Interactions, Interactions]:
+    """(train, test) re-indexed to the users and items present in the train part.
+
+    Test items absent from train get indices n_items, n_items + 1, ... (one per distinct
+    item): no model output can ever match them, but they count as relevant. Test users
+    absent from train are dropped (neither protocol produces them).
+    """
+    users_kept = np.unique(data.users[train_mask])
+    items_kept = np.unique(data.items[train_mask])
+    user_map = np.full(data.n_users, -1, dtype=np.int64)
+    user_map[users_kept] = np.arange(len(users_kept))
+    item_map = np.full(data.n_items, -1, dtype=np.int64)
+    item_map[items_kept] = np.arange(len(items_kept))
+    unknown = np.setdiff1d(np.unique(data.items[test_mask]), items_kept)
+    item_map[unknown] = len(items_kept) + np.arange(len(unknown))
+
+    def part(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        users, items, ts = user_map[data.users[mask]], item_map[data.items[mask]], data.ts[mask]
+        known = users >= 0
+        return users[known], items[known], ts[known]
+
+    summary = {"interactions": int(train_mask.sum()), "users": len(users_kept),
+               "items": len(items_kept), "source": "evaluate: train part of the split"}
+    user_ids, item_ids = data.user_ids[users_kept], data.item_ids[items_kept]
+    return (Interactions(user_ids, item_ids, *part(train_mask), summary),
+            Interactions(user_ids, item_ids, *part(test_mask), summary))
+
+
+def _temporal_model(rec: Recommender, train: Interactions, test: Interactions,
+                    eval_users: np.ndarray, k: int) -> dict:
+    """Top-k from the runtime for every test user, mapped back to dense item indices."""
+    recs = rec.recommend_many(train.user_ids[eval_users].tolist(), n=k)
+    if any(r.fallback for r in recs):  # every test user has train events: cannot happen
+        raise RuntimeError("evaluation: the bundle does not know a test user")
+    top = np.full((len(recs), k), -1, dtype=np.int64)
+    index = rec.bundle.item_index
+    for row, user_recs in zip(top, recs):
+        items = [index[r.item_id] for r in user_recs]
+        row[:len(items)] = items
+    relevant = test.items_by_user()
+    return ranking_metrics(top, [relevant[u] for u in eval_users], k, train.n_items)
+
+
+def _sample_candidates(train: Interactions, test: Interactions, eval_users: np.ndarray,
+                       seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per user: the held-out item followed by up to 99 never-interacted catalogue items."""
+    rng = np.random.default_rng(seed)
+    seen = train.items_by_user()
+    held = test.items_by_user()
+    candidates, positives = [], np.empty(len(eval_users), dtype=np.int64)
+    for row, u in enumerate(eval_users):
+        positive = held[u][0]
+        interacted = np.append(seen[u], positive)
+        pool = np.setdiff1d(np.arange(train.n_items), interacted)
+        negatives = rng.choice(pool, size=min(SAMPLED["negatives"], len(pool)), replace=False)
+        candidates.append(np.r_[positive, np.sort(negatives)])
+        positives[row] = positive
+    return candidates, positives
+
+
+def _model_scores(rec: Recommender, user_ids: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Every catalogue item's score for each user, from the bundle's ONNX scoring core.
+
+    The core only returns top-k, so it is asked for k = n_items with the same history and
+    seen-item exclusion the runtime sends (excluded items come back as -inf; the sampled
+    candidates are never among them). Column n_items is the -inf padding slot.
+    """
+    b = rec.bundle
+    pad = b.n_items
+    rows = []
+    for start in range(0, len(user_ids), chunk):
+        users = user_ids[start:start + chunk].tolist()
+        histories = rec.store.histories(users)
+        index = b.item_index.get
+        seen = [[j for j in map(index, histories[u]) if j is not None] for u in users]
+        exclude = _padded(seen, pad)
+        history = _padded([s[:b.history_length] for s in seen], pad, b.history_length)
+        user_idx = np.array([b.user_index[u] for u in users], dtype=np.int64)
+        top_items, top_scores = rec.scorer.top_k(user_idx, history, exclude, pad)
+        full = np.full((len(users), pad + 1), -np.inf, dtype=np.float32)
+        np.put_along_axis(full, top_items, top_scores, axis=1)
+        rows.append(full)
+    return np.concatenate(rows)
+
+
+def _sampled_metrics(scores: np.ndarray, candidates: list[np.ndarray], positives: np.ndarray,
+                     k: int, n_items: int) -> dict:
+    """Rank each user's candidates by score, ties pessimistic, and measure at k.
+
+    ``scores[row]`` covers the catalogue (indices < n_items); a positive outside it (an item
+    unknown to the model) scores -inf and ends up last.
+    """
+    width = max(k, max(map(len, candidates), default=0))
+    top = np.full((len(candidates), width), -1, dtype=np.int64)
+    for row, (cand, positive) in enumerate(zip(candidates, positives)):
+        known = cand < n_items
+        cand_scores = np.full(len(cand), -np.inf, dtype=np.float64)
+        cand_scores[known] = scores[row][cand[known]]
+        is_positive = cand == positive
+        order = np.lexsort((is_positive, -cand_scores))  # equal scores: negatives first
+        top[row, :len(cand)] = cand[order]
+    return ranking_metrics(top, [np.array([p]) for p in positives], k, n_items)
+
+
+__all__ = ["PROTOCOLS", "evaluate", "split"]
