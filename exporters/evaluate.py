@@ -40,9 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import contract as C
 from ..errors import InputError
 from ..metrics import ranking_metrics
-from ..recommender import Recommender, _padded  # the runtime's own request padding
+from ..recommender import Recommender
 from ..store import Store
 from ..trainer.data import Interactions, load_interactions, temporal_split
 from ..trainer.models import MODEL_KINDS
@@ -222,8 +223,8 @@ def _model_scores(rec: Recommender, user_ids: np.ndarray, chunk: int = 256) -> n
         histories = rec.store.histories(users)
         index = b.item_index.get
         seen = [[j for j in map(index, histories[u]) if j is not None] for u in users]
-        exclude = _padded(seen, pad)
-        history = _padded([s[:b.history_length] for s in seen], pad, b.history_length)
+        exclude = C.padded(seen, pad)
+        history = C.padded([s[:b.history_length] for s in seen], pad, b.history_length)
         user_idx = np.array([b.user_index[u] for u in users], dtype=np.int64)
         top_items, top_scores = rec.scorer.top_k(user_idx, history, exclude, pad)
         full = np.full((len(users), pad + 1), -np.inf, dtype=np.float32)

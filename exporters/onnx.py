@@ -18,7 +18,7 @@ from ..errors import EdgerecError
 from ..session import Scorer
 from ..trainer.data import Interactions
 from ..trainer.models import MatrixFactorization
-from ..trainer.train import FitResult, Progress, _quiet, fit
+from ..trainer.train import FitResult, Progress, _quiet, fit, score_users
 
 NETWORK_SIGNATURE = [
     tf.TensorSpec([None], tf.int64, name=C.INPUT_USERS),
@@ -92,36 +92,35 @@ def check_parity(net, onnx_model: bytes, data, n_users: int = 64, k: int = 20,
                  seed: int = 0, tol: float = 1e-5) -> dict:
     """Compare the ONNX core with the Keras model on random users; raise on a mismatch.
 
-    The reference scores come from the Keras training path (one logit per (user, item)
-    pair), not from ``score_all``, so the check covers that function as well as the
-    conversion. Top-k must match in order, except where reference scores tie.
+    Users get their real recent histories and seen-item exclusions; for kinds that fold
+    in unknown users, some rows are sent as unknown (-1). Scores must agree within
+    ``tol`` (relative to their magnitude) and top-k order must match except where the
+    Keras scores tie.
     """
     rng = np.random.default_rng(seed)
     n_users = min(n_users, data.n_users, max(4, 20_000_000 // max(data.n_items, 1)))
-    users = rng.choice(data.n_users, size=n_users, replace=False)
+    chosen = rng.choice(data.n_users, size=n_users, replace=False).astype(np.int64)
+    history = data.recent_items(chosen, net.history_length)
+    users = chosen.copy()
+    if net.folds_in:
+        users[: max(1, n_users // 8)] = C.UNKNOWN_USER
     seen = data.items_by_user()
-    exclude_lists = [seen[u] for u in users]
-    width = max(map(len, exclude_lists), default=0)
-    exclude = np.full((len(users), width), data.n_items, dtype=np.int64)
-    for row, items in zip(exclude, exclude_lists):
-        row[:len(items)] = items
-    history = np.full((len(users), net.history_length), data.n_items, dtype=np.int64)
+    exclude = C.padded([seen[u].tolist() for u in chosen], data.n_items)
     k = min(k, data.n_items)
-    got_items, got_scores = Scorer(onnx_model, provider="cpu").top_k(users.astype(np.int64),
-                                                                    history, exclude, k)
-    all_items = np.arange(data.n_items)
+    got_items, got_scores = Scorer(onnx_model, provider="cpu").top_k(users, history, exclude, k)
+    ref = score_users(net, users, history)
     worst = 0.0
     for r, u in enumerate(users):
-        ref = net((np.full(data.n_items, u), all_items), training=False).numpy()
-        ref[exclude_lists[r]] = -np.inf
+        ref[r, seen[chosen[r]]] = -np.inf
         valid = np.isfinite(got_scores[r])
-        diff = np.abs(got_scores[r][valid] - ref[got_items[r][valid]])
+        diff = np.abs(got_scores[r][valid] - ref[r, got_items[r][valid]])
+        expected = np.sort(ref[r])[::-1][:k]
+        scale = max(1.0, float(np.abs(expected[np.isfinite(expected)]).max(initial=1.0)))
         worst = max(worst, float(diff.max(initial=0.0)))
-        expected = np.sort(ref)[::-1][:k]
-        if diff.max(initial=0.0) > tol * max(1.0, np.abs(expected).max(initial=1.0)):
-            raise ExportError(f"parity check failed: ONNX scores differ from Keras by {diff.max():.3g} "
-                              f"for user index {u}")
-        if not np.allclose(ref[got_items[r]][valid], expected[valid], rtol=tol, atol=tol):
+        if diff.max(initial=0.0) > tol * scale:
+            raise ExportError(f"parity check failed: ONNX scores differ from Keras by "
+                              f"{diff.max():.3g} for user index {u}")
+        if not np.allclose(ref[r, got_items[r]][valid], expected[valid], rtol=tol, atol=tol * scale):
             raise ExportError(f"parity check failed: ONNX top-{k} order differs from Keras for "
                               f"user index {u}")
     return {"users": len(users), "k": k, "max_abs_diff": worst}
@@ -139,7 +138,7 @@ def export_bundle(result: FitResult, out: str | Path, progress: Progress = _quie
         C.M_USER_IDS: data.user_ids.tolist(),
         C.M_ITEM_IDS: data.item_ids.tolist(),
         C.M_DIMS: {"n_users": data.n_users, "n_items": data.n_items, "dim": net.dim,
-                   "history_length": net.history_length},
+                   "history_length": net.history_length, "folds_in": net.folds_in},
         C.M_TRAINING: {"data": data.summary, "params": result.params,
                        "seconds": round(result.seconds, 2), "epochs": result.epochs},
         C.M_METRICS: result.metrics,

@@ -54,6 +54,11 @@ class Bundle:
         return self.manifest[C.M_DIMS]["history_length"]
 
     @property
+    def folds_in(self) -> bool:
+        """Whether the model scores users it was not trained on from their history."""
+        return bool(self.manifest[C.M_DIMS].get("folds_in", False))
+
+    @property
     def kind(self) -> str:
         return self.manifest[C.M_MODEL_KIND]
 

@@ -18,6 +18,8 @@ score row that has one extra, always -inf, column: no masks of catalogue width c
 the ONNX boundary, so a request costs O(history) to build, not O(catalogue).
 """
 
+import numpy as np
+
 FORMAT_VERSION = 1
 
 INPUT_USERS = "users"
@@ -43,7 +45,7 @@ M_MODEL_KIND = "model_kind"
 M_CREATED_AT = "created_at"
 M_USER_IDS = "user_ids"
 M_ITEM_IDS = "item_ids"
-M_DIMS = "dims"  # {"n_users", "n_items", "dim", "history_length"}
+M_DIMS = "dims"  # {"n_users", "n_items", "dim", "history_length", "folds_in"}
 M_TRAINING = "training"  # data summary and parameters
 M_METRICS = "metrics"
 M_ONNX = "onnx"  # {"file", "sha256", "opset", "inputs", "outputs"}
@@ -51,3 +53,15 @@ REQUIRED_KEYS = (
     M_FORMAT_VERSION, M_EDGEREC_VERSION, M_MODEL_KIND, M_USER_IDS, M_ITEM_IDS,
     M_DIMS, M_TRAINING, M_METRICS, M_ONNX,
 )
+
+
+def padded(rows: list[list[int]], pad: int, width: int | None = None) -> np.ndarray:
+    """Rows of indices as one int64 matrix, right-padded with ``pad`` (= n_items)."""
+    if width is None:
+        width = max(map(len, rows), default=0)
+    if len(rows) == 1 and len(rows[0]) == width:  # the single-request case: no padding
+        return np.array(rows, dtype=np.int64).reshape(1, width)
+    out = np.full((len(rows), width), pad, dtype=np.int64)
+    for row, items in zip(out, rows):
+        row[:len(items)] = items
+    return out

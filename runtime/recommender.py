@@ -15,6 +15,7 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
+from . import contract as C
 from .bundle import Bundle
 from .session import Scorer
 from .store import Store
@@ -144,18 +145,20 @@ class Recommender:
     def _recommend(self, histories: dict[str, list[str]], n: int,
                    order: Sequence[str] | None = None) -> list[Recommendations]:
         order = list(histories) if order is None else order
-        known = [u for u in order if u in self.bundle.user_index]
+        b = self.bundle
+        known = [u for u in order if u in b.user_index
+                 or (b.folds_in and any(i in b.item_index for i in histories[u]))]
         results = dict(zip(known, self._score(known, histories, n))) if known else {}
         return [results[u] if u in results else self._fallback(u, histories[u], n) for u in order]
 
     def _score(self, users: list[str], histories: dict[str, list[str]], n: int) -> list[Recommendations]:
-        """One ONNX call for users the model knows."""
+        """One ONNX call for users the model knows or, for kinds that fold in, can place."""
         b = self.bundle
         index = b.item_index.get
         seen = [[j for j in map(index, histories[u]) if j is not None] for u in users]
-        exclude = _padded(seen, b.n_items)
-        history = _padded([s[:b.history_length] for s in seen], b.n_items, b.history_length)
-        user_idx = np.array([b.user_index[u] for u in users], dtype=np.int64)
+        exclude = C.padded(seen, b.n_items)
+        history = C.padded([s[:b.history_length] for s in seen], b.n_items, b.history_length)
+        user_idx = np.array([b.user_index.get(u, C.UNKNOWN_USER) for u in users], dtype=np.int64)
         top_items, top_scores = self.scorer.top_k(user_idx, history, exclude, min(n, b.n_items))
         item_ids = b.item_ids
         return [Recommendations(u, [Recommendation(item_ids[i], s)
@@ -180,14 +183,3 @@ class Recommender:
         picks = [Recommendation(i, float(c)) for i, c in self._popular if i not in seen][:n]
         return Recommendations(user_id, picks, fallback=True)
 
-
-def _padded(rows: list[list[int]], pad: int, width: int | None = None) -> np.ndarray:
-    """Rows of indices as one int64 matrix, right-padded with ``pad``."""
-    if width is None:
-        width = max(map(len, rows), default=0)
-    if len(rows) == 1 and len(rows[0]) == width:  # the single-request case: no padding
-        return np.array(rows, dtype=np.int64).reshape(1, width)
-    out = np.full((len(rows), width), pad, dtype=np.int64)
-    for row, items in zip(out, rows):
-        row[:len(items)] = items
-    return out

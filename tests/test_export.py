@@ -10,15 +10,23 @@ from edgerec.errors import BundleError
 
 
 def test_broken_graph_fails_parity_and_publishes_nothing(mf, tmp_path, monkeypatch):
+    import tensorflow as tf
+
     from edgerec.exporters import ExportError, export_bundle
+    from edgerec.exporters import onnx as exporter
 
-    net = mf.result.model
-    honest = type(net).score_all
+    honest = exporter.network_function
 
-    def skewed(self, users, history):  # what a wrong export would compute
-        return honest(self, users, history) * 1.01
+    def skewed(net):  # a conversion that computes something slightly different
+        inner = honest(net)
 
-    monkeypatch.setattr(type(net), "score_all", skewed)
+        @tf.function(input_signature=exporter.NETWORK_SIGNATURE)
+        def network(users, history):
+            return {name: value * 1.01 for name, value in inner(users, history).items()}
+
+        return network
+
+    monkeypatch.setattr(exporter, "network_function", skewed)
     out = tmp_path / "bad"
     with pytest.raises(ExportError, match="parity check failed"):
         export_bundle(mf.result, out)
@@ -49,7 +57,7 @@ def test_manifest_describes_the_model(mf):
     data = mf.result.data
     assert about["model_kind"] == "mf"
     assert about["dims"] == {"n_users": data.n_users, "n_items": data.n_items, "dim": 32,
-                             "history_length": 0}
+                             "history_length": 0, "folds_in": False}
     assert about["onnx"]["inputs"] == ["users", "history", "exclude", "k"]
     assert about["onnx"]["outputs"] == ["top_items", "top_scores"]
     assert len(about["onnx"]["sha256"]) == 64

@@ -38,6 +38,25 @@ class Interactions:
         return Interactions(self.user_ids, self.item_ids, self.users[mask], self.items[mask],
                             self.ts[mask], self.summary)
 
+    def recent_items(self, users: np.ndarray, length: int) -> np.ndarray:
+        """[len(users), length] item indices, newest first, padded with ``n_items``.
+
+        Newest means latest timestamp, ties broken by the same key as ``temporal_split``:
+        the order a history-based model sees at request time.
+        """
+        out = np.full((len(users), length), self.n_items, dtype=np.int64)
+        if length == 0 or len(self.users) == 0:
+            return out
+        order = np.lexsort((tie_break_key(self.users, self.items), self.ts, self.users))[::-1]
+        users_sorted = self.users[order]
+        starts = np.searchsorted(-users_sorted, -np.asarray(users), side="left")
+        ends = np.searchsorted(-users_sorted, -np.asarray(users), side="right")
+        items = self.items[order]
+        for row, (s, e) in enumerate(zip(starts, ends)):
+            recent = items[s:min(e, s + length)]
+            out[row, :len(recent)] = recent
+        return out
+
     def items_by_user(self) -> list[np.ndarray]:
         """Each user's item indices (any order); users without interactions get empty arrays."""
         order = np.argsort(self.users, kind="stable")

@@ -1,18 +1,83 @@
-"""Model kinds, each a small Keras model with two faces.
+"""Model kinds: small Keras models that share one interface with the exporter.
 
-``call((users, items))`` gives one logit per (user, item) pair: what training fits with
-binary cross-entropy over sampled negatives. ``score_all(users, history)`` gives the logits
-of every catalogue item for a batch of users, written in plain TensorFlow ops: the network
-part of the ONNX scoring core, shared by evaluation and export so both see one function.
+Every kind has two faces. Training (``prepare`` once, then ``train_epoch`` per epoch) is
+the kind's own business. ``score_all(users, history)`` gives the scores of every catalogue
+item for a batch of users, written in plain TensorFlow ops: it is the network part of the
+ONNX scoring core, and evaluation calls the same function, so both see one computation.
+
+Class attributes tell the exporter and runtime what a kind needs:
+``history_length`` (how many recent items ``score_all`` reads; 0: none) and ``folds_in``
+(whether it can score a user it was not trained on, passed as user index -1, from history).
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from .data import Interactions, NegativeSampler
 
-class MatrixFactorization(keras.Model):
+
+class ScoringModel(keras.Model):
+    """Base of every kind. ``defaults`` lists the hyper-parameters ``fit`` accepts."""
+
+    kind = ""
+    history_length = 0
+    folds_in = False
+    defaults: dict = {"epochs": 30}
+
+    def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
+        super().__init__()
+        self.n_users, self.n_items, self.seed = n_users, n_items, seed
+        self.params = {**self.defaults, **params}
+
+    @property
+    def dim(self) -> int:
+        return self.params["dim"]
+
+    def prepare(self, train: Interactions) -> None:
+        """Set up what training on ``train`` needs (samplers, optimiser)."""
+
+    def train_epoch(self, train: Interactions, seed: int) -> float:
+        """One pass over ``train``; returns the mean loss."""
+        raise NotImplementedError
+
+    def score_all(self, users, history):
+        """[B] user indices and [B, L] recent item indices -> [B, n_items] scores."""
+        raise NotImplementedError
+
+
+class SampledNegativesModel(ScoringModel):
+    """Pointwise training: binary cross-entropy on each positive and fresh negatives.
+
+    Negatives are drawn uniformly per epoch from items the user never interacted with in
+    the data being fitted (see ``NegativeSampler``).
+    """
+
+    defaults = {**ScoringModel.defaults, "negatives": 4, "learning_rate": 0.003,
+                "batch_size": 1024}
+
+    def prepare(self, train: Interactions) -> None:
+        self.sampler = NegativeSampler(train, self.seed)
+        self.compile(optimizer=keras.optimizers.Adam(self.params["learning_rate"]),
+                     loss=keras.losses.BinaryCrossentropy(from_logits=True))
+
+    def train_epoch(self, train: Interactions, seed: int) -> float:
+        negatives = self.params["negatives"]
+        users = np.repeat(train.users, negatives + 1)
+        items = np.repeat(train.items, negatives + 1)
+        labels = np.zeros(len(users), dtype=np.float32)
+        labels[::negatives + 1] = 1.0
+        neg = labels == 0
+        items[neg] = self.sampler.sample(users[neg])
+        order = np.random.default_rng(seed).permutation(len(users))
+        hist = self.fit((users[order], items[order]), labels[order],
+                        batch_size=self.params["batch_size"], epochs=1, shuffle=False, verbose=0)
+        return float(hist.history["loss"][-1])
+
+
+class MatrixFactorization(SampledNegativesModel):
     """Dot product of user and item embeddings plus user and item biases.
 
     L2 is applied to the embeddings a batch touches, not to the whole tables: the penalty
@@ -20,14 +85,13 @@ class MatrixFactorization(keras.Model):
     """
 
     kind = "mf"
-    history_length = 0  # scores come from the user table alone
+    defaults = {**SampledNegativesModel.defaults, "dim": 32, "l2": 0.005}
 
-    def __init__(self, n_users: int, n_items: int, dim: int = 64, l2: float = 1e-5,
-                 seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.n_users, self.n_items, self.dim, self.l2 = n_users, n_items, dim, l2
-        normal = keras.initializers.RandomNormal(stddev=0.1, seed=seed)
-        self.user_embedding = keras.layers.Embedding(n_users, dim, embeddings_initializer=normal)
+    def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
+        super().__init__(n_users, n_items, seed, **params)
+        dim = self.dim
+        self.user_embedding = keras.layers.Embedding(
+            n_users, dim, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed))
         self.item_embedding = keras.layers.Embedding(
             n_items, dim, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed + 1))
         self.user_bias = keras.layers.Embedding(n_users, 1, embeddings_initializer="zeros")
@@ -37,9 +101,9 @@ class MatrixFactorization(keras.Model):
         users, items = inputs
         u = self.user_embedding(users)
         v = self.item_embedding(items)
-        if self.l2:
-            self.add_loss(self.l2 * (tf.reduce_mean(tf.reduce_sum(u * u, -1))
-                                     + tf.reduce_mean(tf.reduce_sum(v * v, -1))))
+        if self.params["l2"]:
+            self.add_loss(self.params["l2"] * (tf.reduce_mean(tf.reduce_sum(u * u, -1))
+                                               + tf.reduce_mean(tf.reduce_sum(v * v, -1))))
         dot = tf.reduce_sum(u * v, axis=-1)
         return dot + tf.squeeze(self.user_bias(users), -1) + tf.squeeze(self.item_bias(items), -1)
 
@@ -51,4 +115,6 @@ class MatrixFactorization(keras.Model):
                 + tf.gather(self.user_bias.embeddings, users))
 
 
-MODEL_KINDS: dict[str, type[keras.Model]] = {"mf": MatrixFactorization}
+MODEL_KINDS: dict[str, type[ScoringModel]] = {
+    MatrixFactorization.kind: MatrixFactorization,
+}

@@ -21,7 +21,7 @@ import tensorflow as tf
 from ..errors import InputError
 from ..metrics import ranking_metrics, top_k_excluding
 from ..store import Store
-from .data import Interactions, NegativeSampler, load_interactions, temporal_split
+from .data import Interactions, load_interactions, temporal_split
 from .models import MODEL_KINDS
 
 Progress = Callable[[str], None]
@@ -43,42 +43,44 @@ def _quiet(_: str) -> None:
     pass
 
 
-def fit(source: Store | str | Path | Interactions, model: str = "mf", *,
-        epochs: int = 30, dim: int = 32, negatives: int = 4, seed: int = 0,
-        batch_size: int = 1024, learning_rate: float = 0.003, l2: float = 0.005, patience: int = 3, refit: bool = True, k: int = 10,
-        progress: Progress = _quiet) -> FitResult:
+def fit(source: Store | str | Path | Interactions, model: str = "mf", *, seed: int = 0,
+        patience: int = 3, refit: bool = True, k: int = 10, progress: Progress = _quiet,
+        **params) -> FitResult:
     """Train a model of kind ``model`` on every event in a store (or on ``Interactions``).
 
-    Seeded and repeatable: the same data and arguments give the same weights.
+    ``params`` are the kind's hyper-parameters (``MODEL_KINDS[model].defaults``: epochs,
+    dim, ...); unset ones take the kind's defaults. Seeded and repeatable: the same data
+    and arguments give the same weights.
     """
     if model not in MODEL_KINDS:
         raise InputError(f"unknown model kind {model!r}; choose from {', '.join(MODEL_KINDS)}")
-    if epochs < 1 or dim < 1 or negatives < 1:
-        raise InputError("--epochs, --dim and --negatives must be at least 1")
+    kind = MODEL_KINDS[model]
+    unknown = sorted(set(params) - set(kind.defaults))
+    if unknown:
+        raise InputError(f"model {model!r} has no parameter {', '.join(unknown)}; it takes "
+                         f"{', '.join(sorted(kind.defaults))}")
+    params = {**kind.defaults, **params}
+    for name in ("epochs", "dim", "negatives"):
+        if name in params and params[name] < 1:
+            raise InputError(f"--{name} must be at least 1")
     started = time.perf_counter()
     if isinstance(source, Interactions):
         data = source
     else:
         store = source if isinstance(source, Store) else Store.open(source, create=False)
         data = load_interactions(store)
-    params = {"model": model, "epochs": epochs, "dim": dim, "negatives": negatives, "seed": seed,
-              "batch_size": batch_size, "learning_rate": learning_rate, "l2": l2, "patience": patience}
     train_mask, holdout_mask = temporal_split(data)
     train, holdout = data.subset(train_mask), data.subset(holdout_mask)
     progress(f"{data.summary['interactions']} interactions, {data.n_users} users, "
              f"{data.n_items} items; holdout {int(holdout_mask.sum())} interactions")
 
-    keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    net = _compile(model, data, params)
-    # Negatives come from the data being fitted: sampling them from all data would never
-    # draw a holdout item as a negative, and so leak the holdout into training.
-    sampler = NegativeSampler(train, seed)
+    net = _build(kind, data, seed, params, train)
     log: list[dict] = []
     best, best_weights = None, None
-    for epoch in range(1, epochs + 1):
+    for epoch in range(1, params["epochs"] + 1):
         t0 = time.perf_counter()
-        loss = _fit_epoch(net, train, sampler, negatives, batch_size, seed + epoch)
+        loss = net.train_epoch(train, seed + epoch)
         scores = evaluate(net, train, holdout, k) if len(holdout.users) else {}
         row = {"epoch": epoch, "loss": loss, **scores, "seconds": time.perf_counter() - t0}
         log.append(row)
@@ -93,39 +95,23 @@ def fit(source: Store | str | Path | Interactions, model: str = "mf", *,
     net.set_weights(best_weights)
     metrics = {"holdout": {m: v for m, v in best.items() if m not in ("loss", "seconds")},
                "popularity": popularity_baseline(train, holdout, k)}
-    if refit and len(holdout.users):
+    refit = bool(refit and len(holdout.users))
+    if refit:
         progress(f"refit on all interactions for {best['epoch']} epochs")
-        keras.utils.set_random_seed(seed)
-        net = _compile(model, data, params)
-        sampler = NegativeSampler(data, seed)
+        net = _build(kind, data, seed, params, data)
         for epoch in range(1, best["epoch"] + 1):
-            _fit_epoch(net, data, sampler, negatives, batch_size, seed + epoch)
-    params["trained_epochs"] = best["epoch"]
-    params["refit"] = bool(refit and len(holdout.users))
-    return FitResult(net, data, metrics, params, log, time.perf_counter() - started)
+            net.train_epoch(data, seed + epoch)
+    fitted = {"model": model, "seed": seed, "patience": patience, **params,
+              "trained_epochs": best["epoch"], "refit": refit}
+    return FitResult(net, data, metrics, fitted, log, time.perf_counter() - started)
 
 
-def _compile(kind: str, data: Interactions, params: dict) -> keras.Model:
-    net = MODEL_KINDS[kind](data.n_users, data.n_items, dim=params["dim"], l2=params["l2"],
-                            seed=params["seed"])
-    net.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),
-                loss=keras.losses.BinaryCrossentropy(from_logits=True))
+def _build(kind, data: Interactions, seed: int, params: dict, fitted_on: Interactions):
+    keras.utils.set_random_seed(seed)
+    net = kind(data.n_users, data.n_items, seed=seed,
+               **{name: value for name, value in params.items() if name != "epochs"})
+    net.prepare(fitted_on)
     return net
-
-
-def _fit_epoch(net: keras.Model, data: Interactions, sampler: NegativeSampler,
-               negatives: int, batch_size: int, seed: int) -> float:
-    """One pass over every positive, each with ``negatives`` fresh uniform negatives."""
-    users = np.repeat(data.users, negatives + 1)
-    items = np.repeat(data.items, negatives + 1)
-    labels = np.zeros(len(users), dtype=np.float32)
-    labels[::negatives + 1] = 1.0
-    neg = labels == 0
-    items[neg] = sampler.sample(users[neg])
-    order = np.random.default_rng(seed).permutation(len(users))
-    hist = net.fit((users[order], items[order]), labels[order], batch_size=batch_size,
-                   epochs=1, shuffle=False, verbose=0)
-    return float(hist.history["loss"][-1])
 
 
 def score_users(net: keras.Model, users: np.ndarray, history: np.ndarray | None = None,
@@ -143,7 +129,7 @@ def evaluate(net: keras.Model, train: Interactions, holdout: Interactions, k: in
     seen = train.items_by_user()
     relevant = holdout.items_by_user()
     users = np.array([u for u in range(holdout.n_users) if len(relevant[u])], dtype=np.int64)
-    scores = score_users(net, users)
+    scores = score_users(net, users, train.recent_items(users, net.history_length))
     top = top_k_excluding(scores, [seen[u] for u in users], k)
     return ranking_metrics(top, [relevant[u] for u in users], k, train.n_items)
 
