@@ -79,3 +79,19 @@ def test_non_sqlite_file_is_rejected(tmp_path):
     path.write_text("hello, I am not a database" * 100)
     with pytest.raises(StoreError, match="not an edgerec store"):
         Store.open(path)
+
+
+def test_histories_are_newest_first_whatever_the_insert_order(tmp_path):
+    import random
+
+    store = Store.open(tmp_path / "s.db")
+    rng = random.Random(3)
+    stamps = iter(rng.sample(range(10**6), 20 * 60))  # distinct: ties have no defined order
+    rows = [(f"u{u}", f"i{i}", "view", 1.0, float(next(stamps))) for u in range(20) for i in range(60)]
+    rng.shuffle(rows)
+    store.add_events(rows)
+    expected = {}
+    for user, item, _, _, ts in sorted(rows, key=lambda r: -r[4]):
+        expected.setdefault(user, []).append(item)
+    assert store.histories([f"u{u}" for u in range(20)]) == expected
+    assert store.history("u7") == expected["u7"] and store.history("u7", limit=3) == expected["u7"][:3]
