@@ -1,0 +1,83 @@
+"""Recommendation quality of every model kind, beside most-popular, on one data set.
+
+    python benchmarks/quality.py DATA [--models mf,neumf,...] [--protocol temporal] [--out DIR]
+
+DATA is a ratings file edgerec can ingest (e.g. MovieLens ``u.data``) or an existing store
+(``.db``). Each kind is evaluated with its default settings by ``edgerec evaluate`` (fit on
+the train part with early stopping on a validation split carved from it, export, serve
+through the runtime, score the held-out test part). Writes DIR/quality.json and
+DIR/quality.md (a table with model, metrics, training time and the command). Not part of
+the test suite: it trains every kind on the full data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+METRICS = ("ndcg@10", "recall@10", "hr@10", "map@10", "coverage@10")
+
+
+def store_for(data: Path, work: Path) -> Path:
+    """The data as a store: a .db is used as is, anything else is ingested once."""
+    if data.suffix == ".db":
+        return data
+    from edgerec.ingest import ingest_events
+    from edgerec.store import Store
+
+    path = work / f"{data.stem}.db"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp.db")
+        tmp.unlink(missing_ok=True)
+        print(ingest_events(Store.open(tmp), data).summary(), flush=True)
+        shutil.move(tmp, path)
+    return path
+
+
+def table(rows: list[dict], protocol: str) -> str:
+    keys = METRICS if protocol == "temporal" else ("ndcg@10", "hr@10")
+    lines = ["| model | " + " | ".join(keys) + " | train s |", "|---" * (len(keys) + 2) + "|"]
+    for row in rows:
+        values = " | ".join(f"{row['metrics'][k]:.4f}" for k in keys)
+        lines.append(f"| {row['model']} | {values} | {row.get('train_seconds', '')} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> list[dict]:
+    from edgerec.exporters.evaluate import evaluate
+    from edgerec.trainer import MODEL_KINDS
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--models", default=",".join(MODEL_KINDS))
+    parser.add_argument("--protocol", default="temporal")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = store_for(args.data, args.out)
+    rows, popularity = [], None
+    for kind in args.models.split(","):
+        t0 = time.perf_counter()
+        report = evaluate(store, kind, protocol=args.protocol,
+                          progress=lambda m: print("  " + m, file=sys.stderr, flush=True))
+        report["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        rows.append(report)
+        popularity = report["popularity"]
+        print(f"{kind}: " + "  ".join(f"{k} {report['metrics'][k]:.4f}" for k in ("ndcg@10", "hr@10"))
+              + f"  ({report['train_seconds']} s training)", flush=True)
+    rows.append({"model": "popularity", "metrics": popularity})
+    command = "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    (args.out / "quality.json").write_text(json.dumps({"command": command, "results": rows}, indent=1))
+    (args.out / "quality.md").write_text(
+        f"Data: `{args.data}`, protocol `{args.protocol}`, K=10.\n\n{table(rows, args.protocol)}\n\n"
+        f"Command: `{command}`\n")
+    print(table(rows, args.protocol))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
