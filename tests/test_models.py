@@ -91,3 +91,19 @@ def test_training_is_repeatable(demo_store, trained):
     b = fit(demo_store, trained.kind, epochs=2, seed=11, refit=False)
     for wa, wb in zip(a.model.get_weights(), b.model.get_weights()):
         np.testing.assert_array_equal(wa, wb)
+
+
+def test_auto_tries_every_kind_and_keeps_the_best(demo_store, tmp_path):
+    from edgerec.exporters import train_bundle
+    from edgerec.trainer import MODEL_KINDS
+
+    path, result = train_bundle(demo_store, tmp_path / "auto", model="auto", epochs=3)
+    auto = result.metrics["auto"]
+    assert [t["model"] for t in auto["tried"]] == list(MODEL_KINDS)
+    scored = [t for t in auto["tried"] if "ndcg@10" in t]
+    best = max(scored, key=lambda t: t["ndcg@10"])
+    assert auto["chosen"] == best["model"] == result.model.kind
+    with Recommender.open(path, demo_store) as rec:
+        assert rec.bundle.kind == best["model"]
+        assert rec.bundle.manifest["metrics"]["auto"]["chosen"] == best["model"]
+        assert len(rec.recommend(rec.store.user_ids()[0], n=5)) == 5

@@ -43,17 +43,29 @@ def _quiet(_: str) -> None:
     pass
 
 
+AUTO = "auto"
+AUTO_BUDGET_SECONDS = 240.0
+
+
 def fit(source: Store | str | Path | Interactions, model: str = "mf", *, seed: int = 0,
         patience: int = 3, refit: bool = True, k: int = 10, progress: Progress = _quiet,
         **params) -> FitResult:
     """Train a model of kind ``model`` on every event in a store (or on ``Interactions``).
 
     ``params`` are the kind's hyper-parameters (``MODEL_KINDS[model].defaults``: epochs,
-    dim, ...); unset ones take the kind's defaults. Seeded and repeatable: the same data
-    and arguments give the same weights.
+    dim, ...); unset ones take the kind's defaults. ``model="auto"`` tries every kind and
+    keeps the best (see ``fit_auto``). Seeded and repeatable: the same data and arguments
+    give the same weights.
     """
+    if model == AUTO:
+        unknown = sorted(set(params) - {"epochs", "budget_seconds"})
+        if unknown:
+            raise InputError(f"model 'auto' uses each kind's defaults; it takes only epochs and "
+                             f"budget_seconds, not {', '.join(unknown)}")
+        return fit_auto(source, seed=seed, patience=patience, k=k, progress=progress, **params)
     if model not in MODEL_KINDS:
-        raise InputError(f"unknown model kind {model!r}; choose from {', '.join(MODEL_KINDS)}")
+        raise InputError(f"unknown model kind {model!r}; choose from "
+                         f"{', '.join([*MODEL_KINDS, AUTO])}")
     kind = MODEL_KINDS[model]
     unknown = sorted(set(params) - set(kind.defaults))
     if unknown:
@@ -64,14 +76,10 @@ def fit(source: Store | str | Path | Interactions, model: str = "mf", *, seed: i
         if name in params and params[name] < 1:
             raise InputError(f"--{name} must be at least 1")
     started = time.perf_counter()
-    if isinstance(source, Interactions):
-        data = source
-    else:
-        store = source if isinstance(source, Store) else Store.open(source, create=False)
-        data = load_interactions(store)
+    data = _interactions(source)
     train_mask, holdout_mask = temporal_split(data)
     train, holdout = data.subset(train_mask), data.subset(holdout_mask)
-    progress(f"{data.summary['interactions']} interactions, {data.n_users} users, "
+    progress(f"{model}: {data.summary['interactions']} interactions, {data.n_users} users, "
              f"{data.n_items} items; holdout {int(holdout_mask.sum())} interactions")
 
     tf.config.experimental.enable_op_determinism()
@@ -97,13 +105,72 @@ def fit(source: Store | str | Path | Interactions, model: str = "mf", *, seed: i
                "popularity": popularity_baseline(train, holdout, k)}
     refit = bool(refit and len(holdout.users))
     if refit:
-        progress(f"refit on all interactions for {best['epoch']} epochs")
-        net = _build(kind, data, seed, params, data)
-        for epoch in range(1, best["epoch"] + 1):
-            net.train_epoch(data, seed + epoch)
+        net = _refit(kind, data, seed, params, best["epoch"], progress)
     fitted = {"model": model, "seed": seed, "patience": patience, **params,
               "trained_epochs": best["epoch"], "refit": refit}
     return FitResult(net, data, metrics, fitted, log, time.perf_counter() - started)
+
+
+def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patience: int = 3,
+             k: int = 10, progress: Progress = _quiet, epochs: int | None = None,
+             budget_seconds: float = AUTO_BUDGET_SECONDS) -> FitResult:
+    """Fit every model kind with its defaults, keep the best on the holdout, refit it.
+
+    ``epochs`` caps every kind's epochs (default: each kind's own).
+    The holdout is the same temporal split each kind early-stops on (inside ``evaluate``
+    it is carved from the training part, so the test set never chooses). Kinds that refuse
+    the data (e.g. a catalogue too large for them) are skipped; once ``budget_seconds``
+    have passed, the kinds not yet tried are skipped too. The bundle records every try.
+    """
+    started = time.perf_counter()
+    data = _interactions(source)
+    tried: list[dict] = []
+    best: FitResult | None = None
+    metric = f"ndcg@{k}"
+    for name in MODEL_KINDS:
+        if best is not None and time.perf_counter() - started > budget_seconds:
+            tried.append({"model": name, "skipped": f"time budget of {budget_seconds:.0f}s spent"})
+            continue
+        try:
+            cap = {"epochs": min(epochs, MODEL_KINDS[name].defaults["epochs"])} if epochs else {}
+            result = fit(data, name, seed=seed, patience=patience, refit=False, k=k,
+                         progress=lambda m, name=name: progress(f"[auto {name}] {m}"), **cap)
+        except InputError as exc:
+            tried.append({"model": name, "skipped": str(exc)})
+            continue
+        score = result.metrics["holdout"].get(metric, 0.0)
+        tried.append({"model": name, metric: score, "seconds": round(result.seconds, 1),
+                      "epochs": result.params["trained_epochs"]})
+        progress(f"[auto] {name}: holdout {metric} {score:.4f} in {result.seconds:.0f}s")
+        if best is None or score > best.metrics["holdout"].get(metric, 0.0):
+            best = result
+    if best is None:
+        raise InputError("auto: no model kind could be trained on this data")
+    winner = best.params["model"]
+    progress(f"[auto] chose {winner}: highest holdout {metric}")
+    kind = MODEL_KINDS[winner]
+    params = {name: best.params[name] for name in kind.defaults}
+    net = _refit(kind, data, seed, params, best.params["trained_epochs"], progress)
+    metrics = {**best.metrics, "auto": {"chosen": winner, "criterion": f"holdout {metric}",
+                                        "tried": tried}}
+    fitted = {**best.params, "auto": True, "refit": True}
+    return FitResult(net, data, metrics, fitted, best.epochs, time.perf_counter() - started)
+
+
+def _interactions(source: Store | str | Path | Interactions) -> Interactions:
+    if isinstance(source, Interactions):
+        return source
+    store = source if isinstance(source, Store) else Store.open(source, create=False)
+    return load_interactions(store)
+
+
+def _refit(kind, data: Interactions, seed: int, params: dict, epochs: int, progress: Progress):
+    """The chosen settings trained again on all interactions, for the chosen epochs."""
+    progress(f"refit on all interactions for {epochs} epochs")
+    net = _build(kind, data, seed, params, data)
+    for epoch in range(1, epochs + 1):
+        net.train_epoch(data, seed + epoch)
+    return net
 
 
 def _build(kind, data: Interactions, seed: int, params: dict, fitted_on: Interactions):
