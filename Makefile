@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO := demo
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench quality clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Latency (JSON + PNG in benchmarks/out); `make bench ARGS=--quick` for a smoke run,
+# `ARGS="--provider cuda"` on a machine with a GPU.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/latency.py --out benchmarks/out $(ARGS)
+
+# Quality of every model kind on a ratings file: `make quality DATA=path/to/u.data`.
+quality: $(STAMP)
+	$(BIN)/python benchmarks/quality.py $(DATA) --out benchmarks/out
 
 clean:
 	rm -rf $(VENV) $(DEMO) *.egg-info
