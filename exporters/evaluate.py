@@ -26,6 +26,11 @@ Protocols
     100-item list (MAP@K is the reciprocal rank cut at K; coverage@K counts the items shown
     in these short lists).
 
+Diversity (``diversity`` > 0, temporal protocol): the same runtime lists re-ranked by
+maximal marginal relevance over the item vectors (``Recommender.recommend(...,
+diversity=)``) are measured too, so the report shows what the re-ranking costs in NDCG and
+gains in catalogue coverage (``diversified``: {"diversity", "metrics"}).
+
 The catalogue is what the train part contains: an item seen only in the test part is
 unknown to the model and can never be recommended, yet it still counts in the
 denominators (a guaranteed miss). A user without train interactions cannot occur under
@@ -66,13 +71,14 @@ def split(data: Interactions, protocol: str = "temporal") -> tuple[np.ndarray, n
 
 
 def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temporal", k: int = 10,
-             out: str | Path | None = None, progress: Progress = _quiet, **fit_params) -> dict:
+             out: str | Path | None = None, progress: Progress = _quiet, diversity: float = 0.0,
+             **fit_params) -> dict:
     """Evaluate model kind ``model`` on ``store`` under ``protocol``; see the module docstring.
 
     ``fit_params`` go to ``edgerec.trainer.fit`` (epochs, dim, negatives, seed, ...); the
     seed also draws the sampled protocol's negatives. Returns (and, with ``out``, writes as
     JSON) {"model", "protocol", "k", "metrics", "popularity", "train_seconds",
-    "users_evaluated", "data", "params"}.
+    "users_evaluated", "data", "params"}, plus "diversified" when ``diversity`` > 0.
     """
     if protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
@@ -80,6 +86,10 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
         raise InputError(f"unknown model kind {model!r}; choose from {', '.join(MODEL_KINDS)}")
     if k < 1:
         raise InputError("-k must be at least 1")
+    if not 0.0 <= diversity <= 1.0:
+        raise InputError(f"--diversity must be between 0 and 1, not {diversity}")
+    if diversity and protocol != "temporal":
+        raise InputError("--diversity re-ranks full top-K lists: use it with the temporal protocol")
     if isinstance(store, Store):
         data, store_path = load_interactions(store), store.path
     else:
@@ -117,6 +127,8 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
             if protocol == "temporal":
                 metrics = _temporal_model(rec, train, test, eval_users, k)
                 popularity = popularity_baseline(train, test, k)
+                if diversity:
+                    diversified = _plain(_temporal_model(rec, train, test, eval_users, k, diversity))
             else:
                 candidates, positives = _sample_candidates(train, test, eval_users, seed)
                 metrics = _sampled_metrics(_model_scores(rec, train.user_ids[eval_users]),
@@ -134,6 +146,10 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
         "params": {**result.params,
                    "split": TEMPORAL if protocol == "temporal" else {**SAMPLED, "seed": seed}},
     }
+    if diversity:
+        report["diversified"] = {"diversity": diversity, "metrics": diversified}
+        progress(f"{model} diversity {diversity}: " + "  ".join(
+            f"{m} {v:.4f}" for m, v in diversified.items() if "@" in m))
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -164,22 +180,24 @@ def _restrict_to_train(data: Interactions, train_mask: np.ndarray,
     unknown = np.setdiff1d(np.unique(data.items[test_mask]), items_kept)
     item_map[unknown] = len(items_kept) + np.arange(len(unknown))
 
-    def part(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        users, items, ts = user_map[data.users[mask]], item_map[data.items[mask]], data.ts[mask]
-        known = users >= 0
-        return users[known], items[known], ts[known]
-
     summary = {"interactions": int(train_mask.sum()), "users": len(users_kept),
                "items": len(items_kept), "source": "evaluate: train part of the split"}
     user_ids, item_ids = data.user_ids[users_kept], data.item_ids[items_kept]
-    return (Interactions(user_ids, item_ids, *part(train_mask), summary),
-            Interactions(user_ids, item_ids, *part(test_mask), summary))
+
+    def part(mask: np.ndarray) -> Interactions:
+        users, items, ts = user_map[data.users[mask]], item_map[data.items[mask]], data.ts[mask]
+        known = users >= 0
+        weights = None if data.weights is None else data.weights[mask][known]
+        return Interactions(user_ids, item_ids, users[known], items[known], ts[known], summary,
+                            weights)
+
+    return part(train_mask), part(test_mask)
 
 
 def _temporal_model(rec: Recommender, train: Interactions, test: Interactions,
-                    eval_users: np.ndarray, k: int) -> dict:
+                    eval_users: np.ndarray, k: int, diversity: float = 0.0) -> dict:
     """Top-k from the runtime for every test user, mapped back to dense item indices."""
-    recs = rec.recommend_many(train.user_ids[eval_users].tolist(), n=k)
+    recs = rec.recommend_many(train.user_ids[eval_users].tolist(), n=k, diversity=diversity)
     if any(r.fallback for r in recs):  # every test user has train events: cannot happen
         raise RuntimeError("evaluation: the bundle does not know a test user")
     top = np.full((len(recs), k), -1, dtype=np.int64)

@@ -42,12 +42,17 @@ def network_function(net) -> tf.types.experimental.GenericFunction:
 
 
 def add_top_k_head(graph) -> None:
-    """Append exclusion and top-k to a graph whose output is the [B, n_items] score row.
+    """Append filtering, exclusion and top-k to a graph whose output is the [B, n_items] score row.
 
-    Written directly in ONNX rather than converted from TensorFlow: six nodes (pad one
-    -inf column, scatter -inf into the excluded indices along axis 1, TopK) where the
-    converted ``tensor_scatter_nd_update`` needs twenty-odd index-building nodes, each of
-    which costs ONNX Runtime dispatch time on every request.
+    Written directly in ONNX rather than converted from TensorFlow: seven nodes (add the
+    optional item mask, pad one -inf column, scatter -inf into the excluded indices along
+    axis 1, TopK) where the converted ``tensor_scatter_nd_update`` needs twenty-odd
+    index-building nodes, each of which costs ONNX Runtime dispatch time on every request.
+
+    ``item_mask`` is a graph input that is also an initializer (zeros [1, 1]): callers
+    that do not filter do not feed it, and the Add then broadcasts a zero, about 1 us on a
+    MovieLens-size catalogue. A filter fed as a mask costs one add, where the same filter
+    as exclusions costs a scatter of every excluded index (measured: see the README).
     """
     from onnx import TensorProto, helper, numpy_helper
 
@@ -58,8 +63,10 @@ def add_top_k_head(graph) -> None:
         numpy_helper.from_array(np.array([0, 0, 0, 1], np.int64), "edgerec/pads"),
         numpy_helper.from_array(np.array(-np.inf, np.float32), "edgerec/neg_inf"),
         numpy_helper.from_array(np.array([0], np.int64), "edgerec/axis0"),
+        numpy_helper.from_array(np.zeros((1, 1), np.float32), C.INPUT_ITEM_MASK),
     ])
-    node("Pad", [_SCORES, "edgerec/pads", "edgerec/neg_inf"], ["padded"], mode="constant")
+    node("Add", [_SCORES, C.INPUT_ITEM_MASK], ["filtered"])
+    node("Pad", ["filtered", "edgerec/pads", "edgerec/neg_inf"], ["padded"], mode="constant")
     node("Shape", [C.INPUT_EXCLUDE], ["exclude_shape"])
     node("Expand", ["edgerec/neg_inf", "exclude_shape"], ["exclude_values"])
     node("ScatterElements", ["padded", C.INPUT_EXCLUDE, "exclude_values"], ["masked"], axis=1)
@@ -68,6 +75,7 @@ def add_top_k_head(graph) -> None:
     graph.input.extend([
         helper.make_tensor_value_info(C.INPUT_EXCLUDE, TensorProto.INT64, ["batch", "excluded"]),
         helper.make_tensor_value_info(C.INPUT_K, TensorProto.INT64, []),
+        helper.make_tensor_value_info(C.INPUT_ITEM_MASK, TensorProto.FLOAT, ["mask_rows", "items"]),
     ])
     del graph.output[:]
     graph.output.extend([
@@ -142,10 +150,23 @@ def export_bundle(result: FitResult, out: str | Path, progress: Progress = _quie
         C.M_TRAINING: {"data": data.summary, "params": result.params,
                        "seconds": round(result.seconds, 2), "epochs": result.epochs},
         C.M_METRICS: result.metrics,
-        C.M_ONNX: {"opset": C.OPSET, "inputs": list(C.INPUTS), "outputs": list(C.OUTPUTS),
+        C.M_ONNX: {"opset": C.OPSET, "inputs": list(C.INPUTS),
+                   "optional_inputs": list(C.OPTIONAL_INPUTS), "outputs": list(C.OUTPUTS),
                    "parity": parity},
     }
-    return bundle.write(out, onnx_bytes, manifest)
+    return bundle.write(out, onnx_bytes, manifest, item_vectors=_item_vectors(net))
+
+
+def _item_vectors(net) -> np.ndarray | None:
+    """The kind's item embeddings for the runtime's numpy features, checked for shape."""
+    vectors = net.item_vectors()
+    if vectors is None:
+        return None
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != net.n_items or not np.isfinite(vectors).all():
+        raise ExportError(f"{net.kind}.item_vectors() must be finite [n_items={net.n_items}, d], "
+                          f"got shape {vectors.shape}")
+    return vectors
 
 
 def export_factors(out: str | Path, user_factors: np.ndarray, item_factors: np.ndarray,

@@ -1,14 +1,19 @@
-"""Model bundles: a directory holding ``model.onnx`` and ``manifest.json``.
+"""Model bundles: a directory holding ``model.onnx``, ``manifest.json`` and (for kinds that
+provide them) ``item_vectors.npy``: the item embeddings for similar items, explanations
+and diversity.
 
 Bundles are written into a temporary sibling directory and renamed into place, so a reader
-sees either the old bundle or the new one, never half of one. On open, the format version
-and the ONNX file's sha256 are checked, so a truncated copy is rejected with a clear error
-instead of failing deep inside ONNX Runtime.
+sees either the old bundle or the new one, never half of one. On open, the format version,
+the ONNX file's sha256 and the vector file's size are checked, so a truncated copy is
+rejected with a clear error instead of failing deep inside ONNX Runtime; the vectors'
+sha256 is checked when they are first read (they are only needed by some features, and a
+large catalogue's vectors would otherwise slow every start).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -41,6 +46,35 @@ class Bundle:
     item_ids: np.ndarray  # dense index -> item id; one extra "" for the padding index
     item_index: dict[str, int]
 
+    def __post_init__(self):
+        self._vectors: np.ndarray | None = None
+
+    @property
+    def has_vectors(self) -> bool:
+        return C.M_VECTORS in self.manifest
+
+    def item_vectors(self) -> np.ndarray:
+        """[n_items, d] float32 item embeddings (read and checksummed on first use)."""
+        if self._vectors is None:
+            about = self.manifest.get(C.M_VECTORS)
+            if about is None:
+                raise BundleError(f"{self.path}: bundle has no item vectors (model kind "
+                                  f"{self.kind!r} does not provide them, or the bundle was "
+                                  "exported before they existed: re-export it)")
+            file = self.path / about["file"]
+            try:
+                data = file.read_bytes()
+            except OSError as exc:
+                raise BundleError(f"{file}: cannot read item vectors ({exc.strerror})") from None
+            if hashlib.sha256(data).hexdigest() != about["sha256"]:
+                raise BundleError(f"{file}: sha256 does not match the manifest (corrupted, partly "
+                                  "copied, or replaced since the bundle was opened)")
+            vectors = np.load(io.BytesIO(data), allow_pickle=False)
+            if vectors.shape != (self.n_items, about["shape"][1]):
+                raise BundleError(f"{file}: shape {vectors.shape} does not fit {self.n_items} items")
+            self._vectors = vectors
+        return self._vectors
+
     @property
     def onnx_path(self) -> Path:
         return self.path / self.manifest[C.M_ONNX]["file"]
@@ -72,6 +106,13 @@ class Bundle:
         if verify and sha256_file(onnx_file) != manifest[C.M_ONNX]["sha256"]:
             raise BundleError(f"{onnx_file}: sha256 does not match the manifest (corrupted or "
                               "partly copied bundle)")
+        vectors = manifest.get(C.M_VECTORS)
+        if verify and vectors is not None:
+            file = path / vectors["file"]
+            size = file.stat().st_size if file.is_file() else None
+            if size != vectors["bytes"]:
+                raise BundleError(f"{file}: {'missing' if size is None else f'{size} bytes'}, the "
+                                  f"manifest says {vectors['bytes']} (partly copied bundle)")
         item_ids = np.array(list(manifest[C.M_ITEM_IDS]) + [""], dtype=object)
         return cls(path, manifest,
                    {u: i for i, u in enumerate(manifest[C.M_USER_IDS])},
@@ -109,16 +150,21 @@ def describe(path: str | Path) -> dict:
     return info
 
 
-def write(dest: str | Path, onnx_bytes: bytes, manifest: dict) -> Path:
+def write(dest: str | Path, onnx_bytes: bytes, manifest: dict,
+          item_vectors: np.ndarray | None = None) -> Path:
     """Write a bundle to ``dest`` atomically.
 
-    The manifest gets the format and edgerec versions and the ONNX checksum filled in.
+    The manifest gets the format and edgerec versions and the checksums filled in.
+    ``item_vectors`` ([n_items, d]) are stored as float32 ``item_vectors.npy``.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
         (tmp / C.MODEL_FILE).write_bytes(onnx_bytes)
+        manifest = {k: v for k, v in manifest.items() if k != C.M_VECTORS}  # only what is written
+        if item_vectors is not None:
+            manifest = {**manifest, C.M_VECTORS: _write_vectors(tmp / C.VECTORS_FILE, item_vectors)}
         manifest = {**manifest, C.M_FORMAT_VERSION: C.FORMAT_VERSION,
                     C.M_EDGEREC_VERSION: __version__,
                     C.M_CREATED_AT: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -130,6 +176,18 @@ def write(dest: str | Path, onnx_bytes: bytes, manifest: dict) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def _write_vectors(file: Path, vectors: np.ndarray) -> dict:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise BundleError(f"item vectors must be [n_items, d], not shape {vectors.shape}")
+    buffer = io.BytesIO()
+    np.save(buffer, vectors, allow_pickle=False)
+    data = buffer.getvalue()
+    file.write_bytes(data)
+    return {"file": file.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "shape": list(vectors.shape)}
 
 
 def publish(src: str | Path, dest: str | Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .errors import EdgerecError
+from .errors import EdgerecError, InputError
 from .session import CHOICES as PROVIDER_CHOICES
 
 
@@ -32,6 +32,42 @@ def _echo_err(message: str) -> None:
 store_arg = click.argument("store", type=click.Path(dir_okay=False))
 provider_opt = click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default=None,
                             help="Execution provider (default: $EDGEREC_PROVIDER or auto).")
+bundle_arg = click.argument("bundle", type=click.Path(file_okay=False))
+json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def filter_options(command):
+    """--include/--exclude/--where, shared by recommend and similar (see ``_filters``)."""
+    for option in reversed([
+        click.option("--include", multiple=True, metavar="ID[,ID...]",
+                     help="Only these items (repeatable, or comma-separated)."),
+        click.option("--exclude", multiple=True, metavar="ID[,ID...]",
+                     help="Never these items (repeatable, or comma-separated)."),
+        click.option("--where", multiple=True, metavar="KEY=VALUE",
+                     help="Catalogue metadata to match, e.g. category=Comedy (repeatable: "
+                          "different keys must all match, one key's values any)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _filters(include, exclude, where) -> dict:
+    """The keyword arguments ``Recommender.recommend``/``similar_items`` take."""
+    def ids(values):
+        return [i for v in values for i in v.split(",") if i]
+
+    conditions: dict[str, list] = {}
+    for pair in where:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--where takes KEY=VALUE, not {pair!r}")
+        try:
+            parsed = json.loads(value)  # numbers and true/false as in the metadata JSON
+        except ValueError:
+            parsed = value
+        conditions.setdefault(key, []).append(parsed if isinstance(parsed, (int, float, bool)) else value)
+    return {"include": ids(include) if include else None, "exclude": ids(exclude) or None,
+            "where": conditions or None}
 
 
 @click.group(cls=_Group)
@@ -125,19 +161,32 @@ def train(store, model, out, **params):
 @click.option("--dim", default=64, show_default=True, help="Embedding size.")
 @click.option("--negatives", default=4, show_default=True, help="Negatives per positive.")
 @click.option("--seed", default=0, show_default=True)
-def evaluate(store, model, protocol, k, out, epochs, dim, negatives, seed):
+@click.option("--diversity", default=0.0, show_default=True,
+              help="Also measure lists re-ranked with this MMR diversity (0..1).")
+def evaluate(store, model, protocol, k, out, epochs, dim, negatives, seed, diversity):
     """Hold out a test split of STORE, train on the rest, measure the served top-K."""
     try:
         from .exporters.evaluate import evaluate as run_evaluation
+        from .trainer import MODEL_KINDS
     except ImportError as exc:
         raise EdgerecError(f"evaluation needs TensorFlow: pip install 'edgerec[train]' ({exc})") from None
-    report = run_evaluation(store, model=model, protocol=protocol, k=k, out=out, epochs=epochs,
-                            dim=dim, negatives=negatives, seed=seed, progress=_echo_err)
+    # The defaults above go only to kinds that take them (als has no --negatives, ease no
+    # --dim); an option given explicitly is always passed, so fit rejects a wrong one.
+    ctx = click.get_current_context()
+    takes = MODEL_KINDS[model].defaults if model in MODEL_KINDS else {}
+    options = {name: value for name, value in
+               (("epochs", epochs), ("dim", dim), ("negatives", negatives))
+               if name in takes or ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
+    report = run_evaluation(store, model=model, protocol=protocol, k=k, out=out, seed=seed,
+                            diversity=diversity, progress=_echo_err, **options)
     names = [m for m in report["metrics"] if "@" in m]
     click.echo(f"{protocol}: {report['users_evaluated']} users, {model} trained in "
                f"{report['train_seconds']:.1f}s on the train part")
     click.echo(f"{'':<11}" + "".join(f"{m:>13}" for m in names))
-    for label, values in ((model, report["metrics"]), ("popularity", report["popularity"])):
+    rows = [(model, report["metrics"]), ("popularity", report["popularity"])]
+    if "diversified" in report:
+        rows.insert(1, (f"{model}+div{diversity:g}", report["diversified"]["metrics"]))
+    for label, values in rows:
         click.echo(f"{label:<11}" + "".join(f"{values[m]:>13.4f}" for m in names))
     if out:
         click.echo(f"results: {out}")
@@ -145,26 +194,131 @@ def evaluate(store, model, protocol, k, out, epochs, dim, negatives, seed):
 
 @main.command()
 @store_arg
-@click.argument("bundle", type=click.Path(file_okay=False))
+@bundle_arg
 @click.argument("user_id")
 @click.option("-n", default=10, show_default=True, help="How many items.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@filter_options
+@click.option("--diversity", default=0.0, show_default=True,
+              help="0..1: re-rank by maximal marginal relevance over item vectors.")
+@click.option("--explain", is_flag=True, help="Show which history items each item is owed to.")
+@click.option("--new-arrivals", default=0, show_default=True,
+              help="Slots for catalogue items the model does not know yet.")
+@click.option("--half-life-days", type=float, help="Recency-weighted popularity for cold start.")
+@json_opt
 @provider_opt
-def recommend(store, bundle, user_id, n, as_json, provider):
-    """Top-N items for USER_ID, seen items excluded."""
+def recommend(store, bundle, user_id, n, include, exclude, where, diversity, explain, new_arrivals,
+              half_life_days, as_json, provider):
+    """Top-N items for USER_ID: unseen, active, filtered; popular items for a new user."""
     from .recommender import Recommender
 
-    with Recommender.open(bundle, store, provider=provider) as rec:
-        recs = rec.recommend(user_id, n=n)
+    with Recommender.open(bundle, store, provider=provider, half_life_days=half_life_days) as rec:
+        recs = rec.recommend(user_id, n=n, diversity=diversity, explain=explain,
+                             new_arrivals=new_arrivals, **_filters(include, exclude, where))
         if as_json:
             click.echo(json.dumps({**recs.to_dict(), "provider": rec.provider}))
             return
-        titles = rec.store.item_titles(r.item_id for r in recs)
+        named = {r.item_id for r in recs} | {i for r in recs for i, _ in getattr(r, "because", ())}
+        titles = rec.store.item_titles(named)
         source = "most popular (user unknown to the model)" if recs.fallback else "personalised"
         click.echo(f"user {user_id}: {source}, provider {rec.provider}")
+        fresh = set(recs.new_arrivals)
         for rank, r in enumerate(recs, 1):
             title = f"  {titles[r.item_id]}" if r.item_id in titles else ""
-            click.echo(f"{rank:3d}. {r.item_id}  {r.score:.4f}{title}")
+            score = "new" if r.item_id in fresh else f"{r.score:.4f}"
+            click.echo(f"{rank:3d}. {r.item_id}  {score}{title}")
+            if getattr(r, "because", None):
+                click.echo("       because of " + ", ".join(
+                    f"{titles.get(i, i)} ({share:.0%})" for i, share in r.because))
+
+
+@main.command()
+@store_arg
+@bundle_arg
+@click.argument("item_id")
+@click.option("-n", default=10, show_default=True, help="How many items.")
+@filter_options
+@json_opt
+@provider_opt
+def similar(store, bundle, item_id, n, include, exclude, where, as_json, provider):
+    """Items most similar to ITEM_ID (cosine of the model's item vectors)."""
+    from .recommender import Recommender
+
+    with Recommender.open(bundle, store, provider=provider) as rec:
+        items = rec.similar_items(item_id, n=n, **_filters(include, exclude, where))
+        if as_json:
+            click.echo(json.dumps({"item_id": item_id, "items": [
+                {"item_id": i, "score": s} for i, s in items]}))
+            return
+        titles = rec.store.item_titles([item_id, *(i for i, _ in items)])
+        click.echo(f"similar to {item_id}{'  ' + titles[item_id] if item_id in titles else ''}")
+        for rank, (i, score) in enumerate(items, 1):
+            click.echo(f"{rank:3d}. {i}  {score:.4f}{'  ' + titles[i] if i in titles else ''}")
+
+
+@main.command()
+@store_arg
+@bundle_arg
+@click.argument("user_id")
+@click.argument("item_id")
+@click.option("--top", default=3, show_default=True, help="How many history items to name.")
+@json_opt
+@provider_opt
+def explain(store, bundle, user_id, item_id, top, as_json, provider):
+    """Which of USER_ID's history items ITEM_ID's recommendation is owed to."""
+    from .recommender import Recommender
+
+    with Recommender.open(bundle, store, provider=provider) as rec:
+        why = rec.explain(user_id, item_id, top=top)
+        if as_json:
+            click.echo(json.dumps(why.to_dict()))
+            return
+        titles = rec.store.item_titles([item_id, *(i for i, _ in why.because)])
+        click.echo(f"{item_id}{'  ' + titles[item_id] if item_id in titles else ''} for user "
+                   f"{user_id} (score {why.score:.4f}, method {why.method})")
+        if not why.because:
+            click.echo("  no history item contributes to it")
+        for i, share in why.because:
+            click.echo(f"  {share:6.1%}  {i}{'  ' + titles[i] if i in titles else ''}")
+
+
+@main.command()
+@store_arg
+@click.argument("user_id")
+@click.argument("item_id")
+@click.option("--event", default="click", show_default=True,
+              help="Event type (view, click, like, add_to_cart, share, purchase, or any with --weight).")
+@click.option("--weight", type=float, help="Weight (default: the event type's).")
+@click.option("--ts", type=float, help="Seconds since the epoch (default: now).")
+def record(store, user_id, item_id, event, weight, ts):
+    """Record that USER_ID interacted with ITEM_ID (live feedback)."""
+    from .feedback import record as record_event
+    from .store import Store
+
+    new = record_event(Store.open(store, create=False), user_id, item_id, event, weight, ts)
+    click.echo(f"{store}: {'recorded' if new else 'already recorded'} {event} {user_id} -> {item_id}")
+
+
+@main.command()
+@store_arg
+@click.argument("item_ids", nargs=-1, required=True)
+@click.option("--restore", is_flag=True, help="Make the items eligible again.")
+def retire(store, item_ids, restore):
+    """Retire ITEM_IDS: never recommend them again (--restore undoes it)."""
+    from .store import Store
+
+    count = Store.open(store, create=False).set_active(item_ids, restore)
+    click.echo(f"{store}: {count} item(s) {'restored' if restore else 'retired'}")
+
+
+@main.command()
+@click.argument("src", type=click.Path(file_okay=False))
+@bundle_arg
+def publish(src, bundle):
+    """Verify the bundle SRC and install it atomically as BUNDLE (apps reload it)."""
+    from .serving import publish as publish_bundle
+
+    publish_bundle(src, bundle)
+    click.echo(f"{bundle}: published from {src}")
 
 
 @main.command()

@@ -9,6 +9,9 @@ inputs
   exclude  int64 [B, E]  item indices that must not be returned (seen, filtered), padded
                          with ``n_items``
   k        int64 []      how many items to return; 1 <= k <= n_items + 1
+  item_mask float32 [1 or B, n_items]  optional: added to the scores before exclusion;
+                         0 keeps an item, -inf removes it (filters). Not fed, it defaults
+                         to zeros: a graph input that also has an initializer (ONNX IR >= 4)
 outputs
   top_items   int64   [B, k]  item indices, best first (ties: lower index first)
   top_scores  float32 [B, k]  their scores; excluded or padding slots score -inf
@@ -16,6 +19,10 @@ outputs
 Padding with ``n_items`` (one past the last item) lets exclusion be a scatter into a
 score row that has one extra, always -inf, column: no masks of catalogue width cross
 the ONNX boundary, so a request costs O(history) to build, not O(catalogue).
+Only filtered requests feed ``item_mask``; one mask per filter is built once and reused.
+
+A bundle may also hold ``item_vectors.npy`` ([n_items, d] float32, the model's item
+embeddings): similar items, explanations and diversity read it with numpy, not ONNX.
 """
 
 import numpy as np
@@ -26,7 +33,9 @@ INPUT_USERS = "users"
 INPUT_HISTORY = "history"
 INPUT_EXCLUDE = "exclude"
 INPUT_K = "k"
+INPUT_ITEM_MASK = "item_mask"  # optional (has a default); older cores lack it
 INPUTS = (INPUT_USERS, INPUT_HISTORY, INPUT_EXCLUDE, INPUT_K)
+OPTIONAL_INPUTS = (INPUT_ITEM_MASK,)
 
 OUTPUT_ITEMS = "top_items"
 OUTPUT_SCORES = "top_scores"
@@ -36,6 +45,7 @@ UNKNOWN_USER = -1
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
+VECTORS_FILE = "item_vectors.npy"
 OPSET = 17
 
 # Manifest keys (manifest.json at the bundle root).
@@ -48,7 +58,8 @@ M_ITEM_IDS = "item_ids"
 M_DIMS = "dims"  # {"n_users", "n_items", "dim", "history_length", "folds_in"}
 M_TRAINING = "training"  # data summary and parameters
 M_METRICS = "metrics"
-M_ONNX = "onnx"  # {"file", "sha256", "opset", "inputs", "outputs"}
+M_ONNX = "onnx"  # {"file", "sha256", "opset", "inputs", "optional_inputs", "outputs"}
+M_VECTORS = "item_vectors"  # optional: {"file", "sha256", "bytes", "shape"}
 REQUIRED_KEYS = (
     M_FORMAT_VERSION, M_EDGEREC_VERSION, M_MODEL_KIND, M_USER_IDS, M_ITEM_IDS,
     M_DIMS, M_TRAINING, M_METRICS, M_ONNX,

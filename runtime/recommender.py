@@ -1,85 +1,141 @@
-"""The public API: ``Recommender.open(bundle, store)`` and top-N for one, many or all users.
+"""The public API: ``Recommender.open(bundle, store)``, an embeddable recommender.
 
 Ids in and out are the application's own strings; dense indices stay inside. The scoring
-core (ONNX) does scores, seen-item exclusion and top-k in one call, so the Python side only
-reads histories, maps ids and pads arrays.
+core (ONNX) does scores, filtering, seen-item exclusion and top-k in one call, so the
+Python side only reads histories, maps ids and pads arrays. Around it: live feedback
+(``record``), similar items, explanations, filters, cold start (popularity, new
+arrivals), diversity re-ranking and hot model swap (``reload``, ``watch``).
+
+One ``Recommender`` may be shared by many threads: the store serialises its connection,
+caches are immutable-by-version snapshots (``edgerec.cache``), and the served model is one
+attribute swapped atomically (``edgerec.serving``). A plain ``recommend(user, n)`` does no
+more work than before these features: one version check, a cached history, one ONNX call.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import os
 import tempfile
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from . import contract as C
+from . import explain as X
+from . import feedback, serving
 from .bundle import Bundle
+from .cache import Catalogue, Snapshot
+from .errors import EdgerecError, InputError, UnknownItemError
+from .filters import Filter
+from .results import Explained, Recommendation, Recommendations
 from .session import Scorer
+from .similarity import mmr, most_similar
 from .store import Store
 
-
-# Item weights (n_items * dim floats) up to which one thread scores fastest.
-SMALL_MODEL_WEIGHTS = 1 << 22
-HISTORY_CACHE_USERS = 100_000
+SECONDS_PER_DAY = 86_400.0
 
 
-class Recommendation(NamedTuple):
-    item_id: str
-    score: float
+@dataclass(frozen=True)
+class _Options:
+    """Everything a request may ask beyond top-n; None stands for "nothing extra"."""
+
+    filter: Filter | None = None
+    diversity: float = 0.0
+    explain: bool = False
+    new_arrivals: int = 0
+
+    @classmethod
+    def of(cls, include=None, exclude=None, where=None, diversity: float = 0.0,
+           explain: bool = False, new_arrivals: int = 0) -> "_Options | None":
+        if not 0.0 <= float(diversity) <= 1.0:
+            raise InputError(f"diversity must be between 0 and 1, not {diversity}")
+        if int(new_arrivals) < 0:
+            raise InputError(f"new_arrivals must be >= 0, not {new_arrivals}")
+        options = cls(Filter.of(include, exclude, where), float(diversity), bool(explain),
+                      int(new_arrivals))
+        return None if options == cls() else options
 
 
-class Recommendations(list):
-    """A ranked list of ``Recommendation`` (item_id, score) for one user.
+def _outside_core(snap: Snapshot, skip: set, options: _Options | None) -> tuple[set, frozenset | None]:
+    """(ids to skip, ids allowed or None) for lists built outside the scoring core.
 
-    ``fallback`` is true when the model does not know the user and the list is the store's
-    most popular items instead of a personalised one.
+    Popularity and new arrivals are lists of ids, not model scores, so the filter applies
+    to them as sets; retired items are already absent from both.
     """
+    if options is None or options.filter is None:
+        return skip, None
+    return skip | options.filter.exclude, snap.catalogue.allowed(options.filter)
 
-    def __init__(self, user_id: str, items: Iterable[Recommendation], fallback: bool = False):
-        super().__init__(items)
-        self.user_id = user_id
-        self.fallback = fallback
 
-    def to_dict(self) -> dict:
-        return {"user_id": self.user_id, "fallback": self.fallback,
-                "items": [{"item_id": r.item_id, "score": r.score} for r in self]}
+def _pool(n: int) -> int:
+    """Candidates fetched for diversity re-ranking: enough to choose from, still small."""
+    return max(3 * n, n + 20)
 
 
 class Recommender:
-    """A bundle served with ONNX Runtime over a store of user histories."""
+    """A bundle served with ONNX Runtime over a store of user histories.
 
-    def __init__(self, bundle: Bundle, store: Store, scorer: Scorer):
-        self.bundle, self.store, self.scorer = bundle, store, scorer
-        self._version = None
-        self._histories: dict[str, list[str]] = {}
-        self._popular: list[tuple[str, int]] = []
-        self._popular_limit = 0
+    ``event_weights`` overrides the weights of event types for ``record`` (defaults in
+    ``edgerec.feedback.DEFAULT_EVENT_WEIGHTS``). ``half_life_days`` makes the popularity
+    used for cold start recency-weighted (see ``Store.popular``).
+    """
+
+    def __init__(self, bundle: Bundle, store: Store, scorer: Scorer, *,
+                 event_weights: Mapping[str, float] | None = None,
+                 half_life_days: float | None = None, provider: str | None = None,
+                 threads: int | None = None):
+        if half_life_days is not None and not half_life_days > 0:
+            raise InputError(f"half_life_days must be positive, not {half_life_days}")
+        self.store = store
+        self.event_weights = {**feedback.DEFAULT_EVENT_WEIGHTS, **(event_weights or {})}
+        self.half_life_days = half_life_days
+        self.reload_error: str | None = None
+        self._served = serving.Served(bundle, scorer, serving.identity(bundle.manifest))
+        self._load_args = (provider, threads)
+        self._snapshot: Snapshot | None = None
+        self._reload_lock = threading.Lock()
+        self._watcher: serving.Watcher | None = None
 
     @classmethod
     def open(cls, bundle: str | Path, store: str | Path, provider: str | None = None,
-             threads: int | None = None) -> "Recommender":
+             threads: int | None = None, *, event_weights: Mapping[str, float] | None = None,
+             half_life_days: float | None = None, watch: float | None = None) -> "Recommender":
         """Open a bundle (checksum verified) and an existing store.
 
         ``provider`` is "auto" (CUDA when really usable, else CPU), "cpu" or "cuda";
         unset, ``$EDGEREC_PROVIDER`` decides. ``threads`` defaults to one for models whose
-        item weights fit in cache (a thread pool only adds hand-off time there) and to
-        ONNX Runtime's choice (all cores) for larger ones.
+        item weights fit in cache and to ONNX Runtime's choice for larger ones. ``watch``
+        (seconds) starts a watcher that reloads the bundle when a new one is published.
         """
-        opened = Bundle.open(bundle)
-        if threads is None:
-            dims = opened.manifest["dims"]
-            threads = 1 if dims["n_items"] * dims["dim"] <= SMALL_MODEL_WEIGHTS else 0
-        return cls(opened, Store.open(store, create=False), Scorer(opened.onnx_path, provider, threads))
+        served = serving.load(bundle, provider, threads)
+        rec = cls(served.bundle, Store.open(store, create=False), served.scorer,
+                  event_weights=event_weights, half_life_days=half_life_days,
+                  provider=provider, threads=threads)
+        if watch:
+            rec.watch(watch)
+        return rec
+
+    @property
+    def bundle(self) -> Bundle:
+        """The bundle being served now (changes on reload)."""
+        return self._served.bundle
+
+    @property
+    def scorer(self) -> Scorer:
+        return self._served.scorer
 
     @property
     def provider(self) -> str:
         """The execution provider that runs the scoring core: "cpu" or "cuda"."""
-        return self.scorer.provider
+        return self._served.scorer.provider
 
     def close(self) -> None:
+        self.unwatch()
         self.store.close()
 
     def __enter__(self) -> "Recommender":
@@ -90,25 +146,45 @@ class Recommender:
 
     # -- top-N ------------------------------------------------------------------------------
 
-    def recommend(self, user_id: str, n: int = 10) -> Recommendations:
-        """Top-n unseen items for one user (popular items when the model lacks the user)."""
-        user_id = str(user_id)
-        self._drop_stale_caches()
-        history = self._histories.get(user_id)
-        if history is None:
-            if len(self._histories) >= HISTORY_CACHE_USERS:
-                self._histories.clear()
-            history = self._histories[user_id] = self.store.history(user_id)
-        return self._recommend({user_id: history}, n)[0]
+    def recommend(self, user_id: str, n: int = 10, *, include: Iterable[str] | None = None,
+                  exclude: Iterable[str] | None = None, where: dict | None = None,
+                  diversity: float = 0.0, explain: bool = False,
+                  new_arrivals: int = 0) -> Recommendations:
+        """Top-n unseen, active items for one user (popular items when the model lacks the user).
 
-    def recommend_many(self, user_ids: Sequence[str], n: int = 10,
-                       chunk_size: int = 512) -> list[Recommendations]:
-        """Top-n for each user, in order; one history query and one ONNX call per chunk."""
+        ``include`` / ``exclude``: only / never these item ids. ``where``: catalogue
+        metadata to match, e.g. {"category": "Comedy"} (see ``Store.matching_items``).
+        Filters apply inside the scoring core, so n items come back whenever n eligible
+        items exist. ``diversity`` (0..1) re-ranks by maximal marginal relevance over the
+        item vectors. ``explain`` attaches ``because`` to each item (see ``explain``).
+        ``new_arrivals`` reserves up to that many of the last slots for catalogue items the
+        model does not know yet, most recently added first.
+        """
+        user_id = str(user_id)
+        if (include is None and exclude is None and where is None and not diversity
+                and not explain and not new_arrivals):
+            options = None  # the plain path builds nothing
+        else:
+            options = _Options.of(include, exclude, where, diversity, explain, new_arrivals)
+        served = self._served
+        snap = self._current(served)
+        history = snap.history(self.store, user_id)
+        return self._recommend(served, snap, {user_id: history}, n, options)[0]
+
+    def recommend_many(self, user_ids: Sequence[str], n: int = 10, chunk_size: int = 512,
+                       **options) -> list[Recommendations]:
+        """Top-n for each user, in order; one history query and one ONNX call per chunk.
+
+        Takes the same keyword options as ``recommend``.
+        """
+        opts = _Options.of(**options)
         ids = [str(u) for u in user_ids]
         out: list[Recommendations] = []
         for start in range(0, len(ids), chunk_size):
             chunk = ids[start:start + chunk_size]
-            out += self._recommend(self.store.histories(chunk), n, order=chunk)
+            served = self._served
+            snap = self._current(served)
+            out += self._recommend(served, snap, self.store.histories(chunk), n, opts, order=chunk)
         return out
 
     def batch(self, out: str | Path, n: int = 10, users: Sequence[str] | None = None,
@@ -128,7 +204,7 @@ class Recommender:
                 writer.writerow(["user_id", "rank", "item_id", "score"])
                 for start in range(0, len(ids), chunk_size):
                     chunk = ids[start:start + chunk_size]
-                    for recs in self._recommend(self.store.histories(chunk), n, order=chunk):
+                    for recs in self.recommend_many(chunk, n, chunk_size=chunk_size):
                         writer.writerows((recs.user_id, rank, r.item_id, f"{r.score:.6g}")
                                          for rank, r in enumerate(recs, 1))
                         rows += len(recs)
@@ -140,46 +216,197 @@ class Recommender:
             raise
         return rows
 
+    # -- live feedback and catalogue --------------------------------------------------------
+
+    def record(self, user_id: str, item_id: str, event: str = "click", weight: float | None = None,
+               ts: float | None = None) -> bool:
+        """Store one event (weight from ``event_weights`` unless given; ts: now).
+
+        The next ``recommend`` for the user sees it: the item is excluded as seen and, for
+        models that read the history, the user's representation changes. Returns False
+        when the identical event (user, item, type, ts) was already stored.
+        """
+        return feedback.record(self.store, user_id, item_id, event, weight, ts, self.event_weights)
+
+    def record_many(self, events: Iterable) -> int:
+        """Store many events in one transaction; see ``edgerec.feedback.record_many``."""
+        return feedback.record_many(self.store, events, self.event_weights)
+
+    def retire(self, item_ids: Iterable[str]) -> int:
+        """Never recommend these items again (until ``restore``); from any process."""
+        return self.store.set_active(item_ids, False)
+
+    def restore(self, item_ids: Iterable[str]) -> int:
+        """Make retired items eligible again."""
+        return self.store.set_active(item_ids, True)
+
+    # -- similar items and explanations -----------------------------------------------------
+
+    def similar_items(self, item_id: str, n: int = 10, *, include: Iterable[str] | None = None,
+                      exclude: Iterable[str] | None = None,
+                      where: dict | None = None) -> list[Recommendation]:
+        """The n items closest to ``item_id`` by cosine of the model's item vectors.
+
+        Scores are cosines; retired items never appear; filters as in ``recommend``.
+        """
+        served = self._served
+        b = served.bundle
+        j = self._item_index(b, item_id)
+        unit = served.unit_vectors
+        skip, mask = self._current(served).catalogue.eligibility(Filter.of(include, exclude, where))
+        return [Recommendation(b.item_ids[i], score) for i, score in most_similar(unit, j, n, mask, skip)]
+
+    def explain(self, user_id: str, item_id: str, top: int = X.TOP_REASONS) -> X.Explanation:
+        """Which of the user's recent history items ``item_id``'s score is owed to.
+
+        ``because`` lists up to ``top`` items with their share of the positive
+        contributions; the method (leave-one-out through the scoring core, or item
+        similarity for kinds that do not read the history) is in ``edgerec.explain``.
+        """
+        user_id, item_id = str(user_id), str(item_id)
+        served = self._served
+        self._item_index(served.bundle, item_id)
+        history = self._current(served).history(self.store, user_id)
+        return X.explain_items(served, user_id, history, [item_id], top)[item_id]
+
+    # -- hot model swap ---------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Switch to the bundle now published at the bundle path, if it is a new one.
+
+        The new bundle is fully verified (checksums, an ONNX Runtime session) before the
+        switch; if that fails, ``BundleError`` is raised (and kept in ``reload_error``) and
+        the old model keeps serving. Requests in flight finish on the model they started
+        with. Returns True when it switched, False when the bundle is unchanged.
+        """
+        with self._reload_lock:
+            current = self._served
+            if serving.current_identity(current.bundle.path) == current.identity:
+                return False
+            try:
+                fresh = serving.load(current.bundle.path, *self._load_args, verify_vectors=True)
+            except EdgerecError as exc:
+                self.reload_error = str(exc)
+                raise
+            self.reload_error = None
+            if fresh.identity == current.identity:
+                return False
+            self._served = fresh
+            return True
+
+    def watch(self, interval: float = 2.0) -> None:
+        """Reload automatically (from a daemon thread) when a new bundle is published."""
+        if self._watcher is None:
+            self._watcher = serving.Watcher(self._served.bundle.path, self.reload, interval)
+            self._watcher.start()
+
+    def unwatch(self) -> None:
+        """Stop the watcher (waiting for a reload in progress to finish)."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
+            if watcher is not threading.current_thread():
+                watcher.join()
+
     # -- internals --------------------------------------------------------------------------
 
-    def _recommend(self, histories: dict[str, list[str]], n: int,
-                   order: Sequence[str] | None = None) -> list[Recommendations]:
+    def _current(self, served: serving.Served) -> Snapshot:
+        """The cache snapshot for the store's current version and this model."""
+        version = self.store.version()
+        snap = self._snapshot
+        if snap is None or snap.version != version or snap.served is not served:
+            catalogue = snap.catalogue if snap is not None else None
+            items_version = self.store.items_version()
+            if (catalogue is None or catalogue.version != items_version
+                    or catalogue.bundle is not served.bundle):
+                catalogue = Catalogue(self.store, served.bundle, items_version)
+            snap = self._snapshot = Snapshot(version, served, catalogue)
+        return snap
+
+    @property
+    def _half_life(self) -> float | None:
+        return None if self.half_life_days is None else self.half_life_days * SECONDS_PER_DAY
+
+    def _recommend(self, served: serving.Served, snap: Snapshot, histories: dict[str, list[str]],
+                   n: int, options: _Options | None, order: Sequence[str] | None = None,
+                   ) -> list[Recommendations]:
+        if n < 1:
+            raise InputError(f"n must be at least 1, not {n}")
         order = list(histories) if order is None else order
-        b = self.bundle
+        b = served.bundle
         known = [u for u in order if u in b.user_index
                  or (b.folds_in and any(i in b.item_index for i in histories[u]))]
-        results = dict(zip(known, self._score(known, histories, n))) if known else {}
-        return [results[u] if u in results else self._fallback(u, histories[u], n) for u in order]
+        results = dict(zip(known, self._score(served, snap, known, histories, n, options))) if known else {}
+        out = [results[u] if u in results else self._fallback(served, snap, u, histories[u], n, options)
+               for u in order]
+        if options is not None and options.new_arrivals:
+            for recs in out:
+                self._add_new_arrivals(snap, recs, histories[recs.user_id], n, options)
+        if options is not None and options.explain:
+            for recs in out:
+                self._attach_explanations(served, recs, histories[recs.user_id])
+        return out
 
-    def _score(self, users: list[str], histories: dict[str, list[str]], n: int) -> list[Recommendations]:
+    def _score(self, served: serving.Served, snap: Snapshot, users: list[str],
+               histories: dict[str, list[str]], n: int, options: _Options | None) -> list[Recommendations]:
         """One ONNX call for users the model knows or, for kinds that fold in, can place."""
-        b = self.bundle
+        b = served.bundle
         index = b.item_index.get
         seen = [[j for j in map(index, histories[u]) if j is not None] for u in users]
-        exclude = C.padded(seen, b.n_items)
         history = C.padded([s[:b.history_length] for s in seen], b.n_items, b.history_length)
+        extra, mask = snap.catalogue.eligibility(None if options is None else options.filter)
+        k = _pool(n) if options is not None and options.diversity else n
+        exclude = C.padded([s + extra for s in seen] if extra else seen, b.n_items)
         user_idx = np.array([b.user_index.get(u, C.UNKNOWN_USER) for u in users], dtype=np.int64)
-        top_items, top_scores = self.scorer.top_k(user_idx, history, exclude, min(n, b.n_items))
+        top_items, top_scores = served.scorer.top_k(user_idx, history, exclude, min(k, b.n_items), mask)
         item_ids = b.item_ids
-        return [Recommendations(u, [Recommendation(item_ids[i], s)
-                                    for i, s in zip(items, scores) if s != -np.inf])
-                for u, items, scores in zip(users, top_items.tolist(), top_scores.tolist())]
+        if options is None or not options.diversity:
+            return [Recommendations(u, [Recommendation(item_ids[i], s)
+                                        for i, s in zip(items, scores) if s != -np.inf])
+                    for u, items, scores in zip(users, top_items.tolist(), top_scores.tolist())]
+        out = []
+        for u, items, scores in zip(users, top_items.tolist(), top_scores.tolist()):
+            ranked = [(i, s) for i, s in zip(items, scores) if s != -np.inf]
+            picked = mmr([i for i, _ in ranked], [s for _, s in ranked], served.unit_vectors, n,
+                         options.diversity)
+            out.append(Recommendations(u, [Recommendation(item_ids[ranked[p][0]], ranked[p][1])
+                                           for p in picked]))
+        return out
 
-    def _drop_stale_caches(self) -> None:
-        """Histories and popularity are cached until anyone writes to the store."""
-        version = self.store.version()
-        if version != self._version:
-            self._version = version
-            self._histories = {}
-            self._popular_limit = 0
+    def _fallback(self, served: serving.Served, snap: Snapshot, user_id: str, history: list[str],
+                  n: int, options: _Options | None) -> Recommendations:
+        """Most popular active items in the store that the user has not seen (and the filter allows)."""
+        skip, allowed = _outside_core(snap, set(history), options)
+        pool = _pool(n) if options is not None and options.diversity else n
+        picks = snap.popular(self.store, pool, skip, allowed, self._half_life)
+        if pool > n:
+            b = served.bundle
+            positions = mmr([b.item_index.get(i, b.n_items) for i, _ in picks],
+                            [s for _, s in picks], served.unit_vectors, n, options.diversity)
+            picks = [picks[p] for p in positions]
+        return Recommendations(user_id, [Recommendation(i, float(s)) for i, s in picks], fallback=True)
 
-    def _fallback(self, user_id: str, history: list[str], n: int) -> Recommendations:
-        """Most popular items in the store that the user has not seen."""
-        self._drop_stale_caches()
-        seen = set(history)
-        if n + len(seen) > self._popular_limit:
-            self._popular_limit = max(n + len(seen), 100)
-            self._popular = self.store.popular(self._popular_limit)
-        picks = [Recommendation(i, float(c)) for i, c in self._popular if i not in seen][:n]
-        return Recommendations(user_id, picks, fallback=True)
+    def _add_new_arrivals(self, snap: Snapshot, recs: Recommendations, history: list[str], n: int,
+                          options: _Options) -> None:
+        """Put up to ``options.new_arrivals`` unseen, eligible new items in the last slots."""
+        skip, allowed = _outside_core(snap, set(history) | {r.item_id for r in recs}, options)
+        fresh = [i for i in snap.catalogue.new_arrivals()
+                 if i not in skip and (allowed is None or i in allowed)][:min(options.new_arrivals, n)]
+        if fresh:
+            recs[:] = recs[:n - len(fresh)] + [Recommendation(i, math.nan) for i in fresh]
+            recs.new_arrivals = fresh
 
+    def _attach_explanations(self, served: serving.Served, recs: Recommendations,
+                             history: list[str]) -> None:
+        known = [r.item_id for r in recs if r.item_id in served.bundle.item_index]
+        found = X.explain_items(served, recs.user_id, history, known) if known else {}
+        recs[:] = [Explained(r.item_id, r.score, found[r.item_id].because if r.item_id in found else ())
+                   for r in recs]
+
+    @staticmethod
+    def _item_index(bundle: Bundle, item_id: str) -> int:
+        j = bundle.item_index.get(str(item_id))
+        if j is None:
+            raise UnknownItemError(f"item {item_id!r} is not in the model (unknown id, or added "
+                                   "after training)")
+        return j

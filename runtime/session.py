@@ -74,6 +74,9 @@ class Scorer:
         choice = requested_provider(provider)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Errors only: ONNX Runtime warns about every overridable initializer (``item_mask``
+        # is one on purpose), which an app's console should not show.
+        options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
         self.provider_note = ""
@@ -91,13 +94,38 @@ class Scorer:
                                                 providers=[PROVIDER_NAMES["cpu"]])
         self.provider = "cuda" if self.session.get_providers()[0] == PROVIDER_NAMES["cuda"] else "cpu"
         self._outputs = list(C.OUTPUTS)
+        self.has_mask = C.INPUT_ITEM_MASK in {
+            i.name for i in [*self.session.get_inputs(), *self.session.get_overridable_initializers()]}
 
     def top_k(self, users: np.ndarray, history: np.ndarray, exclude: np.ndarray,
-              k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Run the scoring core; arrays as described in ``edgerec.contract``."""
-        return self.session.run(self._outputs, {
-            C.INPUT_USERS: users, C.INPUT_HISTORY: history, C.INPUT_EXCLUDE: exclude,
-            C.INPUT_K: np.array(k, dtype=np.int64)})
+              k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Run the scoring core; arrays as described in ``edgerec.contract``.
+
+        ``mask`` (float32 [1 or B, n_items], 0 or -inf) is fed only when given, so a plain
+        request costs what it did before masks existed. A core exported before ``item_mask``
+        gets the masked-out items as extra exclusions instead: the same result, computed
+        the slower way.
+        """
+        feed = {C.INPUT_USERS: users, C.INPUT_HISTORY: history, C.INPUT_EXCLUDE: exclude,
+                C.INPUT_K: np.array(k, dtype=np.int64)}
+        if mask is not None:
+            if self.has_mask:
+                feed[C.INPUT_ITEM_MASK] = mask
+            else:
+                feed[C.INPUT_EXCLUDE] = _mask_as_exclusions(exclude, mask)
+        return self.session.run(self._outputs, feed)
+
+
+def _mask_as_exclusions(exclude: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Exclusion rows that also hold every item the mask removes (for older cores)."""
+    rows = np.broadcast_to(mask, (len(exclude), mask.shape[1]))
+    removed = [np.flatnonzero(row == -np.inf) for row in rows]
+    width = exclude.shape[1] + max(map(len, removed), default=0)
+    out = np.full((len(exclude), width), mask.shape[1], dtype=np.int64)  # pad: n_items
+    for row, ex, gone in zip(out, exclude, removed):
+        row[:len(ex)] = ex
+        row[len(ex):len(ex) + len(gone)] = gone
+    return out
 
 
 def _source(model: str | Path | bytes) -> str | bytes:

@@ -28,7 +28,8 @@ def test_runtime_top_n_equals_reference_from_weights(trained):
     data, net = trained.result.data, trained.result.model
     seen = data.items_by_user()
     users = np.arange(0, data.n_users, 7)
-    expected = top_k_excluding(score_users(net, users), [seen[u] for u in users], 10)
+    history = data.recent_items(users, net.history_length)  # what the runtime sends too
+    expected = top_k_excluding(score_users(net, users, history), [seen[u] for u in users], 10)
     with Recommender.open(trained.bundle, trained.store, provider="cpu") as rec:
         got = rec.recommend_many([data.user_ids[u] for u in users], n=10)
     for u, recs, ref in zip(users, got, expected):

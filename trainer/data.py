@@ -16,6 +16,8 @@ class Interactions:
 
     A pair seen several times counts once, at its latest timestamp: the models learn
     *whether* a user interacts with an item, and recency decides what is held out.
+    ``weights`` is the sum of the pair's event weights (ratings, play counts) for kinds
+    that use confidence (``als``); ``None`` means every pair weighs 1.
     """
 
     user_ids: np.ndarray  # dense index -> user id (str)
@@ -24,6 +26,7 @@ class Interactions:
     items: np.ndarray     # int64 per interaction
     ts: np.ndarray        # float64 per interaction (NaN when unknown)
     summary: dict = field(default_factory=dict)
+    weights: np.ndarray | None = None  # float64 per interaction: summed event weights
 
     @property
     def n_users(self) -> int:
@@ -36,7 +39,8 @@ class Interactions:
     def subset(self, mask: np.ndarray) -> "Interactions":
         """The same id maps with only the interactions selected by ``mask``."""
         return Interactions(self.user_ids, self.item_ids, self.users[mask], self.items[mask],
-                            self.ts[mask], self.summary)
+                            self.ts[mask], self.summary,
+                            None if self.weights is None else self.weights[mask])
 
     def recent_items(self, users: np.ndarray, length: int) -> np.ndarray:
         """[len(users), length] item indices, newest first, padded with ``n_items``.
@@ -78,13 +82,16 @@ def load_interactions(store: Store) -> Interactions:
     order = np.lexsort((ts, pair))
     last = np.r_[pair[order][1:] != pair[order][:-1], True]
     keep = order[last]
+    first = np.flatnonzero(np.r_[True, last[:-1]])  # each pair's first row in ``order``
+    weights = np.add.reduceat(ev["weight"][order], first) if len(order) else np.zeros(0)
     summary = {"events": int(len(pair)), "interactions": int(len(keep)),
                "users": int(len(user_ids)), "items": int(len(item_ids)),
                "event_types": sorted(set(ev["event"].tolist())),
                "first_ts": float(np.nanmin(ev["ts"])) if np.isfinite(ev["ts"]).any() else None,
                "last_ts": float(np.nanmax(ev["ts"])) if np.isfinite(ev["ts"]).any() else None}
     return Interactions(user_ids.astype(object), item_ids.astype(object),
-                        users[keep].astype(np.int64), items[keep].astype(np.int64), ts[keep], summary)
+                        users[keep].astype(np.int64), items[keep].astype(np.int64), ts[keep], summary,
+                        weights)
 
 
 def tie_break_key(users: np.ndarray, items: np.ndarray) -> np.ndarray:

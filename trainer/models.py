@@ -47,6 +47,16 @@ class ScoringModel(keras.Model):
         """[B] user indices and [B, L] recent item indices -> [B, n_items] scores."""
         raise NotImplementedError
 
+    def item_vectors(self) -> np.ndarray | None:
+        """[n_items, d] item embeddings whose cosine means "similar items", or None.
+
+        The exporter stores them in the bundle (``item_vectors.npy``), where the runtime
+        reads them with numpy, without TensorFlow: similar items, the similarity
+        explanation and diversity re-ranking need them. A kind returning None still
+        exports and serves; those features then say the bundle lacks vectors.
+        """
+        return None
+
 
 class SampledNegativesModel(ScoringModel):
     """Pointwise training: binary cross-entropy on each positive and fresh negatives.
@@ -114,7 +124,19 @@ class MatrixFactorization(SampledNegativesModel):
         return (scores + tf.reshape(self.item_bias.embeddings, [1, -1])
                 + tf.gather(self.user_bias.embeddings, users))
 
+    def item_vectors(self) -> np.ndarray:
+        """The item embedding table: what the dot product compares users with."""
+        return self.item_embedding.embeddings.numpy()
+
+
+from .sequence import SelfAttentionSequence  # noqa: E402 - needs ScoringModel above
+from .linear import EASE, AlternatingLeastSquares  # noqa: E402 - need the classes above
+from .neumf import NeuralCollaborativeFiltering  # noqa: E402 - needs SampledNegativesModel
 
 MODEL_KINDS: dict[str, type[ScoringModel]] = {
     MatrixFactorization.kind: MatrixFactorization,
+    SelfAttentionSequence.kind: SelfAttentionSequence,
+    AlternatingLeastSquares.kind: AlternatingLeastSquares,
+    EASE.kind: EASE,
+    NeuralCollaborativeFiltering.kind: NeuralCollaborativeFiltering,
 }

@@ -1,0 +1,119 @@
+"""Request caches, each valid for one version of what it was derived from.
+
+``Snapshot`` (user histories, popularity) is valid for one ``Store.version()``: any commit,
+by this process or another, makes a new one. ``Catalogue`` (retired items, filter allow-sets
+and masks, new arrivals) is valid for one catalogue version and one served model, so it
+survives the far more frequent event writes.
+
+Thread safety without locks: a request takes the current snapshot object once and reads
+and fills only that object. A writer's commit makes the *next* request build a new
+snapshot, so a history read before the commit can only land in the old, unreachable
+object, never in the new one (which would serve a seen item again).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import filters
+from .filters import Filter
+
+HISTORY_CACHE_USERS = 100_000
+FILTER_CACHE = 256
+_MISSING = object()
+
+
+def _put(cache: dict, key, value) -> None:
+    """Insert into a bounded cache (cleared when full: filters in use come back at once).
+
+    Readers only ever ``get`` and keep what they got, so a clear by another thread can
+    never make them fail.
+    """
+    if len(cache) >= FILTER_CACHE:
+        cache.clear()
+    cache[key] = value
+
+
+class Catalogue:
+    """What requests need from the items table, for one catalogue version and bundle."""
+
+    def __init__(self, store, bundle, version: int):
+        self.store, self.bundle, self.version = store, bundle, version
+        self.inactive = frozenset(store.inactive_items())
+        index = bundle.item_index.get
+        self.inactive_indices = [j for j in map(index, self.inactive) if j is not None]
+        self._allowed: dict[Filter, frozenset | None] = {}
+        self._masks: dict[Filter, np.ndarray] = {}
+        self._new: list[str] | None = None
+
+    def allowed(self, flt: Filter) -> frozenset | None:
+        """Item ids the filter allows (None: all active items)."""
+        found = self._allowed.get(flt, _MISSING)
+        if found is _MISSING:
+            found = flt.allowed(self.store, self.inactive)
+            _put(self._allowed, flt, found)
+        return found
+
+    def mask(self, flt: Filter) -> np.ndarray | None:
+        """The scoring core's ``item_mask`` for the filter (None when it restricts nothing)."""
+        if not flt.restricts:
+            return None
+        found = self._masks.get(flt)
+        if found is None:
+            found = filters.mask(self.allowed(flt), self.bundle.item_index, self.bundle.n_items)
+            _put(self._masks, flt, found)
+        return found
+
+    def eligibility(self, flt: Filter | None) -> tuple[list[int], np.ndarray | None]:
+        """(indices to exclude, ``item_mask`` or None): retired items always, plus the filter's."""
+        if flt is None:
+            return self.inactive_indices, None
+        removed = [j for j in map(self.bundle.item_index.get, flt.exclude) if j is not None]
+        return self.inactive_indices + removed, self.mask(flt)
+
+    def new_arrivals(self) -> list[str]:
+        """Active catalogue items the model does not know, most recently added first.
+
+        These are items added after training (or never interacted with before it): the
+        model cannot score them, so they reach users only through this list and popularity.
+        """
+        if self._new is None:
+            known = self.bundle.item_index
+            self._new = [i for i in self.store.newest_items() if i not in known]
+        return self._new
+
+
+class Snapshot:
+    """Histories and popularity at one store version (plus the catalogue valid then)."""
+
+    def __init__(self, version, served, catalogue: Catalogue):
+        self.version, self.served, self.catalogue = version, served, catalogue
+        self.histories: dict[str, list[str]] = {}
+        self._popular: dict[float | None, tuple[int, list]] = {}
+
+    def history(self, store, user_id: str) -> list[str]:
+        history = self.histories.get(user_id)
+        if history is None:
+            if len(self.histories) >= HISTORY_CACHE_USERS:
+                self.histories.clear()
+            history = self.histories[user_id] = store.history(user_id)
+        return history
+
+    def popular(self, store, n: int, skip: set, allowed: frozenset | None,
+                half_life: float | None) -> list[tuple[str, float]]:
+        """The n most popular items not in ``skip`` and (if given) in ``allowed``.
+
+        Reads a longer ranking until n qualify or the ranking is exhausted, so a filter
+        never returns fewer than n items while n eligible popular items exist.
+        """
+        limit, ranked = self._popular.get(half_life, (0, []))
+        need = max(100, 2 * (n + len(skip)))
+        while True:
+            if limit < need:
+                limit, ranked = need, store.popular(need, half_life=half_life)
+                self._popular[half_life] = (limit, ranked)
+            picks = [(i, s) for i, s in ranked
+                     if i not in skip and (allowed is None or i in allowed)][:n]
+            if len(picks) == n or len(ranked) < limit:
+                return picks
+            need = limit * 4

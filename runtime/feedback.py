@@ -1,0 +1,62 @@
+"""Live feedback: what people do in the app, written to the store as events.
+
+An app records views, clicks and purchases as they happen; the next recommendation reads
+them (the runtime's caches are keyed on the store's commit counter, so the write is seen at
+once, from this process or any other). Event types map to weights so that a purchase can
+count for more than a view wherever weights are used (ALS confidence at training time,
+recency-weighted popularity at request time); the mapping is configurable per
+``Recommender`` and an explicit ``weight`` always wins.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Iterable, Mapping
+
+from .errors import InputError
+from .store import EventRow, Store
+
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0, "click": 2.0, "like": 3.0, "add_to_cart": 3.0, "share": 3.0, "purchase": 5.0,
+}
+
+
+def event_row(user_id, item_id, event: str = "click", weight: float | None = None,
+              ts: float | None = None, weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS,
+              ) -> EventRow:
+    """One validated event; ``weight`` defaults to the event type's, ``ts`` to now.
+
+    An event type without a configured weight and no explicit ``weight`` is an error: a
+    typo ("purchse") would otherwise silently count as something.
+    """
+    user_id, item_id, event = str(user_id), str(item_id), str(event)
+    if not user_id or not item_id:
+        raise InputError("user and item ids must not be empty")
+    if weight is None:
+        if event not in weights:
+            raise InputError(f"event type {event!r} has no weight; give one or use "
+                             f"{', '.join(sorted(weights))}")
+        weight = weights[event]
+    weight, ts = float(weight), time.time() if ts is None else float(ts)
+    if not (math.isfinite(weight) and math.isfinite(ts)):
+        raise InputError(f"weight and timestamp must be finite numbers, not {weight!r} and {ts!r}")
+    return user_id, item_id, event, weight, ts
+
+
+def record(store: Store, user_id, item_id, event: str = "click", weight: float | None = None,
+           ts: float | None = None, weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS) -> bool:
+    """Write one event; False when the same event (user, item, type, ts) was already stored."""
+    return store.add_events([event_row(user_id, item_id, event, weight, ts, weights)]) == 1
+
+
+def record_many(store: Store, events: Iterable, weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS,
+                ) -> int:
+    """Write many events in one transaction (all or none); returns how many were new.
+
+    Each event is a tuple ``(user_id, item_id[, event[, weight[, ts]]])`` or a dict with
+    those keys. Events are validated before anything is written.
+    """
+    rows = [event_row(**e, weights=weights) if isinstance(e, Mapping) else event_row(*e, weights=weights)
+            for e in events]
+    return store.add_events(rows)

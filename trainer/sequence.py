@@ -1,0 +1,305 @@
+"""``seq``: a self-attention encoder over the user's most recent items (SASRec-style).
+
+The user is their last L interactions, read from the store at request time, so a new user
+or a history that changed a second ago gets a personalised list with no retraining; the
+user index is ignored (``folds_in``).
+
+Layout: the history arrives newest first (index 0 = newest), padded at the end with
+``n_items``, and the encoder works in that layout directly: position p is "p items ago",
+and causal attention lets position p see positions p..L-1 (itself and older). The output
+is the representation at position 0, scored against every item embedding (tied with the
+input table) plus an item bias.
+
+Training: each user's timeline, ordered by (timestamp, tie key) as ``recent_items`` orders
+it, is cut into windows of L items; every position predicts the item that came next, with
+cross-entropy over the whole catalogue (over the positive and a shared set of uniformly
+sampled items when the catalogue is larger than ``full_softmax_items``). Window boundaries
+move randomly every epoch, so each item is seen with varying amounts of context.
+
+Sizes adapt to the data: L is capped near the longest user timelines (no parameters for
+positions nobody reaches) and ``dim`` by the catalogue, and dropout grows as the number of
+training positions per item falls (see ``_adapt``); early stopping on the temporal holdout
+decides the rest.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .data import Interactions, tie_break_key
+from .models import ScoringModel
+
+_MASKED = -1e9
+
+
+def user_timelines(data: Interactions) -> list[np.ndarray]:
+    """Each user's items, oldest first, in the order ``recent_items`` reads them (reversed)."""
+    order = np.lexsort((tie_break_key(data.users, data.items), data.ts, data.users))
+    counts = np.bincount(data.users, minlength=data.n_users)
+    return np.split(data.items[order], np.cumsum(counts)[:-1])
+
+
+def spectral_item_factors(data: Interactions, n_items: int, dim: int, seed: int,
+                          iterations: int = 4) -> np.ndarray:
+    """[n_items, dim] leading right singular vectors of the degree-normalised user-item matrix.
+
+    A randomised SVD in numpy (products with the sparse matrix are ``bincount`` calls, so
+    the cost is O(interactions * dim) per iteration). Items that co-occur in users get
+    nearby rows: a starting point that already separates tastes, where random rows make
+    the first epochs learn only popularity.
+    """
+    users, items = data.users, data.items
+    k = min(dim + 8, n_items)
+    by_user = np.bincount(users, minlength=data.n_users).astype(np.float64)
+    by_item = np.bincount(items, minlength=n_items).astype(np.float64)
+    w = 1.0 / np.sqrt(by_user[users] * by_item[items])
+
+    def times(dense):  # X @ dense: [n_items, k] -> [n_users, k]
+        return np.stack([np.bincount(users, w * dense[items, j], minlength=data.n_users)
+                         for j in range(dense.shape[1])], 1)
+
+    def times_t(dense):  # X^T @ dense: [n_users, k] -> [n_items, k]
+        return np.stack([np.bincount(items, w * dense[users, j], minlength=n_items)
+                         for j in range(dense.shape[1])], 1)
+
+    q = np.random.default_rng(seed).standard_normal((n_items, k))
+    for _ in range(iterations):
+        q, _ = np.linalg.qr(times_t(times(q)))
+    _, sv, vt = np.linalg.svd(times(q), full_matrices=False)
+    factors = (q @ vt.T)[:, :dim] * np.sqrt(sv[:dim])
+    out = np.zeros((n_items, dim))
+    out[:, :factors.shape[1]] = factors
+    return out
+
+
+class AttentionBlock(keras.layers.Layer):
+    """Pre-norm transformer block: causal multi-head self-attention, then a feed-forward."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, seed: int, name: str = "block"):
+        super().__init__(name=name)
+        self.dim, self.heads = dim, heads
+
+        def dense(units, activation=None, k=0):
+            return keras.layers.Dense(units, activation=activation, kernel_initializer=
+                                      keras.initializers.GlorotUniform(seed=seed + k))
+
+        self.norm_attention = keras.layers.LayerNormalization(epsilon=1e-6)
+        self.qkv = dense(3 * dim, k=0)
+        self.attention_out = dense(dim, k=1)
+        self.norm_ff = keras.layers.LayerNormalization(epsilon=1e-6)
+        self.ff_in = dense(dim, "relu", k=2)
+        self.ff_out = dense(dim, k=3)
+        self.drop_attention = keras.layers.Dropout(dropout, seed=seed + 4)
+        self.drop_residual = keras.layers.Dropout(dropout, seed=seed + 5)
+        self.drop_ff = keras.layers.Dropout(dropout, seed=seed + 6)
+
+    def call(self, x, bias, keep, training=False):
+        """x [B, L, d]; bias [B, 1, L, L] additive attention mask; keep [B, L, 1]."""
+        heads, d_head = self.heads, self.dim // self.heads
+        batch, length = tf.shape(x)[0], tf.shape(x)[1]
+        qkv = tf.reshape(self.qkv(self.norm_attention(x)), [batch, length, 3, heads, d_head])
+        qkv = tf.transpose(qkv, [2, 0, 3, 1, 4])  # [3, B, H, L, d_head]
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        logits = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(d_head)) + bias
+        weights = self.drop_attention(tf.nn.softmax(logits, axis=-1), training=training)
+        attended = tf.reshape(tf.transpose(tf.matmul(weights, v), [0, 2, 1, 3]),
+                              [batch, length, self.dim])
+        x = x + self.drop_residual(self.attention_out(attended), training=training)
+        x = x + self.drop_ff(self.ff_out(self.ff_in(self.norm_ff(x))), training=training)
+        return x * keep
+
+
+class SelfAttentionSequence(ScoringModel):
+    """Self-attention over the last ``history_length`` items; scores = h . E_item + b_item."""
+
+    kind = "seq"
+    folds_in = True
+    history_length = 50
+    defaults = {
+        "epochs": 100, "dim": 32, "history_length": 50, "blocks": 2, "heads": 2,
+        "dropout": "auto", "learning_rate": 0.004, "batch_size": 32, "l2": 0.0,
+        "full_softmax_items": 20_000, "negatives": 2048, "bias_init": True,
+        "input_scale": None, "init": "spectral",
+    }
+
+    def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
+        super().__init__(n_users, n_items, seed, **params)
+        p = self.params
+        for name in ("history_length", "blocks", "heads", "batch_size", "full_softmax_items"):
+            if int(p[name]) < 1:
+                raise ValueError(f"seq: {name} must be at least 1")
+        self.history_length = int(p["history_length"])
+        self._layers_ready = False
+
+    # -- sizes ----------------------------------------------------------------------------
+
+    def _adapt(self, train: Interactions) -> None:
+        """Cap L and dim by the data; choose dropout when it is "auto"."""
+        p = self.params
+        lengths = np.bincount(train.users, minlength=train.n_users)
+        lengths = lengths[lengths > 0]
+        longest = int(np.quantile(lengths, 0.95)) if len(lengths) else 1
+        self.history_length = max(4, min(int(p["history_length"]), 8 * math.ceil(longest / 8)))
+        heads = int(p["heads"])
+        # A catalogue of n items needs no more than ~sqrt(n) * 4 dimensions to be told apart.
+        dim = min(int(p["dim"]), max(16, 4 * int(math.sqrt(self.n_items))))
+        p["dim"] = heads * max(1, dim // heads)
+        if p["dropout"] == "auto":
+            # Fewer training positions per item (per parameter row): stronger dropout.
+            per_item = len(train.users) / max(self.n_items, 1)
+            p["dropout"] = float(np.clip(0.5 - 0.1 * math.log10(max(per_item, 1.0)), 0.2, 0.5))
+        self.dropout = float(p["dropout"])
+
+    def _build_layers(self) -> None:
+        dim, seed, n = self.dim, self.seed, self.n_items
+        init = keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(dim), seed=seed)
+        self.item_embedding = self.add_weight(shape=(n + 1, dim), initializer=init,
+                                              name="item_embedding")
+        self.item_bias = self.add_weight(shape=(n,), initializer="zeros", name="item_bias")
+        self.position_embedding = self.add_weight(
+            shape=(self.history_length, dim), name="position_embedding",
+            initializer=keras.initializers.RandomNormal(stddev=0.02, seed=seed + 1))
+        self.input_dropout = keras.layers.Dropout(self.dropout, seed=seed + 2)
+        self.blocks = [AttentionBlock(dim, int(self.params["heads"]), self.dropout, seed + 10 * (b + 1),
+                                      name=f"block{b}")
+                       for b in range(int(self.params["blocks"]))]
+        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-6)
+        self._layers_ready = True
+        self._input_scale = float(self.params.get("input_scale") or 1.0)
+
+    # -- the network ----------------------------------------------------------------------
+
+    def _fit_width(self, history):
+        """[B, any] newest-first history -> [B, L]: cut or pad with ``n_items``."""
+        length = self.history_length
+        history = history[:, :length]
+        missing = length - tf.shape(history)[1]
+        return tf.pad(history, [[0, 0], [0, missing]], constant_values=self.n_items)
+
+    def encode(self, history, training=False, trimmed=False):
+        """[B, L] newest-first items -> [B, L, dim]; position p sees positions >= p.
+
+        ``trimmed``: ``history`` may be narrower than L (a training batch whose windows
+        are all shorter, with the all-padding tail cut off); the result is the same on the
+        positions kept, because padding is never attended to.
+        """
+        causal = tf.constant(np.triu(np.ones((self.history_length,) * 2, np.float32)))
+        positions = self.position_embedding
+        if trimmed:
+            width = tf.shape(history)[1]
+            causal, positions = causal[:width, :width], positions[:width]
+        keep = tf.cast(tf.not_equal(history, self.n_items), tf.float32)[:, :, None]  # [B, L, 1]
+        x = tf.gather(self.item_embedding, history) * self._input_scale + positions
+        x = self.input_dropout(x, training=training) * keep
+        allowed = causal[None, None] * tf.transpose(keep, [0, 2, 1])[:, None]  # query p, key q >= p
+        bias = (1.0 - allowed) * _MASKED  # [B, 1, L, L]
+        for block in self.blocks:
+            x = block(x, bias, keep, training=training)
+        return self.final_norm(x)
+
+    def score_all(self, users, history):
+        del users  # the history is the user
+        h = self.encode(self._fit_width(history))[:, 0, :]
+        items = self.item_embedding[: self.n_items]
+        return tf.matmul(h, items, transpose_b=True) + self.item_bias[None, :]
+
+    # -- training -------------------------------------------------------------------------
+
+    def prepare(self, train: Interactions) -> None:
+        self._adapt(train)
+        self._build_layers()
+        if self.params["init"] == "spectral" and len(train.users):
+            factors = spectral_item_factors(train, self.n_items, self.dim, self.seed)
+            factors *= 1.0 / (math.sqrt(self.dim) * max(factors.std(), 1e-12))
+            noise = np.random.default_rng(self.seed).standard_normal(factors.shape)
+            table = self.item_embedding.numpy()
+            table[: self.n_items] = factors + 0.1 * noise / math.sqrt(self.dim)
+            self.item_embedding.assign(table.astype(np.float32))
+        if self.params.get("bias_init", True):
+            # Start from popularity, so that the first epochs learn what differs by user.
+            counts = np.bincount(train.items, minlength=self.n_items).astype(np.float64)
+            log_pop = np.log(counts + 1.0)
+            self.item_bias.assign((log_pop - log_pop.mean()).astype(np.float32))
+        self.timelines = [t for t in user_timelines(train) if len(t) >= 2]
+        self.optimizer = keras.optimizers.Adam(self.params["learning_rate"])
+        self.score_all(tf.zeros([1], tf.int64), tf.zeros([1, self.history_length], tf.int64))
+        self.optimizer.build(self.trainable_variables)
+        self.sampled = self.n_items > int(self.params["full_softmax_items"])
+        spec = tf.TensorSpec([None, None], tf.int64)
+        self._step = tf.function(self._train_step, input_signature=[
+            spec, spec, tf.TensorSpec([None], tf.int64)], reduce_retracing=True)
+
+    def windows(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and next-item targets, [W, L] each, newest first, padded with ``n_items``.
+
+        Each timeline is cut into windows of L transitions whose boundaries shift by a
+        random offset every epoch (the newest window is then shorter than L).
+        """
+        length, pad = self.history_length, self.n_items
+        inputs, targets = [], []
+        for seq in self.timelines:
+            n = len(seq) - 1  # transitions seq[i] -> seq[i + 1]
+            offset = int(rng.integers(0, length)) if n > length else 0
+            ends = list(range(n, 0, -length)) if not offset else [n] + list(range(n - offset, 0, -length))
+            for end in ends:
+                start = max(0, end - length)
+                x = np.full(length, pad, np.int64)
+                y = np.full(length, pad, np.int64)
+                x[: end - start] = seq[start:end][::-1]
+                y[: end - start] = seq[start + 1:end + 1][::-1]
+                inputs.append(x)
+                targets.append(y)
+        return np.array(inputs).reshape(-1, length), np.array(targets).reshape(-1, length)
+
+    def _train_step(self, inputs, targets, negatives):
+        with tf.GradientTape() as tape:
+            h = self.encode(inputs, training=True, trimmed=True)
+            valid = tf.not_equal(targets, self.n_items)
+            h = tf.boolean_mask(h, valid)
+            target = tf.boolean_mask(targets, valid)
+            table = self.item_embedding[: self.n_items]
+            if self.sampled:
+                # The positive first, then shared uniform negatives (accidental hits masked).
+                positive = tf.reduce_sum(h * tf.gather(table, target), -1, keepdims=True) \
+                    + tf.gather(self.item_bias, target)[:, None]
+                negative = tf.matmul(h, tf.gather(table, negatives), transpose_b=True) \
+                    + tf.gather(self.item_bias, negatives)[None, :]
+                hit = tf.equal(target[:, None], negatives[None, :])
+                negative = tf.where(hit, tf.fill(tf.shape(negative), _MASKED), negative)
+                logits = tf.concat([positive, negative], axis=1)
+                labels = tf.zeros_like(target)
+            else:
+                logits = tf.matmul(h, table, transpose_b=True) + self.item_bias[None, :]
+                labels = target
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            if self.params["l2"]:
+                loss += self.params["l2"] * tf.reduce_mean(tf.reduce_sum(tf.square(h), -1))
+        variables = self.trainable_variables
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    def train_epoch(self, train: Interactions, seed: int) -> float:
+        rng = np.random.default_rng(seed)
+        inputs, targets = self.windows(rng)
+        # Batches of windows of similar length, cut to their longest: little padding work.
+        lengths = (targets != self.n_items).sum(1)
+        order = np.lexsort((rng.random(len(lengths)), lengths))
+        batch = int(self.params["batch_size"])
+        batches = [order[i:i + batch] for i in range(0, len(order), batch)]
+        n_neg = min(int(self.params["negatives"]), self.n_items)
+        losses, weights = [], []
+        for b in rng.permutation(len(batches)):
+            rows = batches[b]
+            width = int(lengths[rows].max())
+            negatives = (rng.choice(self.n_items, size=n_neg, replace=False) if self.sampled
+                         else np.zeros(0, np.int64))
+            loss = self._step(tf.constant(inputs[rows, :width]), tf.constant(targets[rows, :width]),
+                              tf.constant(negatives, tf.int64))
+            losses.append(float(loss))
+            weights.append(int(lengths[rows].sum()))
+        return float(np.average(losses, weights=weights)) if losses else 0.0
