@@ -52,7 +52,7 @@ from ..recommender import Recommender
 from ..store import Store
 from ..trainer.data import Interactions, load_interactions, temporal_split
 from ..trainer.models import MODEL_KINDS
-from ..trainer.train import Progress, _quiet, fit, popularity_baseline
+from ..trainer.train import AUTO, Progress, _quiet, fit, popularity_baseline
 from .onnx import export_bundle
 
 PROTOCOLS = ("temporal", "leave-one-out-sampled")
@@ -82,8 +82,9 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
     """
     if protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
-    if model not in MODEL_KINDS:
-        raise InputError(f"unknown model kind {model!r}; choose from {', '.join(MODEL_KINDS)}")
+    if model not in MODEL_KINDS and model != AUTO:
+        raise InputError(f"unknown model kind {model!r}; choose from "
+                         f"{', '.join([*MODEL_KINDS, AUTO])}")
     if k < 1:
         raise InputError("-k must be at least 1")
     if not 0.0 <= diversity <= 1.0:

@@ -29,6 +29,22 @@ def _echo_err(message: str) -> None:
     click.echo(message, err=True)
 
 
+def fit_options(command):
+    """--epochs/--dim/--negatives/--seed for train and evaluate; unset ones take the model
+    kind's own defaults (each kind documents them in ``MODEL_KINDS[kind].defaults``)."""
+    for option in reversed([
+            click.option("--epochs", type=int, help="Most epochs (early stopping)."),
+            click.option("--dim", type=int, help="Embedding size."),
+            click.option("--negatives", type=int, help="Sampled negatives per positive."),
+            click.option("--seed", type=int, help="Random seed [default: 0].")]):
+        command = option(command)
+    return command
+
+
+def _given(params: dict) -> dict:
+    return {name: value for name, value in params.items() if value is not None}
+
+
 store_arg = click.argument("store", type=click.Path(dir_okay=False))
 provider_opt = click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default=None,
                             help="Execution provider (default: $EDGEREC_PROVIDER or auto).")
@@ -132,18 +148,14 @@ def demo_data(store, users, n_items, seed):
 @store_arg
 @click.option("--model", default="mf", show_default=True, help="Model kind.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory.")
-@click.option("--epochs", type=int, help="Most epochs (early stopping) [default: 30].")
-@click.option("--dim", type=int, help="Embedding size [default: 32].")
-@click.option("--negatives", type=int, help="Sampled negatives per positive [default: 4].")
-@click.option("--seed", type=int, help="Random seed [default: 0].")
+@fit_options
 def train(store, model, out, **params):
     """Train a model on STORE and export it as an ONNX bundle at OUT."""
     try:
         from .exporters import train_bundle
     except ImportError as exc:
         raise EdgerecError(f"training needs TensorFlow: pip install 'edgerec[train]' ({exc})") from None
-    given = {name: value for name, value in params.items() if value is not None}
-    path, result = train_bundle(store, out, model=model, progress=_echo_err, **given)
+    path, result = train_bundle(store, out, model=model, progress=_echo_err, **_given(params))
     holdout = result.metrics["holdout"]
     click.echo(f"{path}: {model} trained in {result.seconds:.1f}s, holdout ndcg@10 "
                f"{holdout.get('ndcg@10', float('nan')):.4f} (popularity "
@@ -157,28 +169,17 @@ def train(store, model, out, **params):
               help="temporal (last 20% of each user) or leave-one-out-sampled (latest vs 99 sampled).")
 @click.option("-k", "k", default=10, show_default=True, help="Cut-off of the ranking metrics.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the results as JSON here.")
-@click.option("--epochs", default=30, show_default=True, help="Most epochs (early stopping).")
-@click.option("--dim", default=64, show_default=True, help="Embedding size.")
-@click.option("--negatives", default=4, show_default=True, help="Negatives per positive.")
-@click.option("--seed", default=0, show_default=True)
+@fit_options
 @click.option("--diversity", default=0.0, show_default=True,
               help="Also measure lists re-ranked with this MMR diversity (0..1).")
-def evaluate(store, model, protocol, k, out, epochs, dim, negatives, seed, diversity):
+def evaluate(store, model, protocol, k, out, diversity, **params):
     """Hold out a test split of STORE, train on the rest, measure the served top-K."""
     try:
         from .exporters.evaluate import evaluate as run_evaluation
-        from .trainer import MODEL_KINDS
     except ImportError as exc:
         raise EdgerecError(f"evaluation needs TensorFlow: pip install 'edgerec[train]' ({exc})") from None
-    # The defaults above go only to kinds that take them (als has no --negatives, ease no
-    # --dim); an option given explicitly is always passed, so fit rejects a wrong one.
-    ctx = click.get_current_context()
-    takes = MODEL_KINDS[model].defaults if model in MODEL_KINDS else {}
-    options = {name: value for name, value in
-               (("epochs", epochs), ("dim", dim), ("negatives", negatives))
-               if name in takes or ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
-    report = run_evaluation(store, model=model, protocol=protocol, k=k, out=out, seed=seed,
-                            diversity=diversity, progress=_echo_err, **options)
+    report = run_evaluation(store, model=model, protocol=protocol, k=k, out=out,
+                            diversity=diversity, progress=_echo_err, **_given(params))
     names = [m for m in report["metrics"] if "@" in m]
     click.echo(f"{protocol}: {report['users_evaluated']} users, {model} trained in "
                f"{report['train_seconds']:.1f}s on the train part")

@@ -14,12 +14,14 @@ thousand items, heavy beyond ~10K.
 
 Unknown users (index -1) are folded in from their history. Plugging the mean of a
 branch's history item embeddings into the user slot does not work (the user and item
-tables of a branch live in different spaces; on MovieLens 100K validation it scored below
-"most popular"). Instead, after every epoch a ridge regression per branch maps a user's
-mean history item embedding (plus a constant) to that user's trained embedding, fitted on
-every user with training interactions over the same ``history_length`` most recent items
-the runtime sends; an unknown user gets the map applied to their history. On the same
-validation the mapped vectors rank about as well as the trained ones.
+tables of a branch live in different spaces; on MovieLens 100K validation, NDCG@10 0.073,
+below "most popular" at 0.091). Instead, after every epoch a ridge regression per branch
+maps a user's mean history item embedding (plus a constant) to that user's trained
+embedding, fitted on every user with training interactions over the same
+``history_length`` most recent items the runtime sends (ridge: ``fold_in_reg`` times the
+mean diagonal of the features' Gram matrix, so it is scale-free); an unknown user gets the
+map applied to their history. On the same validation, users scored through the map reach NDCG@10 0.183, the
+trained user rows 0.163.
 """
 
 from __future__ import annotations
