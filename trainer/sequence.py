@@ -6,20 +6,29 @@ user index is ignored (``folds_in``).
 
 Layout: the history arrives newest first (index 0 = newest), padded at the end with
 ``n_items``, and the encoder works in that layout directly: position p is "p items ago",
-and causal attention lets position p see positions p..L-1 (itself and older). The output
-is the representation at position 0, scored against every item embedding (tied with the
-input table) plus an item bias.
+and causal attention lets position p see positions p..L-1 (itself and older). Item
+embedding plus learned position embedding, ``blocks`` pre-norm transformer blocks
+(multi-head attention written with matmul/softmax, layer norm, feed-forward, dropout), a
+final layer norm; the representation at position 0 is scored against every item embedding
+(tied with the input table) plus an item bias.
 
 Training: each user's timeline, ordered by (timestamp, tie key) as ``recent_items`` orders
-it, is cut into windows of L items; every position predicts the item that came next, with
-cross-entropy over the whole catalogue (over the positive and a shared set of uniformly
-sampled items when the catalogue is larger than ``full_softmax_items``). Window boundaries
-move randomly every epoch, so each item is seen with varying amounts of context.
+it, is cut into windows of L items (see ``windows``); every position predicts the item
+that came next, with cross-entropy over the whole catalogue, or over the positive and a
+shared set of uniformly sampled items when the catalogue is larger than
+``full_softmax_items``. Adam, batches of windows of similar length.
+
+Initialisation matters more than anything else measured here: item embeddings start as
+the leading singular vectors of the degree-normalised user-item matrix (``init
+"spectral"``, a randomised SVD in numpy) and item biases at log popularity. From random
+rows the model first spends epochs learning popularity only (on sparse catalogues it never
+left that plateau before early stopping); from the spectral start the first epoch is
+already personalised, and ML-100K validation NDCG@10 went from 0.237 to 0.262.
 
 Sizes adapt to the data: L is capped near the longest user timelines (no parameters for
-positions nobody reaches) and ``dim`` by the catalogue, and dropout grows as the number of
-training positions per item falls (see ``_adapt``); early stopping on the temporal holdout
-decides the rest.
+positions nobody reaches), ``dim`` by the catalogue, and "auto" dropout grows as the
+number of training positions per item falls (see ``_adapt``); early stopping on the
+temporal holdout decides the rest.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..errors import InputError
 from .data import Interactions, tie_break_key
 from .models import ScoringModel
 
@@ -118,12 +128,11 @@ class SelfAttentionSequence(ScoringModel):
 
     kind = "seq"
     folds_in = True
-    history_length = 50
+    history_length = 50  # the default; each instance sets its own (``_adapt``)
     defaults = {
-        "epochs": 100, "dim": 32, "history_length": 50, "blocks": 2, "heads": 2,
-        "dropout": "auto", "learning_rate": 0.004, "batch_size": 32, "l2": 0.0,
-        "full_softmax_items": 20_000, "negatives": 2048, "bias_init": True,
-        "input_scale": None, "init": "spectral",
+        "epochs": 100, "dim": 32, "history_length": 50, "blocks": 1, "heads": 2,
+        "dropout": "auto", "learning_rate": 0.004, "batch_size": 32, "init": "spectral",
+        "full_softmax_items": 20_000, "sampled_negatives": 2048,
     }
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
@@ -131,9 +140,13 @@ class SelfAttentionSequence(ScoringModel):
         p = self.params
         for name in ("history_length", "blocks", "heads", "batch_size", "full_softmax_items"):
             if int(p[name]) < 1:
-                raise ValueError(f"seq: {name} must be at least 1")
+                raise InputError(f"seq: {name} must be at least 1")
+        if p["init"] not in ("spectral", "random"):
+            raise InputError(f"seq: init must be spectral or random, not {p['init']!r}")
+        if p["dropout"] != "auto" and not 0.0 <= float(p["dropout"]) < 1.0:
+            raise InputError("seq: dropout must be \"auto\" or in [0, 1)")
         self.history_length = int(p["history_length"])
-        self._layers_ready = False
+        self.dropout = 0.0 if p["dropout"] == "auto" else float(p["dropout"])
 
     # -- sizes ----------------------------------------------------------------------------
 
@@ -144,32 +157,30 @@ class SelfAttentionSequence(ScoringModel):
         lengths = lengths[lengths > 0]
         longest = int(np.quantile(lengths, 0.95)) if len(lengths) else 1
         self.history_length = max(4, min(int(p["history_length"]), 8 * math.ceil(longest / 8)))
+        # A catalogue of n items needs no more than ~4 sqrt(n) dimensions to be told apart.
         heads = int(p["heads"])
-        # A catalogue of n items needs no more than ~sqrt(n) * 4 dimensions to be told apart.
         dim = min(int(p["dim"]), max(16, 4 * int(math.sqrt(self.n_items))))
         p["dim"] = heads * max(1, dim // heads)
         if p["dropout"] == "auto":
-            # Fewer training positions per item (per parameter row): stronger dropout.
+            # Fewer training positions per item (per embedding row): stronger dropout.
             per_item = len(train.users) / max(self.n_items, 1)
             p["dropout"] = float(np.clip(0.5 - 0.1 * math.log10(max(per_item, 1.0)), 0.2, 0.5))
         self.dropout = float(p["dropout"])
 
     def _build_layers(self) -> None:
         dim, seed, n = self.dim, self.seed, self.n_items
-        init = keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(dim), seed=seed)
-        self.item_embedding = self.add_weight(shape=(n + 1, dim), initializer=init,
-                                              name="item_embedding")
+        self.item_embedding = self.add_weight(
+            shape=(n + 1, dim), name="item_embedding",  # row n: padding, always masked
+            initializer=keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(dim), seed=seed))
         self.item_bias = self.add_weight(shape=(n,), initializer="zeros", name="item_bias")
         self.position_embedding = self.add_weight(
             shape=(self.history_length, dim), name="position_embedding",
             initializer=keras.initializers.RandomNormal(stddev=0.02, seed=seed + 1))
         self.input_dropout = keras.layers.Dropout(self.dropout, seed=seed + 2)
-        self.blocks = [AttentionBlock(dim, int(self.params["heads"]), self.dropout, seed + 10 * (b + 1),
-                                      name=f"block{b}")
+        self.blocks = [AttentionBlock(dim, int(self.params["heads"]), self.dropout,
+                                      seed + 10 * (b + 1), name=f"block{b}")
                        for b in range(int(self.params["blocks"]))]
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-6)
-        self._layers_ready = True
-        self._input_scale = float(self.params.get("input_scale") or 1.0)
 
     # -- the network ----------------------------------------------------------------------
 
@@ -193,7 +204,7 @@ class SelfAttentionSequence(ScoringModel):
             width = tf.shape(history)[1]
             causal, positions = causal[:width, :width], positions[:width]
         keep = tf.cast(tf.not_equal(history, self.n_items), tf.float32)[:, :, None]  # [B, L, 1]
-        x = tf.gather(self.item_embedding, history) * self._input_scale + positions
+        x = tf.gather(self.item_embedding, history) + positions
         x = self.input_dropout(x, training=training) * keep
         allowed = causal[None, None] * tf.transpose(keep, [0, 2, 1])[:, None]  # query p, key q >= p
         bias = (1.0 - allowed) * _MASKED  # [B, 1, L, L]
@@ -207,6 +218,10 @@ class SelfAttentionSequence(ScoringModel):
         items = self.item_embedding[: self.n_items]
         return tf.matmul(h, items, transpose_b=True) + self.item_bias[None, :]
 
+    def item_vectors(self) -> np.ndarray:
+        """The item table: inputs and outputs share it, so its cosine is item similarity."""
+        return self.item_embedding.numpy()[: self.n_items]
+
     # -- training -------------------------------------------------------------------------
 
     def prepare(self, train: Interactions) -> None:
@@ -219,11 +234,10 @@ class SelfAttentionSequence(ScoringModel):
             table = self.item_embedding.numpy()
             table[: self.n_items] = factors + 0.1 * noise / math.sqrt(self.dim)
             self.item_embedding.assign(table.astype(np.float32))
-        if self.params.get("bias_init", True):
-            # Start from popularity, so that the first epochs learn what differs by user.
-            counts = np.bincount(train.items, minlength=self.n_items).astype(np.float64)
-            log_pop = np.log(counts + 1.0)
-            self.item_bias.assign((log_pop - log_pop.mean()).astype(np.float32))
+        # Biases start at log popularity, so that training spends itself on what differs by user.
+        counts = np.bincount(train.items, minlength=self.n_items).astype(np.float64)
+        log_pop = np.log(counts + 1.0)
+        self.item_bias.assign((log_pop - log_pop.mean()).astype(np.float32))
         self.timelines = [t for t in user_timelines(train) if len(t) >= 2]
         self.optimizer = keras.optimizers.Adam(self.params["learning_rate"])
         self.score_all(tf.zeros([1], tf.int64), tf.zeros([1, self.history_length], tf.int64))
@@ -236,15 +250,20 @@ class SelfAttentionSequence(ScoringModel):
     def windows(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and next-item targets, [W, L] each, newest first, padded with ``n_items``.
 
-        Each timeline is cut into windows of L transitions whose boundaries shift by a
-        random offset every epoch (the newest window is then shorter than L).
+        The newest window holds each timeline's last L transitions, all with full context;
+        the older part is cut into windows of L from a random offset that changes every
+        epoch, so older items are seen with varying context, and the newest transitions
+        (up to L of them, overlapping the first window) twice. Measured on ML-100K
+        validation: 0.262 NDCG@10, against 0.259 for disjoint windows at random offsets and
+        0.256 for fixed disjoint windows.
         """
         length, pad = self.history_length, self.n_items
         inputs, targets = [], []
         for seq in self.timelines:
             n = len(seq) - 1  # transitions seq[i] -> seq[i + 1]
             offset = int(rng.integers(0, length)) if n > length else 0
-            ends = list(range(n, 0, -length)) if not offset else [n] + list(range(n - offset, 0, -length))
+            older = range(n - offset, 0, -length) if offset else range(n - length, 0, -length)
+            ends = [n, *older]
             for end in ends:
                 start = max(0, end - length)
                 x = np.full(length, pad, np.int64)
@@ -276,8 +295,6 @@ class SelfAttentionSequence(ScoringModel):
                 logits = tf.matmul(h, table, transpose_b=True) + self.item_bias[None, :]
                 labels = target
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-            if self.params["l2"]:
-                loss += self.params["l2"] * tf.reduce_mean(tf.reduce_sum(tf.square(h), -1))
         variables = self.trainable_variables
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
@@ -291,7 +308,7 @@ class SelfAttentionSequence(ScoringModel):
         order = np.lexsort((rng.random(len(lengths)), lengths))
         batch = int(self.params["batch_size"])
         batches = [order[i:i + batch] for i in range(0, len(order), batch)]
-        n_neg = min(int(self.params["negatives"]), self.n_items)
+        n_neg = min(int(self.params["sampled_negatives"]), self.n_items)
         losses, weights = [], []
         for b in rng.permutation(len(batches)):
             rows = batches[b]

@@ -1,0 +1,132 @@
+"""The ``seq`` kind: a self-attention model over the user's recent items, read at request time.
+
+The bundle comes from conftest's ``train_once("seq")`` (the one the shared behaviour suite
+uses too): the demo store, whose users like two neighbouring genres each.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from edgerec import Recommender
+from edgerec.demo import GENRES
+from edgerec.store import Store
+
+
+@pytest.fixture(scope="module")
+def seq(train_once):
+    return train_once("seq")
+
+
+def genre_of(store: Store) -> dict[str, str]:
+    rows = store.db.conn.execute("SELECT item_id, metadata FROM items").fetchall()
+    return {i: json.loads(m)["categories"][0] for i, m in rows}
+
+
+def liked_with(genre: str) -> set[str]:
+    """Genres a user who picks ``genre`` likes: each demo cluster likes genres g and g + 1."""
+    g = GENRES.index(genre)
+    return {GENRES[(g - 1) % 8], genre, GENRES[(g + 1) % 8]}
+
+
+def test_seq_trains_exports_with_parity_and_beats_popularity(seq):
+    metrics = seq.result.metrics
+    assert metrics["holdout"]["ndcg@10"] > 1.5 * metrics["popularity"]["ndcg@10"], metrics
+    net = seq.result.model
+    with Recommender.open(seq.bundle, seq.store) as rec:
+        manifest = rec.bundle.manifest
+    assert manifest["model_kind"] == "seq"
+    assert manifest["dims"]["history_length"] == net.history_length > 0
+    assert manifest["dims"]["folds_in"] is True
+    parity = manifest["onnx"]["parity"]
+    assert parity["users"] > 0 and parity["max_abs_diff"] <= 1e-5
+
+
+def test_scores_read_only_the_history_and_attention_is_causal(seq):
+    net, data = seq.result.model, seq.result.data
+    users = np.arange(8, dtype=np.int64)
+    history = data.recent_items(users, net.history_length)
+    scores = net.score_all(tf.constant(users), tf.constant(history)).numpy()
+    unknown = net.score_all(tf.constant(np.full(8, -1, np.int64)), tf.constant(history)).numpy()
+    np.testing.assert_array_equal(scores, unknown)  # the user index is ignored
+    # A longer history (extra padding or older items) is cut to L: same scores.
+    wider = np.concatenate([history, np.full((8, 7), net.n_items, np.int64)], axis=1)
+    np.testing.assert_allclose(net.score_all(tf.constant(users), tf.constant(wider)).numpy(),
+                               scores, rtol=1e-6, atol=1e-6)
+    # Position p attends to p and older only: replacing the newest item changes position 0
+    # and nothing else.
+    encoded = net.encode(tf.constant(history)).numpy()
+    changed = history.copy()
+    changed[:, 0] = (changed[:, 0] + 1) % net.n_items
+    other = net.encode(tf.constant(changed)).numpy()
+    np.testing.assert_allclose(other[:, 1:], encoded[:, 1:], rtol=1e-5, atol=1e-5)
+    assert np.abs(other[:, 0] - encoded[:, 0]).max() > 1e-3
+
+
+def test_recommendations_follow_new_events_without_retraining(seq, tmp_path):
+    store_path = tmp_path / "store.db"
+    shutil.copy(seq.store, store_path)
+    with Recommender.open(seq.bundle, store_path) as rec:
+        genres = genre_of(rec.store)
+        user = seq.result.data.user_ids[4]
+        history = rec.store.history(user)
+        before = rec.recommend(user, n=10)
+        # Five recent events for popular items of the genre this user picked least.
+        counts = {g: sum(genres[i] == g for i in history) for g in GENRES}
+        new_genre = min(GENRES, key=lambda g: (counts[g], g))
+        popular = [i for i, _ in rec.store.popular(200)]
+        shown = {r.item_id for r in before}
+        new_items = [i for i in popular
+                     if genres[i] == new_genre and i not in history and i not in shown][:5]
+        assert len(new_items) == 5
+        rec.store.add_events((user, i, "click", 1.0, 2e9 + t) for t, i in enumerate(new_items))
+        after = rec.recommend(user, n=10)
+    assert not before.fallback and not after.fallback
+    got = [r.item_id for r in after]
+    assert got != [r.item_id for r in before]
+    assert not set(got) & set(new_items)  # just seen: excluded at once
+    # Not just exclusion: the user's representation moved, so the scores did.
+    old = dict(before)
+    assert any(abs(old[r.item_id] - r.score) > 1e-4 for r in after if r.item_id in old)
+
+
+def test_user_unknown_to_the_model_gets_personalised_results(seq, tmp_path):
+    store_path = tmp_path / "store.db"
+    shutil.copy(seq.store, store_path)
+    with Recommender.open(seq.bundle, store_path) as rec:
+        genres = genre_of(rec.store)
+        assert "newcomer" not in rec.bundle.user_index
+        popular_list = [r.item_id for r in rec.recommend("nobody-at-all", n=10)]
+        popular = [i for i, _ in rec.store.popular(200)]
+        horror = [i for i in popular if genres[i] == "Horror"][:6]
+        rec.store.add_events(("newcomer", i, "view", 1.0, 2e9 + t) for t, i in enumerate(horror))
+        first = rec.recommend("newcomer", n=10)
+        # Then the newcomer turns to Comedy (three genres away): the list follows.
+        comedy = [i for i in popular if genres[i] == "Comedy"][:10]
+        rec.store.add_events(("newcomer", i, "view", 1.0, 3e9 + t) for t, i in enumerate(comedy))
+        second = rec.recommend("newcomer", n=10)
+    for recs, seen in ((first, horror), (second, horror + comedy)):
+        assert recs.fallback is False and len(recs) == 10
+        assert not {r.item_id for r in recs} & set(seen)
+    got = [r.item_id for r in first]
+    assert got != [i for i in popular_list if i not in horror][:10]
+    # Personalised: mostly the genres of clusters that like Horror (3 of the 8 genres).
+    assert sum(genres[i] in liked_with("Horror") for i in got) >= 7, [genres[i] for i in got]
+    moved = [genres[r.item_id] for r in second]
+    assert sum(g in liked_with("Comedy") for g in moved) >= 5, moved
+
+
+def test_sampled_softmax_for_large_catalogues_trains(demo_store):
+    from edgerec.trainer import fit
+
+    result = fit(demo_store, "seq", epochs=6, seed=1, refit=False,
+                 full_softmax_items=50, sampled_negatives=64)
+    assert result.model.sampled
+    losses = [row["loss"] for row in result.epochs]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert result.metrics["holdout"]["ndcg@10"] > 1.3 * result.metrics["popularity"]["ndcg@10"]
