@@ -33,7 +33,9 @@ def store_for(data: Path, work: Path) -> Path:
     if not path.exists():
         tmp = path.with_suffix(".tmp.db")
         tmp.unlink(missing_ok=True)
-        print(ingest_events(Store.open(tmp), data).summary(), flush=True)
+        store = Store.open(tmp)
+        print(ingest_events(store, data).summary(), flush=True)
+        store.close()  # checkpoints the WAL into the file before it moves
         shutil.move(tmp, path)
     return path
 
