@@ -2,8 +2,10 @@
 
     python benchmarks/quality.py DATA [--models mf,neumf,...] [--protocol temporal] [--out DIR]
 
-DATA is a ratings file edgerec can ingest (e.g. MovieLens ``u.data``) or an existing store
-(``.db``). Each kind is evaluated with its default settings by ``edgerec evaluate`` (fit on
+DATA is a ratings file edgerec can ingest (e.g. MovieLens ``u.data``), an existing store
+(``.db``), or ``demo:SHAPE`` for synthetic check data of shapes unlike MovieLens (see
+``SHAPES``): ``demo:long`` (a 12K-item catalogue, few users, long histories) and
+``demo:plays`` (play counts as weights, in an order that carries no meaning). Each kind is evaluated with its default settings by ``edgerec evaluate`` (fit on
 the train part with early stopping on a validation split carved from it, export, serve
 through the runtime, score the held-out test part). Writes DIR/quality.json and
 DIR/quality.md (a table with model, metrics, training time and the command). Not part of
@@ -20,12 +22,48 @@ import time
 from pathlib import Path
 
 METRICS = ("ndcg@10", "recall@10", "hr@10", "map@10", "coverage@10")
+SHAPES = {
+    "long": {"n_users": 1_200, "n_items": 12_000, "mean_events": 250, "seed": 11},
+    "plays": {"n_users": 1_500, "n_items": 10_000, "mean_events": 150, "seed": 12},
+}
+
+
+def synthetic_store(shape: str, path: Path) -> Path:
+    """Demo-generator data of a named shape; "plays" gets Poisson play counts as weights
+    and timestamps shuffled within each user, so that order carries no signal."""
+    import numpy as np
+
+    from edgerec.demo import generate
+    from edgerec.store import Store
+
+    if shape not in SHAPES:
+        raise SystemExit(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
+    events, items = generate(**SHAPES[shape])
+    if shape == "plays":
+        rng = np.random.default_rng(0)
+        by_user: dict[str, list] = {}
+        for event in events:
+            by_user.setdefault(event[0], []).append(event)
+        events = []
+        for rows in by_user.values():
+            stamps = rng.permutation([row[4] for row in rows])
+            events += [(u, i, "play", float(1 + rng.poisson(3 * w)), float(t))
+                       for (u, i, _, w, _), t in zip(rows, stamps)]
+    store = Store.open(path)
+    store.add_events(events)
+    store.add_items(items)
+    store.close()
+    return path
 
 
 def store_for(data: Path, work: Path) -> Path:
     """The data as a store: a .db is used as is, anything else is ingested once."""
     if data.suffix == ".db":
         return data
+    if str(data).startswith("demo:"):
+        shape = str(data).split(":", 1)[1]
+        path = work / f"demo-{shape}.db"
+        return path if path.exists() else synthetic_store(shape, path)
     from edgerec.ingest import ingest_events
     from edgerec.store import Store
 
@@ -54,7 +92,7 @@ def main(argv=None) -> list[dict]:
     from edgerec.trainer import MODEL_KINDS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data", type=Path)
+    parser.add_argument("data", type=Path, help="ratings file, store (.db) or demo:long / demo:plays")
     parser.add_argument("--models", default=",".join(MODEL_KINDS))
     parser.add_argument("--protocol", default="temporal")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
