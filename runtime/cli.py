@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from .errors import EdgerecError, InputError
+from .ingest import FORMATS
 from .session import CHOICES as PROVIDER_CHOICES
 
 
@@ -45,6 +46,9 @@ def _given(params: dict) -> dict:
     return {name: value for name, value in params.items() if value is not None}
 
 
+file_arg = click.argument("file", type=click.Path(dir_okay=False))
+format_opt = click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto",
+                          show_default=True)
 store_arg = click.argument("store", type=click.Path(dir_okay=False))
 provider_opt = click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default=None,
                             help="Execution provider (default: $EDGEREC_PROVIDER or auto).")
@@ -94,9 +98,8 @@ def main():
 
 @main.command()
 @store_arg
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["auto", "csv", "tsv", "jsonl", "movielens"]),
-              default="auto", show_default=True)
+@file_arg
+@format_opt
 @click.option("--user-col")
 @click.option("--item-col")
 @click.option("--time-col")
@@ -116,9 +119,8 @@ def ingest(store, file, fmt, user_col, item_col, time_col, weight_col, event_col
 
 @main.command()
 @store_arg
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["auto", "csv", "tsv", "jsonl", "movielens"]),
-              default="auto", show_default=True)
+@file_arg
+@format_opt
 @click.option("--id-col")
 @click.option("--title-col")
 def items(store, file, fmt, id_col, title_col):
