@@ -91,17 +91,15 @@ def synthetic_bundle(cache: Path, n_users: int, n_items: int, user_ids=None, ite
 # -- 1. scoring core --------------------------------------------------------------------------
 
 def bench_core(cache: Path, sizes: list[int], provider: str, calls: int) -> list[dict]:
-    from edgerec.bundle import Bundle
-    from edgerec.session import Scorer
+    from edgerec import serving
 
     rows = []
     rng = np.random.default_rng(1)
     for n_items in sizes:
         n_calls = max(50, calls if n_items <= 100_000 else calls // 20)
         bundle = synthetic_bundle(cache, 100, n_items)
-        dims = Bundle.open(bundle).manifest["dims"]
-        threads = 1 if dims["n_items"] * dims["dim"] <= (1 << 22) else 0
-        scorer = Scorer(bundle / "model.onnx", provider, threads)
+        scorer = serving.load(bundle, provider).scorer  # the runtime's own thread policy
+        threads = scorer.session.get_session_options().intra_op_num_threads
         users, items, bias = synthetic_factors(100, n_items)
         requests = [(rng.integers(0, 100), rng.choice(n_items, EXCLUDED, replace=False))
                     for _ in range(n_calls)]
