@@ -179,10 +179,10 @@ def export_factors(out: str | Path, user_factors: np.ndarray, item_factors: np.n
     n_items = item_factors.shape[0]
     net = MatrixFactorization(n_users, n_items, dim=dim)
     net((np.zeros(1, np.int64), np.zeros(1, np.int64)))  # build the weights
-    zeros = np.zeros
+    biases = [np.zeros(size) if bias is None else bias
+              for bias, size in ((user_bias, n_users), (item_bias, n_items))]
     net.set_weights([np.asarray(user_factors, np.float32), np.asarray(item_factors, np.float32),
-                     np.asarray(user_bias if user_bias is not None else zeros(n_users), np.float32)[:, None],
-                     np.asarray(item_bias if item_bias is not None else zeros(n_items), np.float32)[:, None]])
+                     *(np.asarray(bias, np.float32)[:, None] for bias in biases)])
     empty = np.zeros(0, np.int64)
     data = Interactions(
         np.array(user_ids if user_ids is not None else [str(u) for u in range(n_users)], dtype=object),
