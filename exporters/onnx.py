@@ -174,10 +174,13 @@ def export_factors(out: str | Path, user_factors: np.ndarray, item_factors: np.n
                    metrics: dict | None = None, progress: Progress = _quiet) -> Path:
     """Export matrix-factorisation factors computed elsewhere (numpy ALS, synthetic
     benchmarks) through the same scoring core, parity check and bundle as a trained MF.
+
+    No fold-in map can be fitted without interactions, so these bundles do not fold in:
+    users outside ``user_factors`` get the popularity fallback.
     """
     n_users, dim = user_factors.shape
     n_items = item_factors.shape[0]
-    net = MatrixFactorization(n_users, n_items, dim=dim)
+    net = MatrixFactorization(n_users, n_items, dim=dim, fold_in_history=0)
     net((np.zeros(1, np.int64), np.zeros(1, np.int64)))  # build the weights
     biases = [np.zeros(size) if bias is None else bias
               for bias, size in ((user_bias, n_users), (item_bias, n_items))]

@@ -57,7 +57,7 @@ def test_manifest_describes_the_model(mf):
     data = mf.result.data
     assert about["model_kind"] == "mf"
     assert about["dims"] == {"n_users": data.n_users, "n_items": data.n_items, "dim": 32,
-                             "history_length": 0, "folds_in": False}
+                             "history_length": 50, "folds_in": True}
     assert about["onnx"]["inputs"] == ["users", "history", "exclude", "k"]
     assert about["onnx"]["outputs"] == ["top_items", "top_scores"]
     assert len(about["onnx"]["sha256"]) == 64

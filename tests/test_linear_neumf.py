@@ -189,7 +189,7 @@ def test_neumf_folds_in_unknown_user(train_once, tmp_path):
     history = np.array([[40, 9, 5]])
     vectors = []
     for fold_in, items in ((net.fold_in_gmf, net.gmf_item), (net.fold_in_mlp, net.mlp_item)):
-        w = fold_in.numpy()
+        w = fold_in.map.numpy()
         vectors.append(items.embeddings.numpy()[history[0]].mean(0) @ w[:-1] + w[-1])
     folded = net.score_all(tf.constant([-1]), tf.constant(history)).numpy()[0]
     saved = [net.gmf_user.embeddings.numpy(), net.mlp_user.embeddings.numpy()]

@@ -37,6 +37,32 @@ def test_runtime_top_n_equals_reference_from_weights(trained):
         assert [r.item_id for r in recs] == [data.item_ids[i] for i in ref], data.user_ids[u]
 
 
+def test_unseen_user_with_history_gets_personalised_results(trained, tmp_path):
+    """A visitor the model never saw, with a trained user's history, is placed near that user."""
+    import shutil
+
+    from edgerec.store import Store
+
+    store_path = tmp_path / "store.db"
+    shutil.copy(trained.store, store_path)
+    store = Store.open(store_path)
+    twins = {}
+    for user in store.user_ids()[:40:4]:
+        history = store.history(user)
+        store.add_events((f"twin-of-{user}", item, "view", 1.0, 2e9 - t)
+                         for t, item in enumerate(history))
+        twins[user] = f"twin-of-{user}"
+    store.close()
+    overlaps = []
+    with Recommender.open(trained.bundle, store_path) as rec:
+        for user, twin in twins.items():
+            original, visitor = rec.recommend(user, n=10), rec.recommend(twin, n=10)
+            assert not visitor.fallback and len(visitor) == 10
+            assert not {r.item_id for r in visitor} & set(rec.store.history(twin))
+            overlaps.append(len({r.item_id for r in original} & {r.item_id for r in visitor}))
+    assert np.mean(overlaps) >= 5, overlaps
+
+
 def test_mf_scores_match_numpy_on_raw_weights(trained):
     if trained.kind != "mf":
         pytest.skip("dot-product form is specific to mf")

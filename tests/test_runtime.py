@@ -22,12 +22,19 @@ def test_unknown_user_gets_popular_fallback(mf):
     assert [(r.item_id, r.score) for r in recs] == [(i, float(c)) for i, c in popular]
 
 
-def test_unknown_user_with_history_gets_unseen_popular_items(mf, tmp_path):
+def test_unknown_user_with_history_falls_back_when_the_bundle_cannot_fold_in(mf, tmp_path):
+    """Bundles of factors computed elsewhere have no fold-in map: popularity, minus the seen."""
+    from edgerec.exporters import export_factors
     from edgerec.store import Store
 
+    net, data = mf.result.model, mf.result.data
+    bundle = export_factors(tmp_path / "factors", net.user_embedding.embeddings.numpy(),
+                            net.item_embedding.embeddings.numpy(), data.user_ids.tolist(),
+                            data.item_ids.tolist())
     store_path = tmp_path / "s.db"
     shutil.copy(mf.store, store_path)
-    with Recommender.open(mf.bundle, store_path) as rec:
+    with Recommender.open(bundle, store_path) as rec:
+        assert not rec.bundle.folds_in
         top = [i for i, _ in rec.store.popular(2)]
         rec.store.add_events([("newcomer", top[0], "click", 1.0, 2e9)])
         recs = rec.recommend("newcomer", n=3)

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from ..errors import InputError
 from .data import Interactions
-from .models import MatrixFactorization, ScoringModel
+from .models import FactorTables, ScoringModel
 
 WEIGHTINGS = ("log1p", "linear", "binary")
 
@@ -121,8 +121,8 @@ def als_half_sweep(csr: _CSR, solve_for: np.ndarray, fixed: np.ndarray, reg: flo
         solve_for[r0:r1] = x
 
 
-class AlternatingLeastSquares(MatrixFactorization):
-    """Implicit-feedback ALS: MF's embedding tables, filled by numpy least squares.
+class AlternatingLeastSquares(FactorTables):
+    """Implicit-feedback ALS: the factor tables, filled by numpy least squares.
 
     Biases stay zero. ``folds_in``: a user given as -1 is placed by solving the ALS user
     problem on their history in the graph (``fold_in``), each history slot counting with

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from .data import Interactions, NegativeSampler
+from .foldin import DEFAULT_HISTORY, FoldIn, FoldsIn
 
 
 class ScoringModel(keras.Model):
@@ -87,15 +88,12 @@ class SampledNegativesModel(ScoringModel):
         return float(hist.history["loss"][-1])
 
 
-class MatrixFactorization(SampledNegativesModel):
-    """Dot product of user and item embeddings plus user and item biases.
+class FactorTables(ScoringModel):
+    """User and item embedding tables with biases: what every factor model scores with.
 
-    L2 is applied to the embeddings a batch touches, not to the whole tables: the penalty
-    then scales with how often a row is used, as in classic SGD matrix factorisation.
+    ``mf`` fills them by gradient descent, ``als`` by least squares; the exporter and
+    the runtime's item vectors see the same tables either way.
     """
-
-    kind = "mf"
-    defaults = {**SampledNegativesModel.defaults, "dim": 32, "l2": 0.005}
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
@@ -106,6 +104,35 @@ class MatrixFactorization(SampledNegativesModel):
             n_items, dim, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed + 1))
         self.user_bias = keras.layers.Embedding(n_users, 1, embeddings_initializer="zeros")
         self.item_bias = keras.layers.Embedding(n_items, 1, embeddings_initializer="zeros")
+
+    def item_vectors(self) -> np.ndarray:
+        """The item embedding table: what the dot product compares users with."""
+        return self.item_embedding.embeddings.numpy()
+
+
+class MatrixFactorization(FoldsIn, SampledNegativesModel, FactorTables):
+    """Dot product of user and item embeddings plus user and item biases.
+
+    L2 is applied to the embeddings a batch touches, not to the whole tables: the penalty
+    then scales with how often a row is used, as in classic SGD matrix factorisation.
+    A user the model was not trained on is folded in from their recent items (``FoldIn``
+    maps them to a user row and bias).
+    """
+
+    kind = "mf"
+    defaults = {**SampledNegativesModel.defaults, "dim": 32, "l2": 0.005,
+                "fold_in_history": DEFAULT_HISTORY, "fold_in_reg": 0.1}
+
+    def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
+        super().__init__(n_users, n_items, seed, **params)
+        dim = self.dim
+        self._init_fold_in()
+        if self.folds_in:  # maps a history to the user's [embedding, bias] row
+            self.fold_in = FoldIn(dim, dim + 1, self.params["fold_in_reg"])
+
+    def fold_in_maps(self):
+        targets = np.hstack([self.user_embedding.embeddings.numpy(), self.user_bias.embeddings.numpy()])
+        return [(self.fold_in, self.item_embedding.embeddings.numpy(), targets)]
 
     def call(self, inputs):
         users, items = inputs
@@ -118,15 +145,13 @@ class MatrixFactorization(SampledNegativesModel):
         return dot + tf.squeeze(self.user_bias(users), -1) + tf.squeeze(self.item_bias(items), -1)
 
     def score_all(self, users, history):
-        del history  # MF reads only the user table
-        u = tf.gather(self.user_embedding.embeddings, users)
-        scores = tf.matmul(u, self.item_embedding.embeddings, transpose_b=True)
-        return (scores + tf.reshape(self.item_bias.embeddings, [1, -1])
-                + tf.gather(self.user_bias.embeddings, users))
-
-    def item_vectors(self) -> np.ndarray:
-        """The item embedding table: what the dot product compares users with."""
-        return self.item_embedding.embeddings.numpy()
+        rows = tf.maximum(users, 0)
+        known = tf.concat([tf.gather(self.user_embedding.embeddings, rows),
+                           tf.gather(self.user_bias.embeddings, rows)], axis=1)
+        if self.folds_in:
+            known = self.fold_in.user_vectors(known, self.item_embedding.embeddings, users, history)
+        scores = tf.matmul(known[:, :self.dim], self.item_embedding.embeddings, transpose_b=True)
+        return scores + tf.reshape(self.item_bias.embeddings, [1, -1]) + known[:, self.dim:]
 
 
 from .sequence import SelfAttentionSequence  # noqa: E402 - needs ScoringModel above

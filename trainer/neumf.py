@@ -12,16 +12,9 @@ layers then run on [B, N, h] tensors. Memory is therefore about B * N * (d + d/2
 per call (512 users x 20K items x 48 x 4 bytes ~ 2 GB): fine for catalogues of a few
 thousand items, heavy beyond ~10K.
 
-Unknown users (index -1) are folded in from their history. Plugging the mean of a
-branch's history item embeddings into the user slot does not work (the user and item
-tables of a branch live in different spaces; on MovieLens 100K validation, NDCG@10 0.073,
-below "most popular" at 0.091). Instead, after every epoch a ridge regression per branch
-maps a user's mean history item embedding (plus a constant) to that user's trained
-embedding, fitted on every user with training interactions over the same
-``history_length`` most recent items the runtime sends (ridge: ``fold_in_reg`` times the
-mean diagonal of the features' Gram matrix, so it is scale-free); an unknown user gets the
-map applied to their history. On the same validation, users scored through the map reach NDCG@10 0.183, the
-trained user rows 0.163.
+Unknown users (index -1) are folded in from their history by one ``FoldIn`` map per
+branch (see ``edgerec.trainer.foldin``): on MovieLens 100K validation, users scored
+through the maps reach NDCG@10 0.183, their trained rows 0.163.
 """
 
 from __future__ import annotations
@@ -30,21 +23,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .data import Interactions
+from .foldin import DEFAULT_HISTORY, FoldIn, FoldsIn
 from .models import SampledNegativesModel
 
-# Rows of the user x history gather per chunk when fitting the fold-in maps.
-_FOLD_IN_CHUNK = 8192
 
-
-class NeuralCollaborativeFiltering(SampledNegativesModel):
+class NeuralCollaborativeFiltering(FoldsIn, SampledNegativesModel):
     """NeuMF: GMF + MLP branches, one logit; sampled-negative cross-entropy."""
 
     kind = "neumf"
-    folds_in = True
-    history_length = 50
     defaults = {**SampledNegativesModel.defaults, "dim": 32, "l2": 0.0, "negatives": 8,
-                "learning_rate": 0.003, "batch_size": 4096, "fold_in_reg": 0.1}
+                "learning_rate": 0.003, "batch_size": 4096,
+                "fold_in_history": DEFAULT_HISTORY, "fold_in_reg": 0.1}
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
@@ -68,44 +57,14 @@ class NeuralCollaborativeFiltering(SampledNegativesModel):
             layer.build((None, width))
             width = layer.units
         self.output_layer.build((None, dim + width))
-        # Fold-in maps [mean history item embedding, 1] -> user embedding, per branch.
-        self.fold_in_gmf = self.add_weight(shape=(dim + 1, dim), initializer="zeros",
-                                           trainable=False, name="fold_in_gmf")
-        self.fold_in_mlp = self.add_weight(shape=(dim + 1, dim), initializer="zeros",
-                                           trainable=False, name="fold_in_mlp")
+        self._init_fold_in()
+        if self.folds_in:  # one map per branch: history -> that branch's user embedding
+            self.fold_in_gmf = FoldIn(dim, dim, self.params["fold_in_reg"])
+            self.fold_in_mlp = FoldIn(dim, dim, self.params["fold_in_reg"])
 
-    def prepare(self, train: Interactions) -> None:
-        super().prepare(train)
-        active = np.flatnonzero(np.bincount(train.users, minlength=self.n_users))
-        self._fold_in_users = active
-        self._fold_in_history = train.recent_items(active, self.history_length)
-
-    def train_epoch(self, train: Interactions, seed: int) -> float:
-        loss = super().train_epoch(train, seed)
-        self._fit_fold_in()
-        return loss
-
-    def _fit_fold_in(self) -> None:
-        """Ridge maps from mean history item embeddings to user embeddings (numpy)."""
-        users, history = self._fold_in_users, self._fold_in_history
-        for weight, user_table, item_table in (
-                (self.fold_in_gmf, self.gmf_user, self.gmf_item),
-                (self.fold_in_mlp, self.mlp_user, self.mlp_item)):
-            items = item_table.embeddings.numpy().astype(np.float64)
-            padded = np.vstack([items, np.zeros((1, self.dim))])
-            gram = np.zeros((self.dim + 1, self.dim + 1))
-            cross = np.zeros((self.dim + 1, self.dim))
-            targets = user_table.embeddings.numpy().astype(np.float64)
-            for start in range(0, len(users), _FOLD_IN_CHUNK):
-                hist = history[start:start + _FOLD_IN_CHUNK]
-                count = np.maximum((hist < self.n_items).sum(1, keepdims=True), 1)
-                x = np.hstack([padded[hist].sum(1) / count, np.ones((len(hist), 1))])
-                gram += x.T @ x
-                cross += x.T @ targets[users[start:start + _FOLD_IN_CHUNK]]
-            # Ridge relative to the features' scale, so it means the same for any data.
-            ridge = self.params["fold_in_reg"] * np.trace(gram) / (self.dim + 1)
-            weight.assign(np.linalg.solve(gram + ridge * np.eye(self.dim + 1), cross)
-                          .astype(np.float32))
+    def fold_in_maps(self):
+        return [(self.fold_in_gmf, self.gmf_item.embeddings.numpy(), self.gmf_user.embeddings.numpy()),
+                (self.fold_in_mlp, self.mlp_item.embeddings.numpy(), self.mlp_user.embeddings.numpy())]
 
     def call(self, inputs):
         users, items = inputs
@@ -119,21 +78,19 @@ class NeuralCollaborativeFiltering(SampledNegativesModel):
             h = layer(h)
         return tf.squeeze(self.output_layer(tf.concat([gu * gi, h], axis=-1)), -1)
 
-    def _user_vectors(self, table, item_table, fold_in, users, history):
-        """Table rows for known users; the fold-in map of the history for users given as -1."""
+    def _user_vectors(self, branch: str, users, history):
+        """A branch's user rows, folded in from the history for users sent as -1."""
+        table = getattr(self, f"{branch}_user").embeddings
         known = tf.gather(table, tf.maximum(users, 0))
-        padded = tf.concat([item_table, tf.zeros([1, self.dim], item_table.dtype)], 0)
-        summed = tf.reduce_sum(tf.gather(padded, history), axis=1)
-        count = tf.reduce_sum(tf.cast(history < self.n_items, item_table.dtype), axis=1, keepdims=True)
-        folded = tf.matmul(summed / tf.maximum(count, 1.0), fold_in[:self.dim]) + fold_in[self.dim]
-        return tf.where((users >= 0)[:, None], known, folded)
+        if not self.folds_in:
+            return known
+        item_table = getattr(self, f"{branch}_item").embeddings
+        return getattr(self, f"fold_in_{branch}").user_vectors(known, item_table, users, history)
 
     def score_all(self, users, history):
         dim = self.dim
-        gu = self._user_vectors(self.gmf_user.embeddings, self.gmf_item.embeddings,
-                                self.fold_in_gmf, users, history)
-        mu = self._user_vectors(self.mlp_user.embeddings, self.mlp_item.embeddings,
-                                self.fold_in_mlp, users, history)
+        gu = self._user_vectors("gmf", users, history)
+        mu = self._user_vectors("mlp", users, history)
         w_out = self.output_layer.kernel                              # [d + h_last, 1]
         gmf = tf.matmul(gu * tf.reshape(w_out[:dim], [1, dim]), self.gmf_item.embeddings,
                         transpose_b=True)                             # [B, N]
