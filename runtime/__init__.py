@@ -7,9 +7,10 @@ the trainer (``edgerec.trainer``) and exporter (``edgerec.exporters``) need Tens
 __version__ = "0.1.0"
 
 from .errors import EdgerecError  # noqa: E402
+from .experiment import Experiment  # noqa: E402
 from .explain import Explanation, Reason  # noqa: E402
 from .recommender import Recommender  # noqa: E402
 from .results import Explained, Recommendation, Recommendations  # noqa: E402
 
-__all__ = ["EdgerecError", "Explained", "Explanation", "Reason", "Recommendation",
-           "Recommendations", "Recommender", "__version__"]
+__all__ = ["EdgerecError", "Experiment", "Explained", "Explanation", "Reason",
+           "Recommendation", "Recommendations", "Recommender", "__version__"]

@@ -372,3 +372,74 @@ def info(bundle, as_json):
     for name, values in about["metrics"].items():
         shown = "  ".join(f"{m} {v:.4f}" for m, v in values.items() if "@" in m)
         click.echo(f"{name:<11} {shown}")
+
+
+# -- A/B experiments ------------------------------------------------------------------------
+
+config_arg = click.argument("config", type=click.Path(dir_okay=False))
+
+
+@main.group()
+def ab():
+    """A/B experiments between bundles: assign users, serve and log, report."""
+
+
+@ab.command("assign")
+@config_arg
+@click.argument("user_ids", nargs=-1, required=True)
+def ab_assign(config, user_ids):
+    """Print the variant of each USER_ID in the experiment CONFIG (a hash: no store needed)."""
+    from .experiment import load_config
+
+    experiment = load_config(config)
+    for user in user_ids:
+        click.echo(f"{user}\t{experiment.variant_for(user).name}")
+
+
+@ab.command("recommend")
+@store_arg
+@config_arg
+@click.argument("user_id")
+@click.option("-n", default=10, show_default=True, help="How many items.")
+@json_opt
+@provider_opt
+def ab_recommend(store, config, user_id, n, as_json, provider):
+    """Top-N for USER_ID from their variant of CONFIG, logged as impressions in STORE."""
+    from .experiment import Experiment
+
+    with Experiment.open(config, store, provider=provider) as experiment:
+        recs = experiment.recommend(user_id, n=n)
+        used = experiment.recommender(recs.variant).provider
+        about = {"experiment": experiment.name, "variant": recs.variant,
+                 "request_id": recs.request_id, "provider": used}
+        if as_json:
+            click.echo(json.dumps({**recs.to_dict(), **about}))
+            return
+        titles = experiment.store.item_titles(r.item_id for r in recs)
+        source = "most popular (user unknown to the model)" if recs.fallback else "personalised"
+        click.echo(f"user {user_id}: experiment {experiment.name}, variant {recs.variant}, "
+                   f"request {recs.request_id}, {source}, provider {used}")
+        for rank, r in enumerate(recs, 1):
+            title = f"  {titles[r.item_id]}" if r.item_id in titles else ""
+            click.echo(f"{rank:3d}. {r.item_id}  {r.score:.4f}{title}")
+
+
+@ab.command("report")
+@store_arg
+@click.argument("experiment")
+@click.option("--window", type=float, help="Attribution window in hours [default: the config's].")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Also draw cumulative CTR and conversion over time into this PNG.")
+@click.option("--offline", is_flag=True,
+              help="Also replay each variant on the events newer than its bundle's training data.")
+@json_opt
+def ab_report(store, experiment, window, plot_path, offline, as_json):
+    """Per variant: users, impressions, CTR and conversion with intervals, lift, tests."""
+    from .abtest import plot, report
+
+    result = report(store, experiment, window_hours=window, offline=offline)
+    if plot_path:
+        plot(result, plot_path)
+    click.echo(json.dumps(result.to_dict(), indent=1) if as_json else result.render())
+    if plot_path and not as_json:
+        click.echo(f"plot: {plot_path}")

@@ -25,19 +25,42 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import sqlite_utils
 
 from .errors import InputError, StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # (user_id, item_id, event, weight, ts); ts is seconds since the epoch or None.
 EventRow = tuple[str, str, str, float, "float | None"]
 # (item_id, title, metadata)
 ItemRow = tuple[str, "str | None", dict]
+# (experiment, variant, request_id, user_id, item_id, position, ts)
+ImpressionRow = tuple[str, str, str, str, str, int, float]
+
+
+class VariantTotals(NamedTuple):
+    """One variant's attributed counts, with the per-user sums that variances need.
+
+    ``clicked``: impressions with an attributed click-like outcome; ``converted``: users
+    with an attributed conversion. The sums of squares and products run over users
+    (n = a user's impressions, c = their clicked impressions), which is what the
+    user-level (delta method) variance of a ratio of sums needs.
+    """
+
+    variant: str
+    users: int
+    impressions: int
+    clicked: int
+    converted: int
+    first_ts: float
+    last_ts: float
+    sum_nn: float
+    sum_cc: float
+    sum_nc: float
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,6 +83,29 @@ CREATE INDEX IF NOT EXISTS events_user_history ON events (user_id, ts DESC, item
 CREATE INDEX IF NOT EXISTS events_item ON events (item_id);
 CREATE INDEX IF NOT EXISTS items_inactive ON items (item_id) WHERE active = 0;
 """
+# Version 2 adds A/B experiments (see the "experiments" section of ``Store``): what was
+# shown to whom, so outcomes can be attributed to it. Additive, so a version 1 store is
+# upgraded in place, in one transaction, when it is opened.
+_EXPERIMENT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (
+    name TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS impressions (
+    id INTEGER PRIMARY KEY,
+    experiment TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS impressions_attribution ON impressions (experiment, user_id, item_id, ts);
+CREATE INDEX IF NOT EXISTS impressions_variant ON impressions (experiment, variant, ts);
+"""
+
 # Retired items are read after every write, so they have their own (tiny) partial index;
 # stores made before it existed get it with their first retirement.
 _INACTIVE_INDEX = "CREATE INDEX IF NOT EXISTS items_inactive ON items (item_id) WHERE active = 0"
@@ -133,6 +179,9 @@ class Store:
         if "meta" in tables:
             row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             found = row[0] if row else None
+            if found == "1":
+                self._upgrade(_EXPERIMENT_SCHEMA)
+                return
             if found != str(SCHEMA_VERSION):
                 raise StoreError(f"{self.path}: store schema version {found}, this edgerec "
                                  f"reads version {SCHEMA_VERSION}")
@@ -143,8 +192,27 @@ class Store:
             raise StoreError(f"{self.path}: empty file, not an edgerec store")
         self.db.enable_wal()
         self.db.conn.executescript(
-            "BEGIN IMMEDIATE;" + _SCHEMA
+            "BEGIN IMMEDIATE;" + _SCHEMA + _EXPERIMENT_SCHEMA
             + f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+
+    def _upgrade(self, additions: str) -> None:
+        """Bring an older store to ``SCHEMA_VERSION`` in place: all of it or nothing.
+
+        The additions only create tables and indexes (IF NOT EXISTS), so two processes
+        upgrading the same file at once both succeed; BEGIN IMMEDIATE serialises them.
+        """
+        conn = self.db.conn
+        try:
+            conn.executescript(
+                "BEGIN IMMEDIATE;" + additions
+                + f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'; COMMIT;")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: cannot upgrade the store to schema version "
+                                 f"{SCHEMA_VERSION} ({exc})") from None
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -343,6 +411,151 @@ class Store:
         return {"events": n_events, "users": n_users, "items": n_items,
                 "catalogue_items": self._rows("SELECT COUNT(*) FROM items")[0][0],
                 "first_ts": t0, "last_ts": t1}
+
+
+    # -- experiments (A/B tests, schema version 2) ---------------------------------------
+    # ``edgerec.experiment`` logs every served list here as impressions; outcomes are the
+    # ordinary events. Attribution joins the two in SQL, so a report needs nothing but the
+    # store file (the experiment's config is stored with it).
+
+    def experiment_config(self, name: str) -> dict | None:
+        """The config stored for experiment ``name``, or None when it was never opened here."""
+        rows = self._rows("SELECT config FROM experiments WHERE name = ?", (name,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def experiment_names(self) -> list[str]:
+        return [r[0] for r in self._rows("SELECT name FROM experiments ORDER BY name")]
+
+    def save_experiment(self, name: str, config: dict) -> None:
+        """Store an experiment's config (replacing an older one, keeping its creation time),
+        so that reports read shares, control, outcomes and bundles from the store alone."""
+        with self.transaction():
+            self.db.conn.execute(
+                "INSERT INTO experiments (name, config, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET config = excluded.config",
+                (name, json.dumps(config, sort_keys=True), time.time()))
+
+    def add_impressions(self, rows: Iterable[ImpressionRow]) -> int:
+        """Log served items in one transaction (a list is logged whole or not at all)."""
+        with self.transaction():
+            before = self.db.conn.total_changes
+            self.db.conn.executemany(
+                "INSERT INTO impressions (experiment, variant, request_id, user_id, item_id, "
+                "position, ts) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            return self.db.conn.total_changes - before
+
+    # One row per impression of the experiment with 0/1 flags ``clicked`` and ``converted``.
+    # Attribution rule: an outcome event (user, item, type, ts) goes to the most recent
+    # impression of that item to that user in this experiment with
+    # impression ts <= event ts <= impression ts + window (latest id on equal times), so
+    # each outcome is attributed at most once; an impression is flagged once however many
+    # outcomes of a kind it got. Events without a timestamp are never attributed.
+    _SCORED = """
+    WITH imp AS (SELECT id, variant, user_id, ts FROM impressions WHERE experiment = :name),
+    hits AS (
+        SELECT (SELECT i.id FROM impressions i
+                WHERE i.experiment = :name AND i.user_id = e.user_id AND i.item_id = e.item_id
+                  AND i.ts BETWEEN e.ts - :window AND e.ts
+                ORDER BY i.ts DESC, i.id DESC LIMIT 1) AS impression,
+               e.event IN (SELECT value FROM json_each(:clicks)) AS click,
+               e.event IN (SELECT value FROM json_each(:conversions)) AS conversion
+        FROM (SELECT DISTINCT user_id, item_id FROM impressions WHERE experiment = :name) p
+        JOIN events e ON e.user_id = p.user_id AND e.item_id = p.item_id
+        WHERE e.ts IS NOT NULL AND (e.event IN (SELECT value FROM json_each(:clicks))
+                                    OR e.event IN (SELECT value FROM json_each(:conversions)))),
+    flags AS (SELECT impression, MAX(click) AS clicked, MAX(conversion) AS converted
+              FROM hits WHERE impression IS NOT NULL GROUP BY impression),
+    scored AS (SELECT imp.variant, imp.user_id, imp.ts, ifnull(f.clicked, 0) AS clicked,
+                      ifnull(f.converted, 0) AS converted
+               FROM imp LEFT JOIN flags f ON f.impression = imp.id),
+    per_user AS (SELECT variant, user_id, COUNT(*) AS n, SUM(clicked) AS c, MAX(converted) AS v,
+                        MIN(ts) AS first_ts, MAX(ts) AS last_ts,
+                        MIN(CASE WHEN converted THEN ts END) AS converted_ts
+                 FROM scored GROUP BY variant, user_id)
+    """
+
+    def _scored(self, select: str, name: str, window: float, clicks: Sequence[str],
+                conversions: Sequence[str], **params) -> list[tuple]:
+        return self._rows(self._SCORED + select, {
+            "name": name, "window": float(window), "clicks": json.dumps(list(clicks)),
+            "conversions": json.dumps(list(conversions)), **params})
+
+    def experiment_totals(self, name: str, window: float, clicks: Sequence[str],
+                          conversions: Sequence[str]) -> list[VariantTotals]:
+        """Per variant (by name): users, impressions and attributed outcomes.
+
+        ``window`` is the attribution window in seconds; ``clicks``/``conversions`` are
+        the event types of each outcome kind (see the attribution rule above).
+        """
+        rows = self._scored(
+            "SELECT variant, COUNT(*), SUM(n), SUM(c), SUM(v), MIN(first_ts), MAX(last_ts), "
+            "SUM(n * n), SUM(c * c), SUM(n * c) FROM per_user GROUP BY variant ORDER BY variant",
+            name, window, clicks, conversions)
+        return [VariantTotals(*row) for row in rows]
+
+    def experiment_series(self, name: str, window: float, clicks: Sequence[str],
+                          conversions: Sequence[str], bucket: float) -> list[tuple]:
+        """Per (variant, time bucket): impressions, clicked impressions, users first exposed
+        and users first converted in it, for plotting cumulative metrics over time.
+
+        Buckets start at multiples of ``bucket`` seconds; outcomes count at the time of
+        the impression they are attributed to. Rows are (variant, bucket start,
+        impressions, clicked, new users, new converted users), in time order.
+        """
+        return self._scored(
+            """SELECT variant, start, SUM(imps), SUM(hits), SUM(users), SUM(convs) FROM (
+                   SELECT variant, CAST(ts / :bucket AS INTEGER) * :bucket AS start,
+                          1 AS imps, clicked AS hits, 0 AS users, 0 AS convs FROM scored
+                   UNION ALL SELECT variant, CAST(first_ts / :bucket AS INTEGER) * :bucket,
+                          0, 0, 1, 0 FROM per_user
+                   UNION ALL SELECT variant, CAST(converted_ts / :bucket AS INTEGER) * :bucket,
+                          0, 0, 0, 1 FROM per_user WHERE converted_ts IS NOT NULL)
+               GROUP BY variant, start ORDER BY variant, start""",
+            name, window, clicks, conversions, bucket=float(bucket))
+
+    def new_items_after(self, ts: float) -> dict[str, list[str]]:
+        """Per user, the items they interacted with after ``ts`` and never at or before it.
+
+        The ground truth of an offline replay: what each user went on to find, with items
+        they already had (which a recommender excludes as seen) left out.
+        """
+        rows = self._rows(
+            "SELECT user_id, json_group_array(DISTINCT item_id) FROM events e WHERE e.ts > :ts "
+            "AND NOT EXISTS (SELECT 1 FROM events o WHERE o.user_id = e.user_id AND "
+            "o.item_id = e.item_id AND ifnull(o.ts, -1) <= :ts) GROUP BY user_id ORDER BY user_id",
+            {"ts": float(ts)})
+        return {user: json.loads(items) for user, items in rows}
+
+    def times_after(self, ts: float | None) -> np.ndarray:
+        """Timestamps of the events after ``ts`` (all timed events when None), ascending.
+
+        ``edgerec update`` cuts the events a bundle never saw at a quantile of these.
+        """
+        where, params = ("ts IS NOT NULL", []) if ts is None else ("ts > ?", [float(ts)])
+        rows = self._rows(f"SELECT ts FROM events WHERE {where} ORDER BY ts", params)
+        return np.array([r[0] for r in rows], dtype=np.float64)
+
+    def snapshot_before(self, path: str | Path, ts: float) -> "Store":
+        """A new store at ``path``: this catalogue and the events at or before ``ts``.
+
+        An offline replay serves from it, so models see the history as it was at ``ts``
+        (events without a timestamp count as old). The copy is made by the new store's
+        connection, so this store's writers are never blocked by it.
+        """
+        snapshot = Store.open(path)
+        conn = snapshot.db.conn
+        with snapshot._lock:
+            conn.execute("ATTACH DATABASE ? AS source", (str(self.path),))
+            try:
+                with snapshot.transaction():
+                    conn.execute("INSERT INTO main.events (user_id, item_id, event, weight, ts) "
+                                 "SELECT user_id, item_id, event, weight, ts FROM source.events "
+                                 "WHERE ts IS NULL OR ts <= ? ORDER BY id", (float(ts),))
+                    conn.execute("INSERT INTO main.items (item_id, title, metadata, active) "
+                                 "SELECT item_id, title, metadata, active FROM source.items")
+            finally:
+                conn.execute("DETACH DATABASE source")
+        return snapshot
 
 
 def _has_math(conn: sqlite3.Connection) -> bool:
