@@ -19,6 +19,7 @@ from ..session import Scorer
 from ..trainer.data import Interactions
 from ..trainer.models import MatrixFactorization
 from ..trainer.train import FitResult, Progress, _quiet, fit, score_users
+from ..trainer.warm import state_of
 
 NETWORK_SIGNATURE = [
     tf.TensorSpec([None], tf.int64, name=C.INPUT_USERS),
@@ -134,8 +135,12 @@ def check_parity(net, onnx_model: bytes, data, n_users: int = 64, k: int = 20,
     return {"users": len(users), "k": k, "max_abs_diff": worst}
 
 
-def export_bundle(result: FitResult, out: str | Path, progress: Progress = _quiet) -> Path:
-    """Convert, check parity, and publish the bundle atomically at ``out``."""
+def export_bundle(result: FitResult, out: str | Path, progress: Progress = _quiet,
+                  with_state: bool = True) -> Path:
+    """Convert, check parity, and publish the bundle atomically at ``out``.
+
+    ``with_state`` also stores the weights a warm start continues from (``edgerec.trainer.warm``).
+    """
     net, data = result.model, result.data
     onnx_bytes = to_onnx(net)
     parity = check_parity(net, onnx_bytes, data, seed=result.params["seed"])
@@ -154,7 +159,11 @@ def export_bundle(result: FitResult, out: str | Path, progress: Progress = _quie
                    "optional_inputs": list(C.OPTIONAL_INPUTS), "outputs": list(C.OUTPUTS),
                    "parity": parity},
     }
-    return bundle.write(out, onnx_bytes, manifest, item_vectors=_item_vectors(net))
+    weights = None
+    if with_state and net.warm_starts:
+        weights, manifest[C.M_TRAINER_STATE] = state_of(net)
+    return bundle.write(out, onnx_bytes, manifest, item_vectors=_item_vectors(net),
+                        trainer_state=weights)
 
 
 def _item_vectors(net) -> np.ndarray | None:
@@ -181,7 +190,6 @@ def export_factors(out: str | Path, user_factors: np.ndarray, item_factors: np.n
     n_users, dim = user_factors.shape
     n_items = item_factors.shape[0]
     net = MatrixFactorization(n_users, n_items, dim=dim, fold_in_history=0)
-    net((np.zeros(1, np.int64), np.zeros(1, np.int64)))  # build the weights
     biases = [np.zeros(size) if bias is None else bias
               for bias, size in ((user_bias, n_users), (item_bias, n_items))]
     net.set_weights([np.asarray(user_factors, np.float32), np.asarray(item_factors, np.float32),
@@ -192,10 +200,10 @@ def export_factors(out: str | Path, user_factors: np.ndarray, item_factors: np.n
         np.array(item_ids if item_ids is not None else [str(i) for i in range(n_items)], dtype=object),
         empty, empty, np.zeros(0), {"interactions": 0, "source": "factors"})
     result = FitResult(net, data, metrics or {}, {"model": "mf", "seed": 0, "dim": dim})
-    return export_bundle(result, out, progress)
+    return export_bundle(result, out, progress, with_state=False)
 
 
-def train_bundle(store, out: str | Path, model: str = "mf", progress: Progress = _quiet,
+def train_bundle(store, out: str | Path, model: str | None = None, progress: Progress = _quiet,
                  **params) -> tuple[Path, FitResult]:
     """Fit a model on the store and export it as a bundle: ``edgerec train`` in one call."""
     result = fit(store, model, progress=progress, **params)

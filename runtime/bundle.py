@@ -1,6 +1,7 @@
 """Model bundles: a directory holding ``model.onnx``, ``manifest.json`` and (for kinds that
 provide them) ``item_vectors.npy``: the item embeddings for similar items, explanations
-and diversity.
+and diversity. Trained bundles also hold ``trainer_state.npz``, the weights a warm start
+continues from; the runtime never reads it.
 
 Bundles are written into a temporary sibling directory and renamed into place, so a reader
 sees either the old bundle or the new one, never half of one. On open, the format version,
@@ -151,20 +152,29 @@ def describe(path: str | Path) -> dict:
 
 
 def write(dest: str | Path, onnx_bytes: bytes, manifest: dict,
-          item_vectors: np.ndarray | None = None) -> Path:
+          item_vectors: np.ndarray | None = None,
+          trainer_state: list[np.ndarray] | None = None) -> Path:
     """Write a bundle to ``dest`` atomically.
 
     The manifest gets the format and edgerec versions and the checksums filled in.
-    ``item_vectors`` ([n_items, d]) are stored as float32 ``item_vectors.npy``.
+    ``item_vectors`` ([n_items, d]) are stored as float32 ``item_vectors.npy``;
+    ``trainer_state`` (the model's weights, in order) as ``trainer_state.npz``, described
+    by the manifest's ``trainer_state`` entry that the caller fills with rows and params.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
         (tmp / C.MODEL_FILE).write_bytes(onnx_bytes)
-        manifest = {k: v for k, v in manifest.items() if k != C.M_VECTORS}  # only what is written
+        state = manifest.get(C.M_TRAINER_STATE, {})
+        # Only what is written gets an entry.
+        manifest = {k: v for k, v in manifest.items() if k not in (C.M_VECTORS, C.M_TRAINER_STATE)}
         if item_vectors is not None:
             manifest = {**manifest, C.M_VECTORS: _write_vectors(tmp / C.VECTORS_FILE, item_vectors)}
+        if trainer_state is not None:
+            arrays = {f"w{n}": np.asarray(w) for n, w in enumerate(trainer_state)}
+            manifest = {**manifest, C.M_TRAINER_STATE: {
+                **state, **_write_array_file(tmp / C.TRAINER_STATE_FILE, np.savez, **arrays)}}
         manifest = {**manifest, C.M_FORMAT_VERSION: C.FORMAT_VERSION,
                     C.M_EDGEREC_VERSION: __version__,
                     C.M_CREATED_AT: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -182,12 +192,36 @@ def _write_vectors(file: Path, vectors: np.ndarray) -> dict:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2:
         raise BundleError(f"item vectors must be [n_items, d], not shape {vectors.shape}")
+    return {**_write_array_file(file, np.save, vectors, allow_pickle=False),
+            "shape": list(vectors.shape)}
+
+
+def _write_array_file(file: Path, save, *args, **kwargs) -> dict:
+    """Write what ``save`` (np.save, np.savez) makes; returns its manifest entry."""
     buffer = io.BytesIO()
-    np.save(buffer, vectors, allow_pickle=False)
+    save(buffer, *args, **kwargs)
     data = buffer.getvalue()
     file.write_bytes(data)
-    return {"file": file.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-            "shape": list(vectors.shape)}
+    return {"file": file.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def read_trainer_state(path: str | Path) -> tuple[dict, list[np.ndarray]]:
+    """(manifest, weights) of a bundle's trainer state, checksum verified, for warm starts."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    about = manifest.get(C.M_TRAINER_STATE)
+    if about is None:
+        raise BundleError(f"{path}: bundle has no trainer state to warm-start from (exported "
+                          "from factors, or by an older edgerec): train from scratch")
+    file = path / about["file"]
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"{file}: cannot read trainer state ({exc.strerror})") from None
+    if hashlib.sha256(data).hexdigest() != about["sha256"]:
+        raise BundleError(f"{file}: sha256 does not match the manifest (corrupted or partly copied)")
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        return manifest, [arrays[f"w{n}"] for n in range(len(arrays.files))]
 
 
 def publish(src: str | Path, dest: str | Path) -> None:

@@ -146,29 +146,70 @@ def demo_data(store, users, n_items, seed):
     click.echo(f"{store}: {added['events']} events and {added['items']} items added")
 
 
-@main.command()
-@store_arg
-@click.option("--model", default="mf", show_default=True, help="Model kind.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory.")
-@fit_options
-def train(store, model, out, **params):
-    """Train a model on STORE and export it as an ONNX bundle at OUT."""
+def _trainer():
+    """The trainer package (TensorFlow), or a one-line error saying how to install it."""
     try:
-        from .exporters import train_bundle
+        from . import exporters
     except ImportError as exc:
         raise EdgerecError(f"training needs TensorFlow: pip install 'edgerec[train]' ({exc})") from None
-    path, result = train_bundle(store, out, model=model, progress=_echo_err, **_given(params))
-    holdout = result.metrics["holdout"]
-    click.echo(f"{path}: {model} trained in {result.seconds:.1f}s, holdout ndcg@10 "
-               f"{holdout.get('ndcg@10', float('nan')):.4f} (popularity "
-               f"{result.metrics['popularity'].get('ndcg@10', float('nan')):.4f})")
+    return exporters
+
+
+@main.command()
+@store_arg
+@click.option("--model", help="Model kind [default: mf, or the --warm-start bundle's kind].")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory.")
+@click.option("--warm-start", type=click.Path(file_okay=False),
+              help="Continue from this bundle's weights (its kind and settings) on today's events.")
+@fit_options
+def train(store, model, out, warm_start, **params):
+    """Train a model on STORE and export it as an ONNX bundle at OUT."""
+    path, result = _trainer().train_bundle(store, out, model=model, warm_start=warm_start,
+                                           progress=_echo_err, **_given(params))
+    kind = result.params["model"]
+    if "holdout" in result.metrics:
+        click.echo(f"{path}: {kind} trained in {result.seconds:.1f}s, holdout ndcg@10 "
+                   f"{result.metrics['holdout'].get('ndcg@10', float('nan')):.4f} (popularity "
+                   f"{result.metrics['popularity'].get('ndcg@10', float('nan')):.4f})")
+    else:
+        warm = result.metrics["warm_start"]
+        click.echo(f"{path}: {kind} warm-started from {warm['from']} in {result.seconds:.1f}s "
+                   f"({warm.get('new_users', 0)} new users, {warm.get('new_items', 0)} new items)")
+
+
+@main.command()
+@store_arg
+@bundle_arg
+@click.option("--holdout", default=0.5, show_default=True,
+              help="Newest share of the unseen events that judges the candidate.")
+@click.option("--tolerance", default=0.0, show_default=True,
+              help="Publish if the candidate's NDCG@k is at most this much (relative) lower.")
+@click.option("-k", "k", default=10, show_default=True, help="Cut-off of the gate's NDCG.")
+@click.option("--epochs", type=int, help="Warm-start epochs [default: a quarter of the bundle's].")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--keep", type=click.Path(file_okay=False), help="Also write the candidate bundle here.")
+@json_opt
+def update(store, bundle, holdout, tolerance, k, epochs, seed, keep, as_json):
+    """Warm-start BUNDLE on STORE's new events and publish over it only if not worse.
+
+    Exit status 0: published, or nothing new; 3: the candidate was worse, BUNDLE kept.
+    """
+    run_update = _trainer().update
+    from .exporters.update import REFUSED
+
+    result = run_update(store, bundle, holdout=holdout, tolerance=tolerance, k=k, epochs=epochs,
+                        seed=seed, keep=keep, progress=_echo_err)
+    click.echo(json.dumps(result, indent=1) if as_json else f"{bundle}: {result['status']}")
+    if result["status"] == REFUSED:
+        sys.exit(3)
 
 
 @main.command()
 @store_arg
 @click.option("--model", default="mf", show_default=True, help="Model kind.")
 @click.option("--protocol", default="temporal", show_default=True,
-              help="temporal (last 20% of each user) or leave-one-out-sampled (latest vs 99 sampled).")
+              help="temporal (last 20% of each user), leave-one-out-sampled (latest vs 99 "
+                   "sampled) or new-users (10% of users left out of training, served from history).")
 @click.option("-k", "k", default=10, show_default=True, help="Cut-off of the ranking metrics.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the results as JSON here.")
 @fit_options
@@ -176,11 +217,7 @@ def train(store, model, out, **params):
               help="Also measure lists re-ranked with this MMR diversity (0..1).")
 def evaluate(store, model, protocol, k, out, diversity, **params):
     """Hold out a test split of STORE, train on the rest, measure the served top-K."""
-    try:
-        from .exporters.evaluate import evaluate as run_evaluation
-    except ImportError as exc:
-        raise EdgerecError(f"evaluation needs TensorFlow: pip install 'edgerec[train]' ({exc})") from None
-    report = run_evaluation(store, model=model, protocol=protocol, k=k, out=out,
+    report = _trainer().evaluate(store, model=model, protocol=protocol, k=k, out=out,
                             diversity=diversity, progress=_echo_err, **_given(params))
     names = [m for m in report["metrics"] if "@" in m]
     click.echo(f"{protocol}: {report['users_evaluated']} users, {model} trained in "

@@ -46,6 +46,7 @@ UNKNOWN_USER = -1
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 VECTORS_FILE = "item_vectors.npy"
+TRAINER_STATE_FILE = "trainer_state.npz"
 OPSET = 17
 
 # Manifest keys (manifest.json at the bundle root).
@@ -60,6 +61,9 @@ M_TRAINING = "training"  # data summary and parameters
 M_METRICS = "metrics"
 M_ONNX = "onnx"  # {"file", "sha256", "opset", "inputs", "optional_inputs", "outputs"}
 M_VECTORS = "item_vectors"  # optional: {"file", "sha256", "bytes", "shape"}
+# Optional: the Keras weights a warm start continues from (the runtime never reads them):
+# {"file", "sha256", "bytes", "rows": per weight "users" | "items" | null, "params"}
+M_TRAINER_STATE = "trainer_state"
 REQUIRED_KEYS = (
     M_FORMAT_VERSION, M_EDGEREC_VERSION, M_MODEL_KIND, M_USER_IDS, M_ITEM_IDS,
     M_DIMS, M_TRAINING, M_METRICS, M_ONNX,

@@ -145,8 +145,6 @@ class AlternatingLeastSquares(FactorTables):
         if self.params["weighting"] not in WEIGHTINGS:
             raise InputError(f"als weighting must be one of {', '.join(WEIGHTINGS)}, "
                              f"not {self.params['weighting']!r}")
-        for layer in (self.user_embedding, self.item_embedding, self.user_bias, self.item_bias):
-            layer.build((None,))
         dim = self.dim
         # (Y^T Y + reg I) and its inverse, both for the fold-in; scalar: the confidence
         # each history slot gets. Weights, so get/set_weights keep them with the factors.
@@ -251,6 +249,7 @@ class EASE(ScoringModel):
 
     kind = "ease"
     folds_in = True
+    warm_starts = False  # closed form: nothing to continue from, and B is n_items^2
     history_length = 0
     MAX_ITEMS = 20_000
     MAX_HISTORY = 1000

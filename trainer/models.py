@@ -26,6 +26,7 @@ class ScoringModel(keras.Model):
     kind = ""
     history_length = 0
     folds_in = False
+    warm_starts = True  # False: solved afresh every time, so a bundle keeps no trainer state
     defaults: dict = {"epochs": 30}
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
@@ -47,6 +48,15 @@ class ScoringModel(keras.Model):
     def score_all(self, users, history):
         """[B] user indices and [B, L] recent item indices -> [B, n_items] scores."""
         raise NotImplementedError
+
+    def indexed_weights(self) -> dict[str, list]:
+        """The weights whose rows are users ("users") or items ("items").
+
+        A warm start copies these row by row, by id, into the tables of a model built for
+        today's users and items; every other weight is copied whole. A kind without any
+        is copied whole (its shapes must not depend on the catalogue).
+        """
+        return {"users": [], "items": []}
 
     def item_vectors(self) -> np.ndarray | None:
         """[n_items, d] item embeddings whose cosine means "similar items", or None.
@@ -104,6 +114,12 @@ class FactorTables(ScoringModel):
             n_items, dim, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed + 1))
         self.user_bias = keras.layers.Embedding(n_users, 1, embeddings_initializer="zeros")
         self.item_bias = keras.layers.Embedding(n_items, 1, embeddings_initializer="zeros")
+        for layer in (self.user_embedding, self.item_embedding, self.user_bias, self.item_bias):
+            layer.build((None,))  # the tables exist before first use: scoring reads them whole
+
+    def indexed_weights(self) -> dict[str, list]:
+        return {"users": [self.user_embedding.embeddings, self.user_bias.embeddings],
+                "items": [self.item_embedding.embeddings, self.item_bias.embeddings]}
 
     def item_vectors(self) -> np.ndarray:
         """The item embedding table: what the dot product compares users with."""

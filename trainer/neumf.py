@@ -62,6 +62,10 @@ class NeuralCollaborativeFiltering(FoldsIn, SampledNegativesModel):
             self.fold_in_gmf = FoldIn(dim, dim, self.params["fold_in_reg"])
             self.fold_in_mlp = FoldIn(dim, dim, self.params["fold_in_reg"])
 
+    def indexed_weights(self) -> dict[str, list]:
+        return {"users": [self.gmf_user.embeddings, self.mlp_user.embeddings],
+                "items": [self.gmf_item.embeddings, self.mlp_item.embeddings]}
+
     def fold_in_maps(self):
         return [(self.fold_in_gmf, self.gmf_item.embeddings.numpy(), self.gmf_user.embeddings.numpy()),
                 (self.fold_in_mlp, self.mlp_item.embeddings.numpy(), self.mlp_user.embeddings.numpy())]

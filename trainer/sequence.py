@@ -157,6 +157,7 @@ class SelfAttentionSequence(ScoringModel):
         lengths = lengths[lengths > 0]
         longest = int(np.quantile(lengths, 0.95)) if len(lengths) else 1
         self.history_length = max(4, min(int(p["history_length"]), 8 * math.ceil(longest / 8)))
+        p["history_length"] = self.history_length  # what was used: a warm start keeps it
         # A catalogue of n items needs no more than ~4 sqrt(n) dimensions to be told apart.
         heads = int(p["heads"])
         dim = min(int(p["dim"]), max(16, 4 * int(math.sqrt(self.n_items))))
@@ -217,6 +218,9 @@ class SelfAttentionSequence(ScoringModel):
         h = self.encode(self._fit_width(history))[:, 0, :]
         items = self.item_embedding[: self.n_items]
         return tf.matmul(h, items, transpose_b=True) + self.item_bias[None, :]
+
+    def indexed_weights(self) -> dict[str, list]:
+        return {"users": [], "items": [self.item_embedding, self.item_bias]}
 
     def item_vectors(self) -> np.ndarray:
         """The item table: inputs and outputs share it, so its cosine is item similarity."""

@@ -18,11 +18,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .. import contract as C
+from ..bundle import read_manifest
 from ..errors import InputError
 from ..metrics import ranking_metrics, top_k_excluding
 from ..store import Store
 from .data import Interactions, load_interactions, temporal_split
 from .models import MODEL_KINDS
+from .warm import WarmStart
 
 Progress = Callable[[str], None]
 
@@ -47,16 +50,20 @@ AUTO = "auto"
 AUTO_BUDGET_SECONDS = 240.0
 
 
-def fit(source: Store | str | Path | Interactions, model: str = "mf", *, seed: int = 0,
+def fit(source: Store | str | Path | Interactions, model: str | None = None, *, seed: int = 0,
         patience: int = 3, refit: bool = True, k: int = 10, progress: Progress = _quiet,
-        **params) -> FitResult:
-    """Train a model of kind ``model`` on every event in a store (or on ``Interactions``).
+        warm_start: str | Path | None = None, **params) -> FitResult:
+    """Train a model of kind ``model`` (default mf) on every event in a store (or on ``Interactions``).
 
     ``params`` are the kind's hyper-parameters (``MODEL_KINDS[model].defaults``: epochs,
     dim, ...); unset ones take the kind's defaults. ``model="auto"`` tries every kind and
-    keeps the best (see ``fit_auto``). Seeded and repeatable: the same data and arguments
-    give the same weights.
+    keeps the best (see ``fit_auto``). ``warm_start`` (a bundle path) continues from that
+    bundle's weights instead (see ``fit_warm``). Seeded and repeatable: the same data and
+    arguments give the same weights.
     """
+    if warm_start is not None:
+        return fit_warm(source, warm_start, model, seed=seed, k=k, progress=progress, **params)
+    model = model or "mf"
     if model == AUTO:
         unknown = sorted(set(params) - {"epochs", "budget_seconds"})
         if unknown:
@@ -155,6 +162,59 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
                                         "tried": tried}}
     fitted = {**best.params, "auto": True, "refit": True}
     return FitResult(net, data, metrics, fitted, best.epochs, time.perf_counter() - started)
+
+
+def fit_warm(source: Store | str | Path | Interactions, bundle: str | Path, model: str | None = None,
+             *, seed: int = 0, k: int = 10, progress: Progress = _quiet,
+             epochs: int | None = None, **params) -> FitResult:
+    """Continue the model in ``bundle`` on every event in the store (see ``edgerec.trainer.warm``).
+
+    The kind and settings are the bundle's (``model``, if given, must match). It trains
+    ``epochs`` epochs (default: a quarter of the epochs the bundle was trained for, at
+    least two) on all interactions, without a holdout: the warm start's quality is judged
+    where it is used, by ``edgerec update`` on the events the bundle never saw. A kind
+    solved in closed form (``ease``) is simply fitted again.
+    """
+    if params:
+        raise InputError(f"a warm start keeps the bundle's settings; it takes epochs and seed, "
+                         f"not {', '.join(sorted(params))}")
+    started = time.perf_counter()
+    found = read_manifest(Path(bundle))[C.M_MODEL_KIND]
+    if model not in (None, found):
+        raise InputError(f"{bundle} holds a {found!r} model; a warm start cannot make it {model!r}")
+    if not MODEL_KINDS[found].warm_starts:
+        progress(f"{found} is solved afresh every time: no warm start needed")
+        result = fit(source, found, seed=seed, k=k, progress=progress)
+        result.metrics["warm_start"] = {"from": str(bundle), "afresh": True}
+        return result
+    warm = WarmStart(bundle)
+    kind = MODEL_KINDS[warm.kind]
+    epochs = warm.default_epochs() if epochs is None else epochs
+    if epochs < 1:
+        raise InputError("--epochs must be at least 1")
+    data = _interactions(source)
+    tf.config.experimental.enable_op_determinism()
+    net = _build(kind, data, seed, {**kind.defaults, **warm.params}, data)
+    grown = warm.load_into(net, data)
+    progress(f"warm start from {bundle} ({warm.kind}): {grown['kept_users']} users and "
+             f"{grown['kept_items']} items kept, {grown['new_users']} and {grown['new_items']} new; "
+             f"{epochs} epochs on {data.summary['interactions']} interactions")
+    log = []
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        loss = net.train_epoch(data, seed + epoch)
+        log.append({"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0})
+        progress(f"epoch {epoch:3d}  loss {loss:.4f}  ({log[-1]['seconds']:.1f}s)")
+    trained_before = warm.manifest[C.M_TRAINING]
+    metrics = {"warm_start": {"from": str(bundle), "from_created_at": warm.manifest.get(C.M_CREATED_AT),
+                              "from_interactions": trained_before["data"].get("interactions"),
+                              "epochs": epochs, **grown}}
+    fitted = {**kind.defaults, **warm.params, "model": warm.kind, "seed": seed,
+              "trained_epochs": epochs, "warm_start": str(bundle),
+              # the from-scratch epochs, which later warm starts take their share of
+              "full_epochs": trained_before["params"].get("full_epochs",
+                                                          trained_before["params"].get("trained_epochs"))}
+    return FitResult(net, data, metrics, fitted, log, time.perf_counter() - started)
 
 
 def _interactions(source: Store | str | Path | Interactions) -> Interactions:

@@ -1,0 +1,158 @@
+"""Warm starts (``edgerec train --warm-start``) and the gated ``edgerec update``."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from edgerec import Recommender
+from edgerec.store import Store
+
+LATER = 2e9  # after every demo event
+
+
+def _store_with_new_events(trained, path, users=20):
+    """A copy of the trained store plus later events: old users, new users and a new item.
+
+    New user ``new{n}`` repeats old user n's first items; the new item is viewed by the
+    first few old users, so a model can place both.
+    """
+    shutil.copy(trained.store, path)
+    store = Store.open(path)
+    old = store.user_ids()
+    histories = store.histories(old)
+    rows, t = [], LATER
+    for n, user in enumerate(old[:users]):
+        for item in histories[user][:6]:
+            t += 1
+            rows.append((f"new{n}", item, "view", 1.0, t))
+        t += 1
+        rows.append((user, "brand-new-item", "view", 1.0, t))
+    store.add_events(rows)
+    store.close()
+    return path
+
+
+def test_warm_start_copies_known_rows_by_id_and_grows_the_tables(mf, tmp_path):
+    from edgerec.trainer import load_interactions
+    from edgerec.trainer.models import MODEL_KINDS
+    from edgerec.trainer.train import _build
+    from edgerec.trainer.warm import WarmStart
+
+    store = Store.open(_store_with_new_events(mf, tmp_path / "s.db"), create=False)
+    data = load_interactions(store)
+    warm = WarmStart(mf.bundle)
+    kind = MODEL_KINDS["mf"]
+    net = _build(kind, data, 0, {**kind.defaults, **warm.params}, data)
+    grown = warm.load_into(net, data)
+    old = mf.result.model
+    assert grown["new_users"] == 20 and grown["new_items"] == 1
+    assert net.n_users == old.n_users + 20 and net.n_items == old.n_items + 1
+    new_user_row = {u: n for n, u in enumerate(data.user_ids)}
+    new_item_row = {i: n for n, i in enumerate(data.item_ids)}
+    for n, user in enumerate(old_ids := mf.result.data.user_ids):
+        np.testing.assert_array_equal(net.user_embedding.embeddings.numpy()[new_user_row[user]],
+                                      old.user_embedding.embeddings.numpy()[n])
+    assert len(old_ids) == old.n_users
+    for n, item in enumerate(mf.result.data.item_ids):
+        np.testing.assert_array_equal(net.item_bias.embeddings.numpy()[new_item_row[item]],
+                                      old.item_bias.embeddings.numpy()[n])
+    np.testing.assert_array_equal(net.fold_in.map.numpy(), old.fold_in.map.numpy())
+    store.close()
+
+
+def test_warm_started_bundle_serves_new_items_and_users(trained, tmp_path):
+    """Every kind: the continued model knows the new item and places the new users."""
+    from edgerec.exporters import train_bundle
+
+    store_path = _store_with_new_events(trained, tmp_path / "s.db")
+    path, result = train_bundle(store_path, tmp_path / "next", warm_start=trained.bundle, epochs=2)
+    assert result.params["model"] == trained.kind
+    with Recommender.open(path, store_path) as rec:
+        assert "brand-new-item" in rec.bundle.item_index
+        if trained.kind != "ease":  # ease is solved afresh: it records no warm start sizes
+            assert rec.bundle.manifest["metrics"]["warm_start"]["new_items"] == 1
+        visitor = rec.recommend("new3", n=10)
+        assert not visitor.fallback and len(visitor) == 10
+        old_user = next(u for u in rec.store.user_ids() if not u.startswith("new"))
+        assert "brand-new-item" not in [r.item_id for r in rec.recommend(old_user, n=50)]  # seen
+        metrics = rec.bundle.manifest["metrics"]["warm_start"]
+    assert metrics["from"] == str(trained.bundle)
+
+
+def test_cli_warm_start_and_its_errors(mf, tmp_path):
+    from edgerec.exporters import export_factors
+
+    store_path = _store_with_new_events(mf, tmp_path / "s.db")
+    done = run_cli("train", store_path, "--warm-start", mf.bundle, "--out", tmp_path / "next",
+                   "--epochs", "1")
+    assert done.returncode == 0, done.stderr
+    assert "warm-started from" in done.stdout and "20 new users, 1 new items" in done.stdout
+
+    wrong_kind = run_cli("train", store_path, "--warm-start", mf.bundle, "--model", "seq",
+                         "--out", tmp_path / "x")
+    assert wrong_kind.returncode == 1
+    assert wrong_kind.stderr.strip() == (f"Error: {mf.bundle} holds a 'mf' model; a warm start "
+                                         "cannot make it 'seq'")
+    settings = run_cli("train", store_path, "--warm-start", mf.bundle, "--dim", "8", "--out", tmp_path / "x")
+    assert settings.returncode == 1 and "keeps the bundle's settings" in settings.stderr
+    assert len(settings.stderr.strip().splitlines()) == 1
+
+    net = mf.result.model
+    factors = export_factors(tmp_path / "factors", net.user_embedding.embeddings.numpy(),
+                             net.item_embedding.embeddings.numpy())
+    stateless = run_cli("train", store_path, "--warm-start", factors, "--out", tmp_path / "x")
+    assert stateless.returncode == 1 and "has no trainer state" in stateless.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_update_is_up_to_date_without_new_events(mf, tmp_path):
+    bundle = tmp_path / "current"
+    shutil.copytree(mf.bundle, bundle)
+    done = run_cli("update", mf.store, bundle)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{bundle}: up to date"
+
+
+def test_update_publishes_a_candidate_that_is_not_worse(mf, tmp_path):
+    store_path = _store_with_new_events(mf, tmp_path / "s.db")
+    bundle = tmp_path / "current"
+    shutil.copytree(mf.bundle, bundle)
+    done = run_cli("update", store_path, bundle, "--tolerance", "0.5", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "published"
+    gate = result["gate"]["variants"]
+    assert gate["candidate"]["ndcg@10"] >= 0.5 * gate["current"]["ndcg@10"]
+    with Recommender.open(bundle, store_path) as rec:
+        assert "new0" in rec.bundle.user_index and "brand-new-item" in rec.bundle.item_index
+        assert rec.bundle.manifest["metrics"]["update"]["status"] == "published"
+
+
+def test_update_refuses_a_worse_candidate_and_keeps_the_bundle(mf, tmp_path):
+    """A "current" bundle that has in fact trained on the held-out events ranks them better
+    than any candidate can: update must refuse and leave it untouched."""
+    from edgerec.exporters import train_bundle
+
+    store_path = _store_with_new_events(mf, tmp_path / "s.db")
+    bundle, _ = train_bundle(store_path, tmp_path / "current", model="mf", epochs=20, seed=3)
+    manifest_file = bundle / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["training"]["data"]["last_ts"] = LATER  # claims to predate the new events
+    manifest_file.write_text(json.dumps(manifest))
+    before = {f.name: f.read_bytes() for f in bundle.iterdir()}
+    done = run_cli("update", store_path, bundle, "--keep", tmp_path / "candidate", "--epochs", "15")
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.strip() == f"{bundle}: refused"
+    assert "not published, worse than the current bundle" in done.stderr
+    assert {f.name: f.read_bytes() for f in bundle.iterdir()} == before
+    with Recommender.open(tmp_path / "candidate", store_path) as rec:  # kept for inspection
+        assert rec.bundle.manifest["metrics"]["update"]["status"] == "refused"
+
+
+@pytest.mark.parametrize("option", [("--holdout", "1.5"), ("--tolerance", "-1")])
+def test_update_rejects_bad_options(mf, tmp_path, option):
+    done = run_cli("update", mf.store, mf.bundle, *option)
+    assert done.returncode == 1 and done.stderr.startswith(f"Error: {option[0]} must be")
