@@ -79,7 +79,7 @@ def store_for(data: Path, work: Path) -> Path:
 
 
 def table(rows: list[dict], protocol: str) -> str:
-    keys = METRICS if protocol == "temporal" else ("ndcg@10", "hr@10")
+    keys = ("ndcg@10", "hr@10") if protocol == "leave-one-out-sampled" else METRICS
     lines = ["| model | " + " | ".join(keys) + " | train s |", "|---" * (len(keys) + 2) + "|"]
     for row in rows:
         values = " | ".join(f"{row['metrics'][k]:.4f}" for k in keys)

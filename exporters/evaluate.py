@@ -25,6 +25,13 @@ Protocols
     equals the held-out item's is ranked above it. HR@K and NDCG@K are then those of this
     100-item list (MAP@K is the reciprocal rank cut at K; coverage@K counts the items shown
     in these short lists).
+``new-users`` (how well a model serves people it was never trained on)
+    A seeded 10% of the users with at least 5 interactions are left out of training
+    entirely. The served store holds everyone's train events plus these users' earlier
+    interactions (all but their most recent 20%, the temporal rule), which the bundle
+    sees only as history at request time (fold-in inside the scoring core, or the
+    popularity fallback where a kind cannot fold in); their most recent 20% is the test
+    set, measured as in ``temporal``. ``fallback_share`` says how many got fallback lists.
 
 Diversity (``diversity`` > 0, temporal protocol): the same runtime lists re-ranked by
 maximal marginal relevance over the item vectors (``Recommender.recommend(...,
@@ -47,7 +54,7 @@ import numpy as np
 
 from .. import contract as C
 from ..errors import InputError
-from ..metrics import ranking_metrics
+from ..metrics import ranking_metrics, top_k_excluding
 from ..recommender import Recommender
 from ..store import Store
 from ..trainer.data import Interactions, load_interactions, temporal_split
@@ -55,13 +62,24 @@ from ..trainer.models import MODEL_KINDS
 from ..trainer.train import AUTO, Progress, _quiet, fit, popularity_baseline
 from .onnx import export_bundle
 
-PROTOCOLS = ("temporal", "leave-one-out-sampled")
+PROTOCOLS = ("temporal", "leave-one-out-sampled", "new-users")
 TEMPORAL = {"fraction": 0.2, "min_interactions": 5}
 SAMPLED = {"min_interactions": 2, "negatives": 99}
+NEW_USERS = {"fraction": 0.1, "min_interactions": 5, "test_fraction": 0.2}
 
 
-def split(data: Interactions, protocol: str = "temporal") -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks (train, test) over ``data``'s interactions for ``protocol``."""
+def split(data: Interactions, protocol: str = "temporal", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (train, test) over ``data``'s interactions for ``protocol``.
+
+    For ``new-users`` what is in neither mask is the left-out users' history.
+    """
+    if protocol == "new-users":
+        counts = np.bincount(data.users, minlength=data.n_users)
+        eligible = np.flatnonzero(counts >= NEW_USERS["min_interactions"])
+        size = min(len(eligible), max(1, round(NEW_USERS["fraction"] * data.n_users)))
+        left_out = np.isin(data.users, np.random.default_rng(seed).choice(eligible, size, replace=False))
+        _, latest = temporal_split(data, NEW_USERS["test_fraction"], NEW_USERS["min_interactions"])
+        return ~left_out, left_out & latest
     if protocol == "temporal":
         return temporal_split(data, **TEMPORAL)
     if protocol == "leave-one-out-sampled":
@@ -99,7 +117,10 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
             data, store_path = load_interactions(opened), opened.path
         finally:
             opened.close()
-    train_mask, test_mask = split(data, protocol)
+    train_mask, test_mask = split(data, protocol, fit_params.get("seed", 0))
+    if protocol == "new-users":
+        return _finish(_new_users(data, train_mask, test_mask, model, k, progress, fit_params),
+                       out)
     train, test = _restrict_to_train(data, train_mask, test_mask)
     eval_users = np.flatnonzero(np.bincount(test.users, minlength=train.n_users))
     if not len(eval_users):
@@ -151,11 +172,59 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
         report["diversified"] = {"diversity": diversity, "metrics": diversified}
         progress(f"{model} diversity {diversity}: " + "  ".join(
             f"{m} {v:.4f}" for m, v in diversified.items() if "@" in m))
+    return _finish(report, out)
+
+
+def _finish(report: dict, out: str | Path | None) -> dict:
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return report
+
+
+def _new_users(data: Interactions, train_mask: np.ndarray, test_mask: np.ndarray, model: str,
+               k: int, progress: Progress, fit_params: dict) -> dict:
+    """The ``new-users`` protocol: fit without the left-out users, serve them from history."""
+    history_mask = ~train_mask & ~test_mask
+    train, _ = _restrict_to_train(data, train_mask, np.zeros_like(train_mask))
+    users = np.unique(data.users[test_mask])
+    progress(f"new-users split: train {len(train.users)} interactions ({train.n_users} users); "
+             f"{len(users)} users left out, {int(history_mask.sum())} of their interactions "
+             f"served as history, {int(test_mask.sum())} to find")
+    result = fit(train, model, k=k, progress=progress, **fit_params)
+    served = train_mask | history_mask
+    rows = zip(data.users[served].tolist(), data.items[served].tolist(), data.ts[served].tolist())
+    with tempfile.TemporaryDirectory(prefix="edgerec-evaluate-") as tmp:
+        bundle = export_bundle(result, Path(tmp) / "bundle", progress)
+        store = Store.open(Path(tmp) / "served.db")
+        store.add_events((data.user_ids[u], data.item_ids[i], "interaction", 1.0, float(t))
+                         for u, i, t in rows)
+        store.close()
+        with Recommender.open(bundle, Path(tmp) / "served.db", provider="cpu") as rec:
+            recs = rec.recommend_many(data.user_ids[users].tolist(), n=k)
+    index = {item: j for j, item in enumerate(data.item_ids)}
+    top = np.full((len(users), k), -1, dtype=np.int64)
+    for row, user_recs in zip(top, recs):
+        row[:len(user_recs)] = [index[r.item_id] for r in user_recs]
+    by_user = data.subset(test_mask).items_by_user()
+    relevant = [by_user[u] for u in users]
+    metrics = _plain(ranking_metrics(top, relevant, k, train.n_items))
+    counts = np.bincount(data.items[train_mask], minlength=data.n_items).astype(np.float32)
+    seen = data.subset(history_mask).items_by_user()
+    popular = top_k_excluding(np.broadcast_to(counts, (len(users), len(counts))),
+                              [seen[u] for u in users], k)
+    popularity = _plain(ranking_metrics(popular, relevant, k, train.n_items))
+    metrics["fallback_share"] = float(np.mean([r.fallback for r in recs]))
+    progress(f"{model}: " + "  ".join(f"{m} {v:.4f}" for m, v in metrics.items() if "@" in m)
+             + f"  (fallback {metrics['fallback_share']:.0%})")
+    return {"model": model, "protocol": "new-users", "k": k, "metrics": metrics,
+            "popularity": popularity, "train_seconds": round(result.seconds, 2),
+            "users_evaluated": int(len(users)),
+            "data": {**data.summary, "train_interactions": int(len(train.users)),
+                     "history_interactions": int(history_mask.sum()),
+                     "test_interactions": int(test_mask.sum())},
+            "params": {**result.params, "split": {**NEW_USERS, "seed": result.params["seed"]}}}
 
 
 def _plain(metrics: dict) -> dict:

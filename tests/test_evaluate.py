@@ -143,3 +143,22 @@ def test_cli_evaluate(small_demo, tmp_path):
     assert bad.returncode != 0
     assert bad.stderr.strip().startswith("Error: ") and len(bad.stderr.strip().splitlines()) == 1
     assert "unknown protocol 'random-split'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_new_users_protocol_serves_left_out_users_from_history(small_demo, tmp_path):
+    """Users the model never trained on get fold-in lists that beat popularity."""
+    from edgerec.exporters import evaluate
+    from edgerec.exporters.evaluate import split
+    from edgerec.trainer import load_interactions
+
+    report = evaluate(small_demo, "mf", protocol="new-users", epochs=15, seed=0)
+    assert report["protocol"] == "new-users" and report["users_evaluated"] == 20  # 10% of 200
+    assert report["metrics"]["fallback_share"] == 0.0
+    assert report["metrics"]["ndcg@10"] > 1.5 * report["popularity"]["ndcg@10"]
+    data = load_interactions(Store.open(small_demo, create=False))
+    train, test = split(data, "new-users", seed=0)
+    left_out = np.unique(data.users[test])
+    assert not np.isin(data.users[train], left_out).any()  # never trained on
+    history = ~train & ~test
+    assert set(np.unique(data.users[history])) == set(left_out)
+    assert report["data"]["history_interactions"] == int(history.sum())
