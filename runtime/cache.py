@@ -13,6 +13,8 @@ object, never in the new one (which would serve a seen item again).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from . import filters
@@ -89,6 +91,7 @@ class Snapshot:
     def __init__(self, version, served, catalogue: Catalogue):
         self.version, self.served, self.catalogue = version, served, catalogue
         self.histories: dict[str, list[str]] = {}
+        self._inputs: dict[str, object] = {}
         self._popular: dict[float | None, tuple[int, list]] = {}
 
     def history(self, store, user_id: str) -> list[str]:
@@ -98,6 +101,19 @@ class Snapshot:
                 self.histories.clear()
             history = self.histories[user_id] = store.history(user_id)
         return history
+
+    def plain_inputs(self, user_id: str, build: Callable[[], object]):
+        """``build()``: the scoring core's inputs for a request without options, kept per user.
+
+        They depend only on the history, the served model and the retired items, which
+        this snapshot fixes; callers must not modify what they get (it is shared).
+        """
+        found = self._inputs.get(user_id)
+        if found is None:
+            if len(self._inputs) >= HISTORY_CACHE_USERS:
+                self._inputs.clear()
+            found = self._inputs[user_id] = build()
+        return found
 
     def popular(self, store, n: int, skip: set, allowed: frozenset | None,
                 half_life: float | None) -> list[tuple[str, float]]:

@@ -9,7 +9,8 @@ arrivals), diversity re-ranking and hot model swap (``reload``, ``watch``).
 One ``Recommender`` may be shared by many threads: the store serialises its connection,
 caches are immutable-by-version snapshots (``edgerec.cache``), and the served model is one
 attribute swapped atomically (``edgerec.serving``). A plain ``recommend(user, n)`` does no
-more work than before these features: one version check, a cached history, one ONNX call.
+more work than before these features: one version check, then, for a repeat request, the
+cached model inputs (``edgerec.inputs``) go straight to one ONNX call.
 """
 
 from __future__ import annotations
@@ -19,25 +20,33 @@ import math
 import os
 import tempfile
 import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-import numpy as np
-
-from . import contract as C
 from . import explain as X
 from . import feedback, serving
 from .bundle import Bundle
 from .cache import Catalogue, Snapshot
 from .errors import EdgerecError, InputError, UnknownItemError
 from .filters import Filter
+from .inputs import ModelInputs, model_inputs
 from .results import Explained, Recommendation, Recommendations
 from .session import Scorer
 from .similarity import mmr, most_similar
 from .store import Store
 
 SECONDS_PER_DAY = 86_400.0
+# Chunks of a batch in flight at once: enough to overlap SQLite reads with scoring and to
+# keep two cores busy with one-thread sessions, few enough to bound memory.
+BATCH_WORKERS = 2
+# Default users per chunk: up to BATCH_USERS, fewer for large catalogues, so that each of
+# the few [users, n_items] score buffers ONNX Runtime allocates per call stays near
+# BATCH_SCORES floats (16 MiB); small chunks also pipeline better.
+BATCH_USERS = 256
+BATCH_SCORES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,24 @@ def _outside_core(snap: Snapshot, skip: set, options: _Options | None) -> tuple[
     if options is None or options.filter is None:
         return skip, None
     return skip | options.filter.exclude, snap.catalogue.allowed(options.filter)
+
+
+def _inputs(snap: Snapshot, served: serving.Served, histories: Mapping[str, list[str]],
+            users: Sequence[str], options: _Options | None) -> ModelInputs:
+    """The scoring core's inputs for ``users``, with the retired and filtered-out items."""
+    extra, mask = snap.catalogue.eligibility(None if options is None else options.filter)
+    return model_inputs(served.bundle, histories, users, extra, mask)
+
+
+def _ranked(items: list, scores: list[float]) -> tuple[list, list[float]]:
+    """A top-k row without its excluded slots, which score -inf and so come last.
+
+    They appear only when fewer than k items are eligible.
+    """
+    if scores and scores[-1] == -math.inf:
+        cut = scores.index(-math.inf)
+        return items[:cut], scores[:cut]
+    return items, scores
 
 
 def _pool(n: int) -> int:
@@ -168,27 +195,25 @@ class Recommender:
             options = _Options.of(include, exclude, where, diversity, explain, new_arrivals)
         served = self._served
         snap = self._current(served)
-        history = snap.history(self.store, user_id)
-        return self._recommend(served, snap, {user_id: history}, n, options)[0]
+        histories = {user_id: snap.history(self.store, user_id)}
+        inputs = None
+        if options is None:  # the common request: its model inputs are cached with the history
+            inputs = snap.plain_inputs(user_id, lambda: _inputs(snap, served, histories, [user_id], None))
+        return self._recommend(served, snap, histories, n, options, inputs=inputs)[0]
 
-    def recommend_many(self, user_ids: Sequence[str], n: int = 10, chunk_size: int = 512,
+    def recommend_many(self, user_ids: Sequence[str], n: int = 10, chunk_size: int | None = None,
                        **options) -> list[Recommendations]:
         """Top-n for each user, in order; one history query and one ONNX call per chunk.
 
-        Takes the same keyword options as ``recommend``.
+        Takes the same keyword options as ``recommend``, and gives the same lists.
+        ``chunk_size`` (users) defaults to what suits the catalogue's size.
         """
-        opts = _Options.of(**options)
         ids = [str(u) for u in user_ids]
-        out: list[Recommendations] = []
-        for start in range(0, len(ids), chunk_size):
-            chunk = ids[start:start + chunk_size]
-            served = self._served
-            snap = self._current(served)
-            out += self._recommend(served, snap, self.store.histories(chunk), n, opts, order=chunk)
-        return out
+        return [recs for chunk in self._chunks(ids, n, chunk_size, _Options.of(**options))
+                for recs in chunk]
 
     def batch(self, out: str | Path, n: int = 10, users: Sequence[str] | None = None,
-              chunk_size: int = 512, progress: Callable[[int], None] | None = None) -> int:
+              chunk_size: int | None = None, progress: Callable[[int], None] | None = None) -> int:
         """Write top-n of every user (or ``users``) to a CSV file; returns rows written.
 
         Columns: user_id, rank, item_id, score. Memory stays bounded by the chunk size, and
@@ -202,9 +227,8 @@ class Recommender:
             with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
                 writer = csv.writer(fh)
                 writer.writerow(["user_id", "rank", "item_id", "score"])
-                for start in range(0, len(ids), chunk_size):
-                    chunk = ids[start:start + chunk_size]
-                    for recs in self.recommend_many(chunk, n, chunk_size=chunk_size):
+                for chunk in self._chunks(ids, n, chunk_size, None):
+                    for recs in chunk:
                         writer.writerows((recs.user_id, rank, r.item_id, f"{r.score:.6g}")
                                          for rank, r in enumerate(recs, 1))
                         rows += len(recs)
@@ -327,16 +351,48 @@ class Recommender:
     def _half_life(self) -> float | None:
         return None if self.half_life_days is None else self.half_life_days * SECONDS_PER_DAY
 
+    def _chunks(self, ids: list[str], n: int, chunk_size: int | None,
+                options: _Options | None) -> Iterator[list[Recommendations]]:
+        """Top-n for each chunk of users, in order, computed up to ``BATCH_WORKERS`` at a time.
+
+        SQLite and ONNX Runtime release the GIL, so one chunk's history read overlaps
+        another's scoring, and sessions of one thread (small models, see ``serving.load``)
+        score two chunks on two cores. While the consumer holds one chunk's lists, at most
+        ``BATCH_WORKERS`` more are computed, so memory stays bounded by the chunk size.
+        """
+        def one(chunk: list[str]) -> list[Recommendations]:
+            served = self._served
+            snap = self._current(served)
+            return self._recommend(served, snap, self.store.histories(chunk), n, options, order=chunk)
+
+        if chunk_size is None:
+            chunk_size = max(16, min(BATCH_USERS, BATCH_SCORES // self.bundle.n_items))
+        chunks = [ids[start:start + chunk_size] for start in range(0, len(ids), chunk_size)]
+        if len(chunks) < 2:
+            yield from map(one, chunks)
+            return
+        pending: deque[Future] = deque()
+        with ThreadPoolExecutor(BATCH_WORKERS, thread_name_prefix="edgerec-batch") as pool:
+            try:
+                for chunk in chunks:
+                    pending.append(pool.submit(one, chunk))
+                    if len(pending) > BATCH_WORKERS:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:  # the consumer stopped early or a chunk failed: start nothing more
+                for future in pending:
+                    future.cancel()
+
     def _recommend(self, served: serving.Served, snap: Snapshot, histories: dict[str, list[str]],
                    n: int, options: _Options | None, order: Sequence[str] | None = None,
-                   ) -> list[Recommendations]:
+                   inputs: ModelInputs | None = None) -> list[Recommendations]:
         if n < 1:
             raise InputError(f"n must be at least 1, not {n}")
         order = list(histories) if order is None else order
-        b = served.bundle
-        known = [u for u in order if u in b.user_index
-                 or (b.folds_in and any(i in b.item_index for i in histories[u]))]
-        results = dict(zip(known, self._score(served, snap, known, histories, n, options))) if known else {}
+        if inputs is None:
+            inputs = _inputs(snap, served, histories, order, options)
+        results = dict(zip(inputs.users, self._score(served, inputs, n, options))) if inputs.users else {}
         out = [results[u] if u in results else self._fallback(served, snap, u, histories[u], n, options)
                for u in order]
         if options is not None and options.new_arrivals:
@@ -347,29 +403,22 @@ class Recommender:
                 self._attach_explanations(served, recs, histories[recs.user_id])
         return out
 
-    def _score(self, served: serving.Served, snap: Snapshot, users: list[str],
-               histories: dict[str, list[str]], n: int, options: _Options | None) -> list[Recommendations]:
-        """One ONNX call for users the model knows or, for kinds that fold in, can place."""
+    def _score(self, served: serving.Served, inputs: ModelInputs, n: int,
+               options: _Options | None) -> list[Recommendations]:
+        """One ONNX call for the users in ``inputs``."""
         b = served.bundle
-        index = b.item_index.get
-        seen = [[j for j in map(index, histories[u]) if j is not None] for u in users]
-        history = C.padded([s[:b.history_length] for s in seen], b.n_items, b.history_length)
-        extra, mask = snap.catalogue.eligibility(None if options is None else options.filter)
         k = _pool(n) if options is not None and options.diversity else n
-        exclude = C.padded([s + extra for s in seen] if extra else seen, b.n_items)
-        user_idx = np.array([b.user_index.get(u, C.UNKNOWN_USER) for u in users], dtype=np.int64)
-        top_items, top_scores = served.scorer.top_k(user_idx, history, exclude, min(k, b.n_items), mask)
-        item_ids = b.item_ids
+        top_items, top_scores = served.scorer.top_k(inputs.user_index, inputs.history, inputs.exclude,
+                                                    min(k, b.n_items), inputs.mask)
         if options is None or not options.diversity:
-            return [Recommendations(u, [Recommendation(item_ids[i], s)
-                                        for i, s in zip(items, scores) if s != -np.inf])
-                    for u, items, scores in zip(users, top_items.tolist(), top_scores.tolist())]
+            return [Recommendations(u, map(Recommendation, *_ranked(ids, scores)))
+                    for u, ids, scores in zip(inputs.users, b.item_ids[top_items].tolist(),
+                                              top_scores.tolist())]
         out = []
-        for u, items, scores in zip(users, top_items.tolist(), top_scores.tolist()):
-            ranked = [(i, s) for i, s in zip(items, scores) if s != -np.inf]
-            picked = mmr([i for i, _ in ranked], [s for _, s in ranked], served.unit_vectors, n,
-                         options.diversity)
-            out.append(Recommendations(u, [Recommendation(item_ids[ranked[p][0]], ranked[p][1])
+        for u, items, scores in zip(inputs.users, top_items.tolist(), top_scores.tolist()):
+            items, scores = _ranked(items, scores)
+            picked = mmr(items, scores, served.unit_vectors, n, options.diversity)
+            out.append(Recommendations(u, [Recommendation(b.item_ids[items[p]], scores[p])
                                            for p in picked]))
         return out
 

@@ -1,0 +1,49 @@
+"""The scoring core's inputs for a group of users: whom the model scores, and the arrays.
+
+Kept apart from the request logic so a plain single request can cache them: the arrays
+depend only on the user's history, the bundle and the retired items, all fixed for one
+``Snapshot``, so a repeat request goes from the cache straight to ONNX Runtime instead of
+mapping ids and building arrays again.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from . import contract as C
+
+
+class ModelInputs(NamedTuple):
+    """Arrays as described in ``edgerec.contract``, one row per user in ``users``."""
+
+    users: list[str]  # the users the model can score (known, or placed from their history)
+    user_index: np.ndarray
+    history: np.ndarray
+    exclude: np.ndarray
+    mask: np.ndarray | None
+
+
+def model_inputs(bundle, histories: Mapping[str, list[str]], users: Sequence[str],
+                 extra: list[int], mask: np.ndarray | None) -> ModelInputs:
+    """Inputs for the ``users`` the model knows or, for kinds that fold in, can place.
+
+    ``extra`` (item indices excluded for everyone: retired or filtered out) and ``mask``
+    come from ``Catalogue.eligibility``. Users left out get the popularity fallback.
+    """
+    index = bundle.item_index.get
+    known, folds_in = bundle.user_index, bundle.folds_in
+    scored, seen = [], []
+    for u in users:
+        items = [j for j in map(index, histories[u]) if j is not None]
+        if u in known or (folds_in and items):
+            scored.append(u)
+            seen.append(items)
+    length = bundle.history_length
+    return ModelInputs(
+        scored,
+        np.array([known.get(u, C.UNKNOWN_USER) for u in scored], dtype=np.int64),
+        C.padded([s[:length] for s in seen], bundle.n_items, length),
+        C.padded([s + extra for s in seen] if extra else seen, bundle.n_items),
+        mask)
