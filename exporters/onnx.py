@@ -26,6 +26,9 @@ NETWORK_SIGNATURE = [
     tf.TensorSpec([None, None], tf.int64, name=C.INPUT_HISTORY),
 ]
 _SCORES = "edgerec_scores"
+# Parity tolerance (relative to the top score's scale) per stored weight type: weights
+# rounded to float16 move a score by up to about 1e-3 of that scale.
+PARITY_TOL = {"float32": 1e-5, "float16": 1e-2}
 
 
 class ExportError(EdgerecError):
@@ -85,14 +88,56 @@ def add_top_k_head(graph) -> None:
     ])
 
 
-def to_onnx(net) -> bytes:
-    """The scoring core: the converted network plus the exclusion/top-k head."""
+def float16_weights(graph, min_elements: int = 1 << 12) -> int:
+    """Store the graph's weight tables (``min_elements`` values or more) as float16, each
+    behind a Cast to float32; small layers keep their precision.
+
+    For large catalogues: the item table dominates ``model.onnx``, which this halves. The
+    network still computes in float32, from weights rounded to float16 (11 significant
+    bits). ONNX Runtime folds the Casts when it opens the session, so on the CPU speed and
+    memory are those of float32 (measured in ``benchmarks/latency.py``: x86 has no fast
+    float16 matrix product, and ONNX Runtime converts float16 MatMuls back anyway).
+    Overridable initializers (graph inputs such as ``item_mask``) stay as they are.
+    Returns how many weights were converted.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    inputs = {i.name for i in graph.input}
+    big = [w for w in graph.initializer if w.data_type == TensorProto.FLOAT and w.name not in inputs
+           and int(np.prod(w.dims)) >= min_elements]
+    casts = []
+    for weight in big:
+        half = numpy_helper.from_array(numpy_helper.to_array(weight).astype(np.float16),
+                                       f"{weight.name}/float16")
+        casts.append(helper.make_node("Cast", [half.name], [weight.name], to=TensorProto.FLOAT,
+                                      name=f"edgerec/{half.name}"))
+        graph.initializer.remove(weight)
+        graph.initializer.append(half)
+    nodes = casts + list(graph.node)  # the Casts first: nodes must stay in topological order
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(big)
+
+
+def _check_weights_dtype(weights_dtype: str) -> None:
+    if weights_dtype not in PARITY_TOL:
+        raise ValueError(f"weights_dtype must be one of {', '.join(PARITY_TOL)}, not {weights_dtype!r}")
+
+
+def to_onnx(net, weights_dtype: str = "float32") -> bytes:
+    """The scoring core: the converted network plus the exclusion/top-k head.
+
+    ``weights_dtype`` "float16" stores the large weights as float16 (``float16_weights``).
+    """
     import onnx
     import tf2onnx
 
+    _check_weights_dtype(weights_dtype)
     proto, _ = tf2onnx.convert.from_function(network_function(net),
                                              input_signature=NETWORK_SIGNATURE, opset=C.OPSET)
     add_top_k_head(proto.graph)
+    if weights_dtype == "float16":
+        float16_weights(proto.graph)
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
@@ -136,14 +181,16 @@ def check_parity(net, onnx_model: bytes, data, n_users: int = 64, k: int = 20,
 
 
 def export_bundle(result: FitResult, out: str | Path, progress: Progress = _quiet,
-                  with_state: bool = True) -> Path:
+                  with_state: bool = True, weights_dtype: str = "float32") -> Path:
     """Convert, check parity, and publish the bundle atomically at ``out``.
 
     ``with_state`` also stores the weights a warm start continues from (``edgerec.trainer.warm``).
+    ``weights_dtype`` "float16" halves ``model.onnx`` (see ``float16_weights``).
     """
     net, data = result.model, result.data
-    onnx_bytes = to_onnx(net)
-    parity = check_parity(net, onnx_bytes, data, seed=result.params["seed"])
+    onnx_bytes = to_onnx(net, weights_dtype)
+    parity = check_parity(net, onnx_bytes, data, seed=result.params["seed"],
+                          tol=PARITY_TOL[weights_dtype])
     progress(f"parity ok: {parity['users']} users, max |diff| {parity['max_abs_diff']:.2g}")
 
     manifest = {
@@ -157,7 +204,7 @@ def export_bundle(result: FitResult, out: str | Path, progress: Progress = _quie
         C.M_METRICS: result.metrics,
         C.M_ONNX: {"opset": C.OPSET, "inputs": list(C.INPUTS),
                    "optional_inputs": list(C.OPTIONAL_INPUTS), "outputs": list(C.OUTPUTS),
-                   "parity": parity},
+                   "parity": parity, "weights_dtype": weights_dtype},
     }
     weights = None
     if with_state and net.warm_starts:
@@ -180,7 +227,8 @@ def _item_vectors(net) -> np.ndarray | None:
 
 def export_factors(out: str | Path, user_factors: np.ndarray, item_factors: np.ndarray,
                    user_ids=None, item_ids=None, user_bias=None, item_bias=None,
-                   metrics: dict | None = None, progress: Progress = _quiet) -> Path:
+                   metrics: dict | None = None, progress: Progress = _quiet,
+                   weights_dtype: str = "float32") -> Path:
     """Export matrix-factorisation factors computed elsewhere (numpy ALS, synthetic
     benchmarks) through the same scoring core, parity check and bundle as a trained MF.
 
@@ -200,11 +248,12 @@ def export_factors(out: str | Path, user_factors: np.ndarray, item_factors: np.n
         np.array(item_ids if item_ids is not None else [str(i) for i in range(n_items)], dtype=object),
         empty, empty, np.zeros(0), {"interactions": 0, "source": "factors"})
     result = FitResult(net, data, metrics or {}, {"model": "mf", "seed": 0, "dim": dim})
-    return export_bundle(result, out, progress, with_state=False)
+    return export_bundle(result, out, progress, with_state=False, weights_dtype=weights_dtype)
 
 
 def train_bundle(store, out: str | Path, model: str | None = None, progress: Progress = _quiet,
-                 **params) -> tuple[Path, FitResult]:
+                 weights_dtype: str = "float32", **params) -> tuple[Path, FitResult]:
     """Fit a model on the store and export it as a bundle: ``edgerec train`` in one call."""
+    _check_weights_dtype(weights_dtype)  # before the training, not after
     result = fit(store, model, progress=progress, **params)
-    return export_bundle(result, out, progress), result
+    return export_bundle(result, out, progress, weights_dtype=weights_dtype), result

@@ -161,11 +161,15 @@ def _trainer():
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory.")
 @click.option("--warm-start", type=click.Path(file_okay=False),
               help="Continue from this bundle's weights (its kind and settings) on today's events.")
+@click.option("--fp16", is_flag=True,
+              help="Store large weights as float16: half the model.onnx, float32 speed and memory on the CPU.")
 @fit_options
-def train(store, model, out, warm_start, **params):
+def train(store, model, out, warm_start, fp16, **params):
     """Train a model on STORE and export it as an ONNX bundle at OUT."""
     path, result = _trainer().train_bundle(store, out, model=model, warm_start=warm_start,
-                                           progress=_echo_err, **_given(params))
+                                           progress=_echo_err,
+                                           weights_dtype="float16" if fp16 else "float32",
+                                           **_given(params))
     kind = result.params["model"]
     if "holdout" in result.metrics:
         click.echo(f"{path}: {kind} trained in {result.seconds:.1f}s, holdout ndcg@10 "

@@ -1,0 +1,118 @@
+"""The latency work changes how answers are computed, never what they are: cached inputs
+for repeat requests, batches scored in parallel chunks, float16-stored weights."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from edgerec import Recommender
+from edgerec.demo import GENRES
+from edgerec.errors import InputError
+
+
+@pytest.fixture
+def store_copy(mf, tmp_path):
+    path = tmp_path / "store.db"
+    shutil.copy(mf.store, path)
+    return path
+
+
+def _lists(results):
+    return [(r.user_id, r.fallback, [(i, s) for i, s in r]) for r in results]
+
+
+def test_batch_equals_single_requests(mf, store_copy):
+    """Parallel chunks (and a retired item) give exactly the lists of one request at a time."""
+    with Recommender.open(mf.bundle, store_copy) as rec:
+        users = rec.store.user_ids()[:50] + ["ghost"] + rec.store.user_ids()[50:90]
+        rec.retire([rec.recommend(users[0], n=1)[0].item_id])
+        single = [rec.recommend(u, n=7) for u in users]
+        batched = rec.recommend_many(users, n=7, chunk_size=8)
+        assert _lists(batched) == _lists(single)
+        genre = {"category": GENRES[1]}
+        assert _lists(rec.recommend_many(users, n=7, chunk_size=8, where=genre)) == \
+            _lists([rec.recommend(u, n=7, where=genre) for u in users])
+
+
+def test_batch_csv_matches_recommend_many(mf, store_copy, tmp_path):
+    with Recommender.open(mf.bundle, store_copy) as rec:
+        users = rec.store.user_ids()
+        done = []
+        rows = rec.batch(tmp_path / "top.csv", n=3, chunk_size=16, progress=done.append)
+        expected = [[r.user_id, str(rank), item] for r in rec.recommend_many(users, n=3)
+                    for rank, (item, _) in enumerate(r, 1)]
+    lines = (tmp_path / "top.csv").read_text().splitlines()[1:]
+    assert rows == len(lines) and [line.split(",")[:3] for line in lines] == expected
+    assert sum(done) == len(users) and len(done) == -(-len(users) // 16)
+
+
+def test_a_failing_chunk_raises_in_the_caller(mf):
+    with Recommender.open(mf.bundle, mf.store) as rec, pytest.raises(InputError, match="n must be"):
+        rec.recommend_many(rec.store.user_ids(), n=0, chunk_size=8)
+
+
+def test_repeat_request_uses_inputs_of_the_current_store(mf, store_copy):
+    """Cached inputs last one store version: a retirement or a new event shows at once."""
+    with Recommender.open(mf.bundle, store_copy) as rec:
+        user = rec.store.user_ids()[3]
+        first = rec.recommend(user, n=5)
+        assert list(rec.recommend(user, n=5)) == list(first)
+        rec.retire([first[0].item_id])
+        after_retire = rec.recommend(user, n=5)
+        assert first[0].item_id not in [r.item_id for r in after_retire]
+        rec.record(user, after_retire[0].item_id, "click")
+        assert after_retire[0].item_id not in [r.item_id for r in rec.recommend(user, n=5)]
+
+
+def _mf_factors(mf):
+    net, data = mf.result.model, mf.result.data
+    return (net.user_embedding.embeddings.numpy(), net.item_embedding.embeddings.numpy(),
+            data.user_ids.tolist(), data.item_ids.tolist(),
+            net.user_bias.embeddings.numpy()[:, 0], net.item_bias.embeddings.numpy()[:, 0])
+
+
+def test_float16_weights_export_and_serve(mf, tmp_path):
+    from edgerec.exporters import export_factors
+
+    users, items, user_ids, item_ids, user_bias, item_bias = _mf_factors(mf)
+    paths = {dtype: export_factors(tmp_path / dtype, users, items, user_ids, item_ids, user_bias,
+                                   item_bias, weights_dtype=dtype) for dtype in ("float32", "float16")}
+    manifests = {d: json.loads((p / "manifest.json").read_text()) for d, p in paths.items()}
+    assert manifests["float16"]["onnx"]["weights_dtype"] == "float16"
+    sizes = {d: (p / "model.onnx").stat().st_size for d, p in paths.items()}
+    assert sizes["float16"] < 0.6 * sizes["float32"]
+    assert 0 < manifests["float16"]["onnx"]["parity"]["max_abs_diff"] < 1e-2
+    overlap = []
+    with Recommender.open(paths["float32"], mf.store) as full, \
+            Recommender.open(paths["float16"], mf.store) as half:
+        for user in full.store.user_ids()[:30]:
+            a, b = full.recommend(user, n=10), half.recommend(user, n=10)
+            assert not b.fallback and len(b) == 10
+            overlap.append(len({r.item_id for r in a} & {r.item_id for r in b}))
+            assert np.allclose([s for _, s in a], [s for _, s in b], atol=1e-2)
+        keep = item_ids[:40]
+        assert {r.item_id for r in half.recommend(user, n=5, include=keep)} <= set(keep)
+    assert np.mean(overlap) >= 9
+
+
+def test_unknown_weights_dtype_is_refused_before_training(mf, tmp_path):
+    from edgerec.exporters import export_factors, train_bundle
+
+    with pytest.raises(ValueError, match="weights_dtype"):
+        train_bundle(mf.store, tmp_path / "b", weights_dtype="int8")
+    users, items, *_ = _mf_factors(mf)
+    with pytest.raises(ValueError, match="weights_dtype"):
+        export_factors(tmp_path / "c", users, items, weights_dtype="bfloat16")
+
+
+def test_cli_train_fp16(mf, tmp_path):
+    out = tmp_path / "half"
+    train = run_cli("train", mf.store, "--out", out, "--epochs", "1", "--fp16")
+    assert train.returncode == 0, train.stderr
+    assert json.loads((out / "manifest.json").read_text())["onnx"]["weights_dtype"] == "float16"
+    rec = run_cli("recommend", mf.store, out, "u1", "-n", "3", "--json")
+    assert rec.returncode == 0, rec.stderr
+    assert len(json.loads(rec.stdout)["items"]) == 3
