@@ -82,12 +82,19 @@ def table(rows: list[dict], protocol: str) -> str:
     keys = ("ndcg@10", "hr@10") if protocol == "leave-one-out-sampled" else METRICS
     lines = ["| model | " + " | ".join(keys) + " | train s |", "|---" * (len(keys) + 2) + "|"]
     for row in rows:
+        if "skipped" in row:
+            lines.append(f"| {row['model']} | skipped: {row['skipped']} |")
+            continue
         values = " | ".join(f"{row['metrics'][k]:.4f}" for k in keys)
-        lines.append(f"| {row['model']} | {values} | {row.get('train_seconds', '')} |")
+        name = row["model"]
+        if name == "auto":
+            name = f"auto (chose {row['params']['model']})"
+        lines.append(f"| {name} | {values} | {row.get('train_seconds', '')} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> list[dict]:
+    from edgerec.errors import InputError
     from edgerec.exporters.evaluate import evaluate
     from edgerec.trainer import MODEL_KINDS
 
@@ -102,8 +109,13 @@ def main(argv=None) -> list[dict]:
     rows, popularity = [], None
     for kind in args.models.split(","):
         t0 = time.perf_counter()
-        report = evaluate(store, kind, protocol=args.protocol,
-                          progress=lambda m: print("  " + m, file=sys.stderr, flush=True))
+        try:
+            report = evaluate(store, kind, protocol=args.protocol,
+                              progress=lambda m: print("  " + m, file=sys.stderr, flush=True))
+        except InputError as exc:  # a kind that refuses this data (e.g. ease on a large catalogue)
+            print(f"{kind}: skipped ({exc})", flush=True)
+            rows.append({"model": kind, "skipped": str(exc)})
+            continue
         report["wall_seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(report)
         popularity = report["popularity"]

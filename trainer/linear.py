@@ -251,7 +251,9 @@ class EASE(ScoringModel):
     folds_in = True
     warm_starts = False  # closed form: nothing to continue from, and B is n_items^2
     history_length = 0
-    MAX_ITEMS = 20_000
+    # The N x N weights travel in the bundle (100 MB at 5,000 items) and exporting them takes
+    # several copies: a 10,000-item EASE exhausted 24 GB while converting.
+    MAX_ITEMS = 5_000
     MAX_HISTORY = 1000
     defaults = {**ScoringModel.defaults, "epochs": 1, "reg": 500.0}
 
