@@ -134,3 +134,13 @@ def test_auto_tries_every_kind_and_keeps_the_best(demo_store, tmp_path):
         assert rec.bundle.kind == best["model"]
         assert rec.bundle.manifest["metrics"]["auto"]["chosen"] == best["model"]
         assert len(rec.recommend(rec.store.user_ids()[0], n=5)) == 5
+
+
+def test_time_limit_ends_training_at_the_best_epoch_so_far(demo_store):
+    """What keeps auto within its budget: a spent limit stops after the current epoch."""
+    from edgerec.trainer import fit
+
+    result = fit(demo_store, "mf", epochs=10, refit=False, time_limit=0.0)
+    assert len(result.epochs) == 1 and result.params["trained_epochs"] == 1
+    unlimited = fit(demo_store, "mf", epochs=2, refit=False)
+    assert len(unlimited.epochs) == 2

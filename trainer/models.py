@@ -174,10 +174,12 @@ from .sequence import SelfAttentionSequence  # noqa: E402 - needs ScoringModel a
 from .linear import EASE, AlternatingLeastSquares  # noqa: E402 - need the classes above
 from .neumf import NeuralCollaborativeFiltering  # noqa: E402 - needs SampledNegativesModel
 
+# In the order ``auto`` tries them: the fast ones first (seconds for als and ease), so that
+# its time budget can only ever cut the slow ones short.
 MODEL_KINDS: dict[str, type[ScoringModel]] = {
-    MatrixFactorization.kind: MatrixFactorization,
-    SelfAttentionSequence.kind: SelfAttentionSequence,
     AlternatingLeastSquares.kind: AlternatingLeastSquares,
     EASE.kind: EASE,
+    MatrixFactorization.kind: MatrixFactorization,
     NeuralCollaborativeFiltering.kind: NeuralCollaborativeFiltering,
+    SelfAttentionSequence.kind: SelfAttentionSequence,
 }

@@ -52,14 +52,17 @@ AUTO_BUDGET_SECONDS = 240.0
 
 def fit(source: Store | str | Path | Interactions, model: str | None = None, *, seed: int = 0,
         patience: int = 3, refit: bool = True, k: int = 10, progress: Progress = _quiet,
-        warm_start: str | Path | None = None, **params) -> FitResult:
+        warm_start: str | Path | None = None, time_limit: float | None = None,
+        **params) -> FitResult:
     """Train a model of kind ``model`` (default mf) on every event in a store (or on ``Interactions``).
 
     ``params`` are the kind's hyper-parameters (``MODEL_KINDS[model].defaults``: epochs,
     dim, ...); unset ones take the kind's defaults. ``model="auto"`` tries every kind and
     keeps the best (see ``fit_auto``). ``warm_start`` (a bundle path) continues from that
-    bundle's weights instead (see ``fit_warm``). Seeded and repeatable: the same data and
-    arguments give the same weights.
+    bundle's weights instead (see ``fit_warm``). ``time_limit`` (seconds) ends the epochs
+    early once spent, keeping the best epoch so far, as early stopping does (``auto`` uses
+    it to keep its budget). Seeded and repeatable: the same data and arguments give the
+    same weights (with ``time_limit``, as long as the limit is not reached).
     """
     if warm_start is not None:
         return fit_warm(source, warm_start, model, seed=seed, k=k, progress=progress, **params)
@@ -107,6 +110,10 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
         elif epoch - best["epoch"] >= patience:
             progress(f"early stop: best holdout ndcg@{k} at epoch {best['epoch']}")
             break
+        if time_limit is not None and time.perf_counter() - started > time_limit:
+            progress(f"time limit of {time_limit:.0f}s reached: best holdout ndcg@{k} at epoch "
+                     f"{best['epoch']}")
+            break
     net.set_weights(best_weights)
     metrics = {"holdout": {m: v for m, v in best.items() if m not in ("loss", "seconds")},
                "popularity": popularity_baseline(train, holdout, k)}
@@ -126,8 +133,10 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
     ``epochs`` caps every kind's epochs (default: each kind's own).
     The holdout is the same temporal split each kind early-stops on (inside ``evaluate``
     it is carved from the training part, so the test set never chooses). Kinds that refuse
-    the data (e.g. a catalogue too large for them) are skipped; once ``budget_seconds``
-    have passed, the kinds not yet tried are skipped too. The bundle records every try.
+    the data (e.g. a catalogue too large for them) are skipped. Kinds are tried in the
+    order of ``MODEL_KINDS``, cheapest first, and each gets what is left of
+    ``budget_seconds`` as its ``time_limit``; once the budget is spent, the kinds not yet
+    tried are skipped. The bundle records every try.
     """
     started = time.perf_counter()
     data = _interactions(source)
@@ -140,8 +149,10 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
             continue
         try:
             cap = {"epochs": min(epochs, MODEL_KINDS[name].defaults["epochs"])} if epochs else {}
+            left = budget_seconds - (time.perf_counter() - started)
             result = fit(data, name, seed=seed, patience=patience, refit=False, k=k,
-                         progress=lambda m, name=name: progress(f"[auto {name}] {m}"), **cap)
+                         progress=lambda m, name=name: progress(f"[auto {name}] {m}"),
+                         time_limit=left, **cap)
         except InputError as exc:
             tried.append({"model": name, "skipped": str(exc)})
             continue
