@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from . import contract as C
-from . import feedback, serving
+from . import feedback
 from .bundle import read_manifest
 from .errors import EdgerecError, InputError
 from .recommender import Recommender, _Options
@@ -209,14 +209,6 @@ def _variant(value, field: str, base: Path, fail) -> Variant:
     return Variant(name, (base / bundle).resolve(), float(share), dict(options))
 
 
-def open_recommender(bundle: Path, store: Store, provider: str | None = None,
-                     event_weights: Mapping[str, float] | None = None) -> Recommender:
-    """A ``Recommender`` for ``bundle`` over an already open ``store`` (shared, not owned)."""
-    served = serving.load(bundle, provider)
-    return Recommender(served.bundle, store, served.scorer, event_weights=event_weights,
-                       provider=provider)
-
-
 def register(store: Store, config: Config) -> None:
     """Store the config, refusing a changed assignment of an experiment already in the store.
 
@@ -302,8 +294,8 @@ class Experiment:
         with self._lock:
             rec = self._recommenders.get(variant)
             if rec is None:
-                rec = open_recommender(self.config.variant(variant).bundle, self.store,
-                                       self._provider, self.event_weights)
+                rec = Recommender.over(self.config.variant(variant).bundle, self.store,
+                                       self._provider, event_weights=self.event_weights)
                 if self._watch:
                     rec.watch(self._watch)
                 self._recommenders[variant] = rec

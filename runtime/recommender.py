@@ -140,13 +140,23 @@ class Recommender:
         item weights fit in cache and to ONNX Runtime's choice for larger ones. ``watch``
         (seconds) starts a watcher that reloads the bundle when a new one is published.
         """
-        served = serving.load(bundle, provider, threads)
-        rec = cls(served.bundle, Store.open(store, create=False), served.scorer,
-                  event_weights=event_weights, half_life_days=half_life_days,
-                  provider=provider, threads=threads)
+        rec = cls.over(bundle, Store.open(store, create=False), provider, threads,
+                       event_weights=event_weights, half_life_days=half_life_days)
         if watch:
             rec.watch(watch)
         return rec
+
+    @classmethod
+    def over(cls, bundle: str | Path, store: Store, provider: str | None = None,
+             threads: int | None = None, **options) -> "Recommender":
+        """A bundle served over an already open ``store`` (``options`` as for ``open``).
+
+        For several recommenders on one store (an experiment's variants, an offline
+        replay): they share its connection, and whoever opened the store closes it.
+        """
+        served = serving.load(bundle, provider, threads)
+        return cls(served.bundle, store, served.scorer, provider=provider, threads=threads,
+                   **options)
 
     @property
     def bundle(self) -> Bundle:

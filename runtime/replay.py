@@ -18,7 +18,6 @@ from typing import Mapping
 import numpy as np
 
 from . import contract as C
-from . import serving
 from .bundle import read_manifest
 from .metrics import ranking_metrics
 from .recommender import Recommender
@@ -56,8 +55,7 @@ def replay(store: Store, bundles: Mapping[str, tuple[str | Path, dict]], k: int 
         snapshot = store.snapshot_before(Path(tmp) / "before.db", cutoff)
         try:
             for name, (path, options) in bundles.items():
-                served = serving.load(path, provider)
-                rec = Recommender(served.bundle, snapshot, served.scorer)
+                rec = Recommender.over(path, snapshot, provider)
                 lists = rec.recommend_many(users, n=k, **options)
                 variants[name] = {**_list_metrics([[r.item_id for r in recs] for recs in lists],
                                                   [truth[u] for u in users], k),
