@@ -161,13 +161,18 @@ class MatrixFactorization(FoldsIn, SampledNegativesModel, FactorTables):
         return dot + tf.squeeze(self.user_bias(users), -1) + tf.squeeze(self.item_bias(items), -1)
 
     def score_all(self, users, history):
-        rows = tf.maximum(users, 0)
-        known = tf.concat([tf.gather(self.user_embedding.embeddings, rows),
-                           tf.gather(self.user_bias.embeddings, rows)], axis=1)
+        items = self.item_embedding.embeddings
         if self.folds_in:
-            known = self.fold_in.user_vectors(known, self.item_embedding.embeddings, users, history)
-        scores = tf.matmul(known[:, :self.dim], self.item_embedding.embeddings, transpose_b=True)
-        return scores + tf.reshape(self.item_bias.embeddings, [1, -1]) + known[:, self.dim:]
+            rows = tf.maximum(users, 0)  # -1: the fold-in replaces the row
+            known = tf.concat([tf.gather(self.user_embedding.embeddings, rows),
+                               tf.gather(self.user_bias.embeddings, rows)], axis=1)
+            vectors = self.fold_in.user_vectors(known, items, users, history)
+            user, bias = vectors[:, :self.dim], vectors[:, self.dim:]
+        else:  # every user has a row: the plain graph, with nothing to slice or select
+            user = tf.gather(self.user_embedding.embeddings, users)
+            bias = tf.gather(self.user_bias.embeddings, users)
+        scores = tf.matmul(user, items, transpose_b=True)
+        return scores + tf.reshape(self.item_bias.embeddings, [1, -1]) + bias
 
 
 from .sequence import SelfAttentionSequence  # noqa: E402 - needs ScoringModel above
