@@ -20,6 +20,8 @@ demo: $(STAMP)
 	$(BIN)/edgerec info $(DEMO)/models/mf
 	$(BIN)/edgerec recommend $(DEMO)/store.db $(DEMO)/models/mf u0 -n 10
 	$(BIN)/edgerec recommend $(DEMO)/store.db $(DEMO)/models/mf new-visitor -n 5
+	$(BIN)/edgerec record $(DEMO)/store.db new-visitor i0 --event purchase
+	$(BIN)/edgerec recommend $(DEMO)/store.db $(DEMO)/models/mf new-visitor -n 5
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
