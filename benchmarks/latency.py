@@ -11,7 +11,9 @@ Writes DIR/latency.json and DIR/latency.png (default DIR: benchmarks/out). Secti
    --quick or --skip-shop, a large-shop store (100K users, 100K items, 10M events: most of
    the run time). "first": each user's first request in a fresh ``Recommender`` (history
    read from SQLite, model inputs built); "repeat": users served before, with no write to
-   the store since (history and inputs cached). Beside implicit's ALS ``recommend``
+   the store since (history and inputs cached); "after another user's write": repeat
+   requests each preceded (untimed) by another user's event, so the store version changes
+   every time (on a copy of the store). Beside implicit's ALS ``recommend``
    (history handed over in memory) when implicit is installed, call by call.
 3. batch: top-10 for every user through ``recommend_many``, with the SQLite read of every
    history timed alone, beside numpy (and implicit when installed).
@@ -33,6 +35,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -270,6 +273,11 @@ def bench_requests(cache: Path, name: str, n_users: int, n_items: int, n_events:
         print(f"   implicit {implicit.version} ALS recommend p50 {again['implicit']['p50_us']:.1f} us "
               f"(beside repeat), {first['implicit']['p50_us']:.1f} us (beside first)", flush=True)
     rec.close()
+    out["recommend_after_write"] = bench_after_writes(bundle, store_path, provider,
+                                                      [u for u, in repeat], n_items)
+    print(f"{name}: recommend after another user's write p50 "
+          f"{out['recommend_after_write']['p50_us']:.1f} us  p99 "
+          f"{out['recommend_after_write']['p99_us']:.1f} us", flush=True)
     out["batch"] = bench_batch(bundle, store_path, provider, user_ids, rows, cols, implicit,
                                runs=5 if n_users * n_items <= 20_000_000 else 1)
     print(f"{name}: batch top-{K} for {len(user_ids)} users  edgerec {out['batch']['edgerec_s']:.3f} s "
@@ -277,6 +285,32 @@ def bench_requests(cache: Path, name: str, n_users: int, n_items: int, n_events:
           f"   numpy {out['batch']['numpy_s']:.3f} s"
           + (f"   implicit {out['batch']['implicit_s']:.3f} s" if implicit is not None else ""), flush=True)
     return out
+
+
+def bench_after_writes(bundle: Path, store_path: Path, provider: str, users: list[str],
+                       n_items: int) -> dict:
+    """Requests of served users, each after another user's event, recorded outside the timer.
+
+    Runs on a copy of the store, so the cached store stays as built for later sections
+    and runs.
+    """
+    from edgerec import Recommender
+
+    copy = store_path.with_name(f"{store_path.stem}-writes.db")
+    shutil.copy(store_path, copy)
+    samples = []
+    try:
+        with Recommender.open(bundle, copy, provider=provider) as rec:
+            for u in set(users):
+                rec.recommend(u, n=K)
+            for n, u in enumerate(users):
+                rec.record("bench-writer", f"i{n % n_items}", "view", ts=float(n))
+                t0 = time.perf_counter()
+                rec.recommend(u, n=K)
+                samples.append(time.perf_counter() - t0)
+    finally:
+        copy.unlink()
+    return stats(samples)
 
 
 def bench_batch(bundle: Path, store_path: Path, provider: str, user_ids: list[str], rows, cols,

@@ -1,14 +1,26 @@
 """Request caches, each valid for one version of what it was derived from.
 
-``Snapshot`` (user histories, popularity) is valid for one ``Store.version()``: any commit,
-by this process or another, makes a new one. ``Catalogue`` (retired items, filter allow-sets
-and masks, new arrivals) is valid for one catalogue version and one served model, so it
-survives the far more frequent event writes.
+``Snapshot`` (user histories, popularity) is made for one ``Store.version()``: any commit,
+by this process or another, makes a new one. Events are append-only with growing ids, so
+the new snapshot carries over the old one's histories of every user without an event
+newer than the old snapshot's ``last_id`` (and their model inputs, when model and
+catalogue are unchanged): another user's write does not make a cached user cold again.
+``Catalogue`` (retired items, filter allow-sets and masks, new arrivals) is valid for one
+catalogue version and one served model, so it survives the far more frequent event writes.
 
 Thread safety without locks: a request takes the current snapshot object once and reads
-and fills only that object. A writer's commit makes the *next* request build a new
-snapshot, so a history read before the commit can only land in the old, unreachable
-object, never in the new one (which would serve a seen item again).
+and fills only that object. Each snapshot reads ``last_id`` after the store version it is
+made for and before any history is read into it, so every history it holds, read or
+carried, contains all the user's events up to ``last_id``:
+
+- a history read into it is read after ``last_id`` was;
+- a carried one held them up to the old ``last_id``, and the user had no newer event when
+  the changed users were queried, which is after the new ``last_id`` was read.
+
+An event committed later has a larger id and a new store version, so the next snapshot
+drops that user; a history read before the commit can never be served after it (which
+would serve a seen item again). The old snapshot's dicts are copied in one C call, atomic
+under the GIL while other threads still fill them.
 """
 
 from __future__ import annotations
@@ -21,6 +33,9 @@ from . import filters
 from .filters import Filter
 
 HISTORY_CACHE_USERS = 100_000
+# Carry the caches over only when at most this many events were added since: after a bulk
+# ingest, listing the changed users costs more than the cold requests it saves.
+CARRY_EVENTS = 10_000
 FILTER_CACHE = 256
 _MISSING = object()
 
@@ -34,6 +49,14 @@ def _put(cache: dict, key, value) -> None:
     if len(cache) >= FILTER_CACHE:
         cache.clear()
     cache[key] = value
+
+
+def _without(cache: dict, users: set) -> dict:
+    """A copy of ``cache`` without ``users`` (``dict.copy`` does not fail while others insert)."""
+    kept = cache.copy()
+    for user in users:
+        kept.pop(user, None)
+    return kept
 
 
 class Catalogue:
@@ -88,11 +111,20 @@ class Catalogue:
 class Snapshot:
     """Histories and popularity at one store version (plus the catalogue valid then)."""
 
-    def __init__(self, version, served, catalogue: Catalogue):
+    def __init__(self, store, version, served, catalogue: Catalogue,
+                 previous: Snapshot | None = None):
+        """``previous``: the snapshot this one replaces, whose unchanged users it keeps."""
         self.version, self.served, self.catalogue = version, served, catalogue
+        self.last_id = store.max_event_id()  # first: see the module docstring
         self.histories: dict[str, list[str]] = {}
         self._inputs: dict[str, object] = {}
-        self._popular: dict[float | None, tuple[int, list]] = {}
+        self._popular: dict[float | None, tuple[int, list]] = {}  # changes with any event
+        # A smaller last_id means events were deleted outside edgerec: carry nothing.
+        if previous is not None and 0 <= self.last_id - previous.last_id <= CARRY_EVENTS:
+            changed = store.users_with_events_after(previous.last_id)
+            self.histories = _without(previous.histories, changed)
+            if served is previous.served and catalogue is previous.catalogue:
+                self._inputs = _without(previous._inputs, changed)
 
     def history(self, store, user_id: str) -> list[str]:
         history = self.histories.get(user_id)

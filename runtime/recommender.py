@@ -346,7 +346,10 @@ class Recommender:
     # -- internals --------------------------------------------------------------------------
 
     def _current(self, served: serving.Served) -> Snapshot:
-        """The cache snapshot for the store's current version and this model."""
+        """The cache snapshot for the store's current version and this model.
+
+        A new one keeps what the one it replaces cached for users without new events.
+        """
         version = self.store.version()
         snap = self._snapshot
         if snap is None or snap.version != version or snap.served is not served:
@@ -355,7 +358,7 @@ class Recommender:
             if (catalogue is None or catalogue.version != items_version
                     or catalogue.bundle is not served.bundle):
                 catalogue = Catalogue(self.store, served.bundle, items_version)
-            snap = self._snapshot = Snapshot(version, served, catalogue)
+            snap = self._snapshot = Snapshot(self.store, version, served, catalogue, snap)
         return snap
 
     @property

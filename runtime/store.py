@@ -328,6 +328,21 @@ class Store:
                 out[user] = json.loads(items)
         return out
 
+    def max_event_id(self) -> int:
+        """The newest event's id (0 when there is none).
+
+        Events are append-only and ``id`` only grows, so events committed after this read
+        have larger ids: what ``users_with_events_after`` finds.
+        """
+        return self._rows("SELECT ifnull(MAX(id), 0) FROM events")[0][0]
+
+    def users_with_events_after(self, event_id: int) -> set[str]:
+        """Users with an event whose id is above ``event_id`` (a range of the primary key).
+
+        Deduplicated here: with DISTINCT, SQLite scans the whole (user, ts) index instead.
+        """
+        return {r[0] for r in self._rows("SELECT user_id FROM events WHERE id > ?", (event_id,))}
+
     def user_ids(self) -> list[str]:
         """Every user with at least one event, in a stable order."""
         return [r[0] for r in self._rows("SELECT DISTINCT user_id FROM events ORDER BY user_id")]

@@ -3,6 +3,7 @@ for repeat requests, batches scored in parallel chunks, float16-stored weights."
 
 import json
 import shutil
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -116,3 +117,35 @@ def test_cli_train_fp16(mf, tmp_path):
     rec = run_cli("recommend", mf.store, out, "u1", "-n", "3", "--json")
     assert rec.returncode == 0, rec.stderr
     assert len(json.loads(rec.stdout)["items"]) == 3
+
+
+def test_cache_survives_writes_of_other_users(mf, store_copy, monkeypatch):
+    """Another user's event, from this Recommender or another connection, keeps B cached;
+    A's own event shows at once; a retirement rebuilds B's inputs but keeps B's history."""
+    from edgerec.feedback import record
+    from edgerec.store import Store
+
+    def fresh(user):
+        with Recommender.open(mf.bundle, store_copy) as other:
+            return _lists([other.recommend(user, n=5)])
+
+    with Recommender.open(mf.bundle, store_copy) as rec, \
+            closing(Store.open(store_copy, create=False)) as second:
+        a, b = rec.store.user_ids()[:2]
+        read = []
+        history = rec.store.history
+        monkeypatch.setattr(rec.store, "history", lambda user: read.append(user) or history(user))
+        rec.recommend(b, n=5)
+        writers = [lambda item: rec.record(a, item, "click"), lambda item: record(second, a, item, "view")]
+        for write in writers:
+            seen = rec.recommend(a, n=1)[0].item_id
+            read.clear()
+            write(seen)
+            assert b in rec._current(rec._served).histories
+            assert _lists([rec.recommend(b, n=5)]) == fresh(b) and read == []
+            assert seen not in [r.item_id for r in rec.recommend(a, n=5)] and read == [a]
+        top = rec.recommend(b, n=1)[0].item_id
+        rec.retire([top])
+        after = rec.recommend(b, n=5)
+        assert top not in [r.item_id for r in after] and read == [a]
+        assert _lists([after]) == fresh(b)
