@@ -81,7 +81,6 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE UNIQUE INDEX IF NOT EXISTS events_identity ON events (user_id, item_id, event, ifnull(ts, -1));
 CREATE INDEX IF NOT EXISTS events_user_history ON events (user_id, ts DESC, item_id);
 CREATE INDEX IF NOT EXISTS events_item ON events (item_id);
-CREATE INDEX IF NOT EXISTS items_inactive ON items (item_id) WHERE active = 0;
 """
 # Version 2 adds A/B experiments (see the "experiments" section of ``Store``): what was
 # shown to whom, so outcomes can be attributed to it. Additive, so a version 1 store is
@@ -107,8 +106,8 @@ CREATE INDEX IF NOT EXISTS impressions_variant ON impressions (experiment, varia
 """
 
 # Retired items are read after every write, so they have their own (tiny) partial index;
-# stores made before it existed get it with their first retirement.
-_INACTIVE_INDEX = "CREATE INDEX IF NOT EXISTS items_inactive ON items (item_id) WHERE active = 0"
+# version 1 stores made before it existed get it with the upgrade.
+_INACTIVE_INDEX = "CREATE INDEX IF NOT EXISTS items_inactive ON items (item_id) WHERE active = 0;"
 
 # Bumped by every catalogue write, so catalogue-derived caches (retired items, filter
 # results) survive the far more frequent event writes.
@@ -180,7 +179,7 @@ class Store:
             row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             found = row[0] if row else None
             if found == "1":
-                self._upgrade(_EXPERIMENT_SCHEMA)
+                self._upgrade(_INACTIVE_INDEX + _EXPERIMENT_SCHEMA)
                 return
             if found != str(SCHEMA_VERSION):
                 raise StoreError(f"{self.path}: store schema version {found}, this edgerec "
@@ -192,7 +191,7 @@ class Store:
             raise StoreError(f"{self.path}: empty file, not an edgerec store")
         self.db.enable_wal()
         self.db.conn.executescript(
-            "BEGIN IMMEDIATE;" + _SCHEMA + _EXPERIMENT_SCHEMA
+            "BEGIN IMMEDIATE;" + _SCHEMA + _INACTIVE_INDEX + _EXPERIMENT_SCHEMA
             + f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
 
     def _upgrade(self, additions: str) -> None:
@@ -263,25 +262,26 @@ class Store:
 
     # -- writes ---------------------------------------------------------------------------
 
+    def _write_many(self, sql: str, rows: Iterable) -> int:
+        """``sql`` for every row, inside the caller's transaction; returns rows written."""
+        before = self.db.conn.total_changes
+        self.db.conn.executemany(sql, rows)
+        return self.db.conn.total_changes - before
+
     def add_events(self, rows: Iterable[EventRow]) -> int:
         """Insert events in one transaction; returns how many were new (duplicates skipped)."""
         with self.transaction():
-            before = self.db.conn.total_changes
-            self.db.conn.executemany(
-                "INSERT OR IGNORE INTO events (user_id, item_id, event, weight, ts) "
-                "VALUES (?, ?, ?, ?, ?)", rows)
-            return self.db.conn.total_changes - before
+            return self._write_many("INSERT OR IGNORE INTO events (user_id, item_id, event, "
+                                    "weight, ts) VALUES (?, ?, ?, ?, ?)", rows)
 
     def add_items(self, rows: Iterable[ItemRow]) -> int:
         """Insert or update catalogue items in one transaction; returns how many were written."""
         with self.transaction():
-            before = self.db.conn.total_changes
-            self.db.conn.executemany(
+            written = self._write_many(
                 "INSERT INTO items (item_id, title, metadata) VALUES (?, ?, ?) "
                 "ON CONFLICT (item_id) DO UPDATE SET title = excluded.title, "
                 "metadata = excluded.metadata",
                 ((item_id, title, json.dumps(meta, sort_keys=True)) for item_id, title, meta in rows))
-            written = self.db.conn.total_changes - before
             self._bump_items_version()
             return written
 
@@ -294,7 +294,6 @@ class Store:
         ids = [(str(i),) for i in item_ids]
         with self.transaction():
             conn = self.db.conn
-            conn.execute(_INACTIVE_INDEX)
             conn.executemany("INSERT OR IGNORE INTO items (item_id) VALUES (?)", ids)
             conn.executemany(f"UPDATE items SET active = {int(bool(active))} WHERE item_id = ?", ids)
             self._bump_items_version()
@@ -431,7 +430,6 @@ class Store:
                 "catalogue_items": self._rows("SELECT COUNT(*) FROM items")[0][0],
                 "first_ts": t0, "last_ts": t1}
 
-
     # -- experiments (A/B tests, schema version 2) ---------------------------------------
     # ``edgerec.experiment`` logs every served list here as impressions; outcomes are the
     # ordinary events. Attribution joins the two in SQL, so a report needs nothing but the
@@ -457,11 +455,9 @@ class Store:
     def add_impressions(self, rows: Iterable[ImpressionRow]) -> int:
         """Log served items in one transaction (a list is logged whole or not at all)."""
         with self.transaction():
-            before = self.db.conn.total_changes
-            self.db.conn.executemany(
+            return self._write_many(
                 "INSERT INTO impressions (experiment, variant, request_id, user_id, item_id, "
                 "position, ts) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            return self.db.conn.total_changes - before
 
     # One row per impression of the experiment with 0/1 flags ``clicked`` and ``converted``.
     # Attribution rule: an outcome event (user, item, type, ts) goes to the most recent
@@ -545,13 +541,12 @@ class Store:
             {"ts": float(ts)})
         return {user: json.loads(items) for user, items in rows}
 
-    def times_after(self, ts: float | None) -> np.ndarray:
-        """Timestamps of the events after ``ts`` (all timed events when None), ascending.
+    def times_after(self, ts: float) -> np.ndarray:
+        """Timestamps of the events after ``ts``, ascending.
 
         ``edgerec update`` cuts the events a bundle never saw at a quantile of these.
         """
-        where, params = ("ts IS NOT NULL", []) if ts is None else ("ts > ?", [float(ts)])
-        rows = self._rows(f"SELECT ts FROM events WHERE {where} ORDER BY ts", params)
+        rows = self._rows("SELECT ts FROM events WHERE ts > ? ORDER BY ts", (float(ts),))
         return np.array([r[0] for r in rows], dtype=np.float64)
 
     def snapshot_before(self, path: str | Path, ts: float) -> "Store":
