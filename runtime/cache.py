@@ -40,15 +40,19 @@ FILTER_CACHE = 256
 _MISSING = object()
 
 
-def _put(cache: dict, key, value) -> None:
-    """Insert into a bounded cache (cleared when full: filters in use come back at once).
+def _cached(cache: dict, key, build: Callable[[], object], limit: int = FILTER_CACHE):
+    """``cache[key]``, built on a miss; a full cache is cleared (entries in use come back
+    at once).
 
     Readers only ever ``get`` and keep what they got, so a clear by another thread can
     never make them fail.
     """
-    if len(cache) >= FILTER_CACHE:
-        cache.clear()
-    cache[key] = value
+    found = cache.get(key, _MISSING)
+    if found is _MISSING:
+        if len(cache) >= limit:
+            cache.clear()
+        found = cache[key] = build()
+    return found
 
 
 def _without(cache: dict, users: set) -> dict:
@@ -73,21 +77,14 @@ class Catalogue:
 
     def allowed(self, flt: Filter) -> frozenset | None:
         """Item ids the filter allows (None: all active items)."""
-        found = self._allowed.get(flt, _MISSING)
-        if found is _MISSING:
-            found = flt.allowed(self.store, self.inactive)
-            _put(self._allowed, flt, found)
-        return found
+        return _cached(self._allowed, flt, lambda: flt.allowed(self.store, self.inactive))
 
     def mask(self, flt: Filter) -> np.ndarray | None:
         """The scoring core's ``item_mask`` for the filter (None when it restricts nothing)."""
         if not flt.restricts:
             return None
-        found = self._masks.get(flt)
-        if found is None:
-            found = filters.mask(self.allowed(flt), self.bundle.item_index, self.bundle.n_items)
-            _put(self._masks, flt, found)
-        return found
+        return _cached(self._masks, flt, lambda: filters.mask(
+            self.allowed(flt), self.bundle.item_index, self.bundle.n_items))
 
     def eligibility(self, flt: Filter | None) -> tuple[list[int], np.ndarray | None]:
         """(indices to exclude, ``item_mask`` or None): retired items always, plus the filter's."""
@@ -127,12 +124,7 @@ class Snapshot:
                 self._inputs = _without(previous._inputs, changed)
 
     def history(self, store, user_id: str) -> list[str]:
-        history = self.histories.get(user_id)
-        if history is None:
-            if len(self.histories) >= HISTORY_CACHE_USERS:
-                self.histories.clear()
-            history = self.histories[user_id] = store.history(user_id)
-        return history
+        return _cached(self.histories, user_id, lambda: store.history(user_id), HISTORY_CACHE_USERS)
 
     def plain_inputs(self, user_id: str, build: Callable[[], object]):
         """``build()``: the scoring core's inputs for a request without options, kept per user.
@@ -140,12 +132,7 @@ class Snapshot:
         They depend only on the history, the served model and the retired items, which
         this snapshot fixes; callers must not modify what they get (it is shared).
         """
-        found = self._inputs.get(user_id)
-        if found is None:
-            if len(self._inputs) >= HISTORY_CACHE_USERS:
-                self._inputs.clear()
-            found = self._inputs[user_id] = build()
-        return found
+        return _cached(self._inputs, user_id, build, HISTORY_CACHE_USERS)
 
     def popular(self, store, n: int, skip: set, allowed: frozenset | None,
                 half_life: float | None) -> list[tuple[str, float]]:
