@@ -26,7 +26,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -36,7 +35,7 @@ from quality import store_for  # noqa: E402 - the same DATA forms as quality.py
 def main(argv=None) -> list[dict]:
     import numpy as np
 
-    from edgerec.exporters.evaluate import _restrict_to_train, split
+    from edgerec.exporters.evaluate import _restrict_to_train, serving_store, split
     from edgerec.exporters.onnx import export_bundle
     from edgerec.store import Store
     from edgerec.trainer import MODEL_KINDS, fit, load_interactions
@@ -64,7 +63,7 @@ def main(argv=None) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgerec-warm-") as tmp:
         tmp = Path(tmp)
-        serving = _serving_store(train, tmp / "train.db")
+        serving = serving_store(train, tmp / "train.db")
         for kind in args.models.split(","):
             yesterday = export_bundle(fit(old, kind), tmp / f"{kind}-yesterday")
             full = fit(train, kind)
@@ -81,16 +80,6 @@ def main(argv=None) -> list[dict]:
     (args.out / "warm_start.md").write_text(_table(rows, command))
     print(_table(rows, command))
     return rows
-
-
-def _serving_store(train, path: Path) -> Path:
-    from edgerec.store import Store
-
-    store = Store.open(path)
-    store.add_events((train.user_ids[u], train.item_ids[i], "interaction", 1.0, float(t))
-                     for u, i, t in zip(train.users.tolist(), train.items.tolist(), train.ts.tolist()))
-    store.close()
-    return path
 
 
 def _served(result, serving: Path, train, test, out: Path) -> dict:

@@ -49,11 +49,12 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
-from .. import contract as C
 from ..errors import InputError
+from ..inputs import model_inputs
 from ..metrics import ranking_metrics, top_k_excluding
 from ..recommender import Recommender
 from ..store import Store
@@ -140,12 +141,8 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
     seed = result.params["seed"]
     with tempfile.TemporaryDirectory(prefix="edgerec-evaluate-") as tmp:
         bundle = export_bundle(result, Path(tmp) / "bundle", progress)
-        train_store = Store.open(Path(tmp) / "train.db")
-        train_store.add_events(
-            (train.user_ids[u], train.item_ids[i], "interaction", 1.0, float(t))
-            for u, i, t in zip(train.users.tolist(), train.items.tolist(), train.ts.tolist()))
-        train_store.close()
-        with Recommender.open(bundle, Path(tmp) / "train.db", provider="cpu") as rec:
+        with Recommender.open(bundle, serving_store(train, Path(tmp) / "train.db"),
+                              provider="cpu") as rec:
             if protocol == "temporal":
                 metrics = _temporal_model(rec, train, test, eval_users, k)
                 popularity = popularity_baseline(train, test, k)
@@ -193,20 +190,12 @@ def _new_users(data: Interactions, train_mask: np.ndarray, test_mask: np.ndarray
              f"{len(users)} users left out, {int(history_mask.sum())} of their interactions "
              f"served as history, {int(test_mask.sum())} to find")
     result = fit(train, model, k=k, progress=progress, **fit_params)
-    served = train_mask | history_mask
-    rows = zip(data.users[served].tolist(), data.items[served].tolist(), data.ts[served].tolist())
     with tempfile.TemporaryDirectory(prefix="edgerec-evaluate-") as tmp:
         bundle = export_bundle(result, Path(tmp) / "bundle", progress)
-        store = Store.open(Path(tmp) / "served.db")
-        store.add_events((data.user_ids[u], data.item_ids[i], "interaction", 1.0, float(t))
-                         for u, i, t in rows)
-        store.close()
-        with Recommender.open(bundle, Path(tmp) / "served.db", provider="cpu") as rec:
+        served = serving_store(data.subset(train_mask | history_mask), Path(tmp) / "served.db")
+        with Recommender.open(bundle, served, provider="cpu") as rec:
             recs = rec.recommend_many(data.user_ids[users].tolist(), n=k)
-    index = {item: j for j, item in enumerate(data.item_ids)}
-    top = np.full((len(users), k), -1, dtype=np.int64)
-    for row, user_recs in zip(top, recs):
-        row[:len(user_recs)] = [index[r.item_id] for r in user_recs]
+    top = _top_rows(recs, {item: j for j, item in enumerate(data.item_ids)}, k)
     by_user = data.subset(test_mask).items_by_user()
     relevant = [by_user[u] for u in users]
     metrics = _plain(ranking_metrics(top, relevant, k, train.n_items))
@@ -225,6 +214,23 @@ def _new_users(data: Interactions, train_mask: np.ndarray, test_mask: np.ndarray
                      "history_interactions": int(history_mask.sum()),
                      "test_interactions": int(test_mask.sum())},
             "params": {**result.params, "split": {**NEW_USERS, "seed": result.params["seed"]}}}
+
+
+def serving_store(data: Interactions, path: Path) -> Path:
+    """A new store at ``path`` holding ``data``'s interactions, for the runtime to serve from."""
+    store = Store.open(path)
+    store.add_events((data.user_ids[u], data.item_ids[i], "interaction", 1.0, float(t))
+                     for u, i, t in zip(data.users.tolist(), data.items.tolist(), data.ts.tolist()))
+    store.close()
+    return path
+
+
+def _top_rows(recs, index: Mapping[str, int], k: int) -> np.ndarray:
+    """[users, k] dense item indices of the served lists (-1 pads a short list)."""
+    top = np.full((len(recs), k), -1, dtype=np.int64)
+    for row, user_recs in zip(top, recs):
+        row[:len(user_recs)] = [index[r.item_id] for r in user_recs]
+    return top
 
 
 def _plain(metrics: dict) -> dict:
@@ -270,11 +276,7 @@ def _temporal_model(rec: Recommender, train: Interactions, test: Interactions,
     recs = rec.recommend_many(train.user_ids[eval_users].tolist(), n=k, diversity=diversity)
     if any(r.fallback for r in recs):  # every test user has train events: cannot happen
         raise RuntimeError("evaluation: the bundle does not know a test user")
-    top = np.full((len(recs), k), -1, dtype=np.int64)
-    index = rec.bundle.item_index
-    for row, user_recs in zip(top, recs):
-        items = [index[r.item_id] for r in user_recs]
-        row[:len(items)] = items
+    top = _top_rows(recs, rec.bundle.item_index, k)
     relevant = test.items_by_user()
     return ranking_metrics(top, [relevant[u] for u in eval_users], k, train.n_items)
 
@@ -308,13 +310,9 @@ def _model_scores(rec: Recommender, user_ids: np.ndarray, chunk: int = 256) -> n
     rows = []
     for start in range(0, len(user_ids), chunk):
         users = user_ids[start:start + chunk].tolist()
-        histories = rec.store.histories(users)
-        index = b.item_index.get
-        seen = [[j for j in map(index, histories[u]) if j is not None] for u in users]
-        exclude = C.padded(seen, pad)
-        history = C.padded([s[:b.history_length] for s in seen], pad, b.history_length)
-        user_idx = np.array([b.user_index[u] for u in users], dtype=np.int64)
-        top_items, top_scores = rec.scorer.top_k(user_idx, history, exclude, pad)
+        inputs = model_inputs(b, rec.store.histories(users), users, [], None)  # all known
+        top_items, top_scores = rec.scorer.top_k(inputs.user_index, inputs.history,
+                                                 inputs.exclude, pad)
         full = np.full((len(users), pad + 1), -np.inf, dtype=np.float32)
         np.put_along_axis(full, top_items, top_scores, axis=1)
         rows.append(full)
