@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import serving
+from .. import bundle, serving
 from ..errors import InputError
 from ..replay import iso, replay, training_end
 from ..store import Store
@@ -80,9 +80,12 @@ def update(store: str | Path | Store, current: str | Path, *, holdout: float = 0
                 final = fit(opened, warm_start=current, epochs=epochs, seed=seed, progress=progress)
                 final.metrics["update"] = {**decision, "gate": gated}
                 staged = export_bundle(final, tmp / "next", progress)
-                if keep is not None:
-                    shutil.rmtree(keep, ignore_errors=True)
-                    shutil.copytree(staged, keep)
+                if keep is not None:  # a copy, published atomically like any bundle
+                    keep = Path(keep)
+                    keep.parent.mkdir(parents=True, exist_ok=True)
+                    copy = Path(tempfile.mkdtemp(prefix=f".{keep.name}.tmp-", dir=keep.parent))
+                    shutil.copytree(staged, copy, dirs_exist_ok=True)
+                    bundle.publish(copy, keep)
                 if decision["status"] == PUBLISHED:
                     serving.publish(staged, current)
                     progress(f"{current}: published")
@@ -97,11 +100,9 @@ def _decide(gated: dict, tolerance: float, k: int) -> dict:
     if not gated["variants"]:
         return {"status": REFUSED, "reason": f"not published: {gated.get('note', 'nothing to compare')}"}
     old, new = gated["variants"]["current"][metric], gated["variants"]["candidate"][metric]
-    floor = old * (1.0 - tolerance)
     verdict = (f"candidate {metric} {new:.4f} vs current {old:.4f} on {gated['users']} users' "
                f"events after {iso(gated['cutoff'])}")
-    if new >= floor:
-        return {"status": PUBLISHED, "reason": f"publishing: {verdict}", metric: new,
-                f"current_{metric}": old}
-    return {"status": REFUSED, "reason": f"not published, worse than the current bundle: {verdict}",
-            metric: new, f"current_{metric}": old}
+    better = new >= old * (1.0 - tolerance)
+    return {"status": PUBLISHED if better else REFUSED,
+            "reason": ("publishing: " if better else "not published, worse than the current bundle: ")
+            + verdict, metric: new, f"current_{metric}": old}

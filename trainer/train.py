@@ -222,9 +222,7 @@ def fit_warm(source: Store | str | Path | Interactions, bundle: str | Path, mode
                               "epochs": epochs, **grown}}
     fitted = {**kind.defaults, **warm.params, "model": warm.kind, "seed": seed,
               "trained_epochs": epochs, "warm_start": str(bundle),
-              # the from-scratch epochs, which later warm starts take their share of
-              "full_epochs": trained_before["params"].get("full_epochs",
-                                                          trained_before["params"].get("trained_epochs"))}
+              "full_epochs": warm.full_epochs}  # what later warm starts take their share of
     return FitResult(net, data, metrics, fitted, log, time.perf_counter() - started)
 
 

@@ -53,10 +53,14 @@ class WarmStart:
             raise InputError(f"{self.path}: trainer state lists {len(self.rows)} weights but "
                              f"holds {len(self.weights)}")
 
-    def default_epochs(self) -> int:
+    @property
+    def full_epochs(self) -> int:
+        """The epochs of the from-scratch training this bundle descends from."""
         params = self.manifest[C.M_TRAINING]["params"]
-        trained = params.get("full_epochs") or params.get("trained_epochs") or 1
-        return max(2, round(WARM_EPOCH_FRACTION * trained))
+        return params.get("full_epochs") or params.get("trained_epochs") or 1
+
+    def default_epochs(self) -> int:
+        return max(2, round(WARM_EPOCH_FRACTION * self.full_epochs))
 
     def load_into(self, net, data: Interactions) -> dict:
         """Copy the saved weights into ``net`` (built and prepared for ``data``).
