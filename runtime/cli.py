@@ -365,6 +365,19 @@ def publish(src, bundle):
     click.echo(f"{bundle}: published from {src}")
 
 
+@main.command("export-web")
+@bundle_arg
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--store", type=click.Path(dir_okay=False),
+              help="Titles, popularity (the fallback) and retired items from this store.")
+def export_web(bundle, out, store):
+    """Write what a browser page needs to serve BUNDLE (ONNX core, id maps, titles) to OUT."""
+    from .web import export_web as write_web
+
+    write_web(bundle, out, store)
+    click.echo(f"{out}: web export of {bundle}" + (f" with the catalogue of {store}" if store else ""))
+
+
 @main.command()
 @store_arg
 @click.argument("bundle", type=click.Path(file_okay=False))
