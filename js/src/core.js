@@ -86,7 +86,10 @@ export class Bundle {
     this.historyLength = dims.history_length;
     /** Whether the model scores users it was not trained on from their history. */
     this.foldsIn = Boolean(dims.folds_in);
-    this.hasMask = (manifest[C.M_ONNX].optional_inputs ?? []).includes(C.INPUT_ITEM_MASK);
+    // item_mask is an input with a default (an initializer), which ONNX Runtime's
+    // JavaScript API does not feed (it passes only `session.inputNames`): such cores get
+    // masked-out items as exclusions, the same result (see `eligibility`).
+    this.hasMask = session.inputNames.includes(C.INPUT_ITEM_MASK);
     this.retired = new Set(catalogue.retired ?? []);
     const popular = catalogue.popular ?? [];
     this.popular = (/** @type {number} */ limit) => popular.slice(0, limit);

@@ -1,11 +1,12 @@
 // Drives the kiosk page in the system's Chromium (playwright-core, never a downloaded
 // browser): taps tiles like a visitor and prints what the page showed, as JSON, for the
 // Python tests (tests/test_js_runtime.py) and the browser latency benchmark.
-//   node js/test/kiosk-taps.mjs URL [--taps 3] [--screenshot out.png] [--bench 0]
+//   node js/test/kiosk-taps.mjs URL [--taps 3] [--screenshot out.png] [--bench FILE]
 //     [--chromium /usr/bin/chromium]
-// --bench N: also time N ranking requests inside the page (recommend() on the loaded
-// bundle, after the taps' history), reported as milliseconds per request.
+// --bench FILE: also time, inside the page, recommend() on the loaded bundle for each
+// request of FILE (a JSON list of {userId, history}), reported as milliseconds each.
 
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
 
@@ -13,7 +14,7 @@ const { values, positionals } = parseArgs({
   options: {
     taps: { type: "string", default: "3" },
     screenshot: { type: "string" },
-    bench: { type: "string", default: "0" },
+    bench: { type: "string" },
     chromium: { type: "string", default: "/usr/bin/chromium" },
   },
   allowPositionals: true,
@@ -52,18 +53,18 @@ try {
   const history = await page.evaluate(() => Object.entries(localStorage)
     .filter(([key]) => key.startsWith("edgerec.kiosk.history:")).map(([, v]) => JSON.parse(v))[0] ?? []);
   const status = await page.textContent("#status");
-  const benchMs = Number(values.bench) ? await page.evaluate(async (n) => {
+  const requests = values.bench ? JSON.parse(readFileSync(values.bench, "utf8")) : [];
+  const benchMs = await page.evaluate(async (list) => {
     const { recommend } = await import("/edgerec/browser.js");
-    const bundle = window.edgerecKiosk.bundle;
-    const history = window.edgerecKiosk.history();
+    const { bundle } = window.edgerecKiosk;
     const times = [];
-    for (let i = 0; i < n; i++) {
+    for (const request of list) {
       const t0 = performance.now();
-      await recommend(bundle, { userId: null, history, n: 10 });
+      await recommend(bundle, { ...request, n: 10 });
       times.push(performance.now() - t0);
     }
     return times;
-  }, Number(values.bench)) : [];
+  }, requests);
   console.log(JSON.stringify({ before, taps, after, history, status, offsite, errors, benchMs }));
 } finally {
   await browser.close();
