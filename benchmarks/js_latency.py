@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -159,7 +160,7 @@ def main(argv=None) -> dict:
         if row:
             print(f"{name:<14} p50 {row['p50_us']:8.1f} us   p99 {row['p99_us']:8.1f} us   "
                   f"mean {row['mean_us']:8.1f} us   ({row['calls']} calls)")
-    args.out.mkdir(parents=True, exist_ok=True)
+    results["environment"]["load_average_end"] = os.getloadavg()
     (args.out / "js_latency.json").write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out / 'js_latency.json'}")
     return results
