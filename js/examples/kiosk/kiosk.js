@@ -1,12 +1,14 @@
 // The kiosk: a grid of items for a visitor, re-ranked in the page on every tap.
 // The model runs here (onnxruntime-web, WebAssembly); the visitor's taps stay in this
 // browser's localStorage, newest first: the history a recommendation is built from.
-// URL parameters: ?n=12 (tiles), ?bundle=/bundle/ (a directory from `edgerec export-web`).
+// URL parameters: ?n=12 (tiles), ?bundle=/bundle/ (a directory from `edgerec export-web`),
+// ?idle=120 (seconds without a tap after which the next visitor starts afresh; 0: never).
 
 import { openBundle, recommend } from "/edgerec/browser.js";
 
 const params = new URLSearchParams(location.search);
 const N = Number(params.get("n") ?? 12);
+const IDLE_MS = Number(params.get("idle") ?? 120) * 1000;
 const grid = /** @type {HTMLElement} */ (document.getElementById("grid"));
 const status = /** @type {HTMLElement} */ (document.getElementById("status"));
 
@@ -19,10 +21,19 @@ function fail(err) {
 
 const bundle = await openBundle(params.get("bundle") ?? "/bundle/").catch(fail);
 // One history per model, so a new export does not inherit taps on unknown items.
-const KEY = `edgerec.kiosk.history:${bundle.manifest.onnx.sha256.slice(0, 16)}`;
+const MODEL = bundle.manifest.onnx.sha256.slice(0, 16);
+const KEY = `edgerec.kiosk.history:${MODEL}`;
+const AT = `edgerec.kiosk.last-tap:${MODEL}`;
 
 /** @returns {string[]} */
 const taps = () => JSON.parse(localStorage.getItem(KEY) ?? "[]");
+const lastTap = () => Number(localStorage.getItem(AT) ?? 0);
+
+/** @param {string[]} history */
+function remember(history) {
+  localStorage.setItem(KEY, JSON.stringify(history));
+  localStorage.setItem(AT, String(Date.now()));
+}
 
 /** @param {string} id */
 function hue(id) {
@@ -78,7 +89,7 @@ function tile(r, rank) {
   button.querySelector(".title").textContent = title;
   button.querySelector(".meta").textContent = title === r.itemId ? "" : r.itemId;
   button.addEventListener("click", () => {
-    localStorage.setItem(KEY, JSON.stringify([r.itemId, ...taps()]));
+    remember([r.itemId, ...taps()]);
     render().catch(fail);
   });
   return button;
@@ -87,8 +98,17 @@ function tile(r, rank) {
 // For scripts driving the page (the latency benchmark): the opened bundle.
 window.edgerecKiosk = { bundle };
 
-document.getElementById("reset").addEventListener("click", () => {
+function startOver() {
   localStorage.removeItem(KEY);
+  localStorage.removeItem(AT);
   render().catch(fail);
-});
-render().catch(fail);
+}
+
+/** Whether the last visitor left: taps, then none for the idle time. */
+const expired = () => IDLE_MS > 0 && taps().length > 0 && Date.now() - lastTap() > IDLE_MS;
+
+document.getElementById("reset").addEventListener("click", startOver);
+// A kiosk serves one visitor after another: a quiet spell ends the visit.
+setInterval(() => { if (expired()) startOver(); }, 5000);
+if (expired()) startOver();
+else render().catch(fail);
