@@ -178,6 +178,12 @@ def test_js_contract_constants_match_python():
         assert value == (list(expected) if isinstance(expected, tuple) else expected), name
 
 
+def test_jsdoc_types_check():
+    """The package's JSDoc types hold (TypeScript checks the plain .js files; nothing is built)."""
+    proc = node(JS / "node_modules" / "typescript" / "bin" / "tsc", "-p", JS / "jsconfig.json", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 # -- the web export -----------------------------------------------------------------------
 
 def test_export_web_serves_the_same_lists_from_files_alone(bundles, parity_store, tmp_path):

@@ -8,15 +8,6 @@
 import { parseArgs } from "node:util";
 import { EdgerecError, openBundle, recommend, recommendFromStore } from "../src/node.js";
 
-const OPTIONS = {
-  user: { type: "string" },
-  history: { type: "string", default: "" },
-  n: { type: "string", short: "n", default: "10" },
-  include: { type: "string" },
-  exclude: { type: "string" },
-  json: { type: "boolean", default: false },
-};
-
 /** @param {string|undefined} text */
 const ids = (text) => (text === undefined ? undefined : text.split(",").filter(Boolean));
 
@@ -32,7 +23,17 @@ function show(recs, asJson) {
 }
 
 async function main() {
-  const { values, positionals } = parseArgs({ options: OPTIONS, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      user: { type: "string" },
+      history: { type: "string", default: "" },
+      n: { type: "string", short: "n", default: "10" },
+      include: { type: "string" },
+      exclude: { type: "string" },
+      json: { type: "boolean", default: false },
+    },
+  });
   const [command, ...args] = positionals;
   const n = Number(values.n);
   const filters = { include: ids(values.include), exclude: ids(values.exclude) };
@@ -48,7 +49,7 @@ async function main() {
 }
 
 main().catch((err) => {
-  if (!(err instanceof EdgerecError) && !(err instanceof TypeError && err.code?.startsWith("ERR_PARSE_ARGS"))) throw err;
+  if (!(err instanceof EdgerecError) && !(err instanceof TypeError && /** @type {any} */ (err).code?.startsWith("ERR_PARSE_ARGS"))) throw err;
   console.error(`Error: ${err.message}`);
   process.exit(1);
 });

@@ -53,6 +53,6 @@ async function fetchFile(base, name, read, optional = false) {
 
 /** @param {Uint8Array} bytes */
 async function sha256(bytes) {
-  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", /** @type {Uint8Array<ArrayBuffer>} */ (bytes)));
   return Array.from(hash, (b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -47,11 +47,11 @@ export class Store {
   }
 
   checkSchema() {
-    const tables = this.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
+    const tables = /** @type {string[]} */ (this.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all());
     if (!tables.includes("meta")) {
       throw new StoreError(`${this.path}: not an edgerec store (tables: ${tables.sort().join(", ") || "none"})`);
     }
-    const found = this.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get();
+    const found = /** @type {string} */ (this.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get());
     if (!SCHEMA_VERSIONS.includes(found)) {
       throw new StoreError(`${this.path}: store schema version ${found}, this edgerec reads ` +
         `version ${SCHEMA_VERSIONS.join(" or ")}`);
@@ -64,7 +64,7 @@ export class Store {
    * @returns {string[]}
    */
   history(userId) {
-    return JSON.parse(this.historyQuery.get(userId));
+    return JSON.parse(/** @type {string} */ (this.historyQuery.get(userId)));
   }
 
   /**
@@ -74,7 +74,7 @@ export class Store {
   inactiveItems() {
     const version = this.itemsVersionQuery.get() ?? "0";
     if (this.inactive === null || this.inactive.version !== version) {
-      this.inactive = { version, items: new Set(this.inactiveQuery.all()) };
+      this.inactive = { version, items: new Set(/** @type {string[]} */ (this.inactiveQuery.all())) };
     }
     return this.inactive.items;
   }
@@ -85,7 +85,7 @@ export class Store {
    * @returns {Array<[string, number]>}
    */
   popular(limit) {
-    return this.popularQuery.all(limit);
+    return /** @type {Array<[string, number]>} */ (this.popularQuery.all(limit));
   }
 
   close() {
