@@ -210,6 +210,7 @@ def test_export_web_serves_the_same_lists_from_files_alone(bundles, parity_store
 def test_export_web_refuses_a_broken_bundle_and_keeps_the_old_export(bundles, tmp_path):
     out = tmp_path / "web"
     export_web(bundles["mf-plain"], out)
+    assert json.loads((out / CATALOGUE_FILE).read_text()) == {"titles": {}, "popular": [], "retired": []}
     before = (out / contract.MODEL_FILE).read_bytes()
     proc = run_cli("export-web", tmp_path / "no-bundle", out)
     assert proc.returncode == 1 and proc.stderr.startswith("Error: ") and "bundle directory not found" in proc.stderr
