@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO := demo
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench quality clean
+.PHONY: demo test bench quality clean dist kiosk-exe shipping
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,5 +35,39 @@ bench: $(STAMP)
 quality: $(STAMP)
 	$(BIN)/python benchmarks/quality.py $(DATA) --out benchmarks/out
 
+# Shipping (README "Shipping edgerec inside an app"). `make dist`: wheel + sdist in $(DIST).
+# `make kiosk-exe`: examples/kiosk_app frozen by PyInstaller into $(DIST)/kiosk/, built in a
+# slim venv (CPU-only onnxruntime, see tools/slim_install.py) so no CUDA build is shipped.
+# `make shipping`: installed sizes of both variants, executable size and start-up times.
+DIST ?= dist
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' runtime/__init__.py)
+WHEEL = $(DIST)/edgerec-$(VERSION)-py3-none-any.whl
+PACKAGE := pyproject.toml MANIFEST.in README.md LICENSE $(wildcard runtime/*.py trainer/*.py exporters/*.py)
+KIOSK_VENV ?= .venv-kiosk
+KIOSK_WORK ?= build/kiosk
+
+dist: $(WHEEL)
+
+$(WHEEL): $(STAMP) $(PACKAGE)
+	rm -f $(DIST)/edgerec-*
+	$(BIN)/python -m build --outdir $(DIST) .
+
+$(KIOSK_VENV)/.installed: $(WHEEL) tools/slim_install.py
+	$(PYTHON) tools/slim_install.py $(KIOSK_VENV) $(WHEEL) --extra kiosk
+	touch $@
+
+# One folder, not one file: it starts without unpacking itself to a temporary folder first.
+# The hook for onnxruntime (its shared libraries) comes with pyinstaller-hooks-contrib.
+kiosk-exe: $(KIOSK_VENV)/.installed
+	$(KIOSK_VENV)/bin/pyinstaller --noconfirm --log-level WARN --onedir --name kiosk \
+	    --distpath $(DIST) --workpath $(KIOSK_WORK) --specpath $(KIOSK_WORK) \
+	    --exclude-module tensorflow --exclude-module edgerec.trainer \
+	    --exclude-module edgerec.exporters examples/kiosk_app/kiosk.py
+	@du -sh $(DIST)/kiosk && du -h $(DIST)/kiosk/kiosk
+
+shipping: kiosk-exe
+	$(BIN)/python benchmarks/shipping.py --wheel $(WHEEL) --kiosk-venv $(KIOSK_VENV) \
+	    --exe $(DIST)/kiosk/kiosk --out benchmarks/out
+
 clean:
-	rm -rf $(VENV) $(DEMO) *.egg-info
+	rm -rf $(VENV) $(DEMO) *.egg-info dist build $(KIOSK_VENV)
