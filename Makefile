@@ -38,7 +38,8 @@ quality: $(STAMP)
 # Shipping (README "Shipping edgerec inside an app"). `make dist`: wheel + sdist in $(DIST).
 # `make kiosk-exe`: examples/kiosk_app frozen by PyInstaller into $(DIST)/kiosk/, built in a
 # slim venv (CPU-only onnxruntime, see tools/slim_install.py) so no CUDA build is shipped.
-# `make shipping`: installed sizes of both variants, executable size and start-up times.
+# `make shipping [ARGS="--runs 10"]`: installed sizes of both variants, executable size and
+# start-up times.
 DIST ?= dist
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' runtime/__init__.py)
 WHEEL = $(DIST)/edgerec-$(VERSION)-py3-none-any.whl
@@ -67,7 +68,7 @@ kiosk-exe: $(KIOSK_VENV)/.installed
 
 shipping: kiosk-exe
 	$(BIN)/python benchmarks/shipping.py --wheel $(WHEEL) --kiosk-venv $(KIOSK_VENV) \
-	    --exe $(DIST)/kiosk/kiosk --out benchmarks/out
+	    --exe $(DIST)/kiosk/kiosk --out benchmarks/out $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO) *.egg-info dist build $(KIOSK_VENV)

@@ -144,11 +144,11 @@ def test_frozen_kiosk_runs_without_python(dist, mf, tmp_path):
     shutil.copytree(mf.bundle, unfrozen / "model")
     copy_store(mf.store, unfrozen / "store.db")
 
-    def run(*cmd: str, home: Path, **env) -> str:
+    def run(*cmd: str, home: Path, code: int = 0, **env) -> str:
         proc = subprocess.run([*cmd, "u0"], capture_output=True, text=True, cwd=home.parent,
                               env={**BARE_ENV, **env}, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return proc.stdout
+        assert proc.returncode == code, proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
 
     frozen = run(str(app / "kiosk"), home=app)  # store.db and model/ found next to it
     first, clicked, second = _lists(frozen)
@@ -160,3 +160,7 @@ def test_frozen_kiosk_runs_without_python(dist, mf, tmp_path):
     python_m = run(str(tmp_path / "venv" / "bin" / "python"), "-m", "kiosk", "--home", str(unfrozen),
                    home=unfrozen, PYTHONPATH=str(ROOT / "examples" / "kiosk_app"))
     assert python_m == frozen
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = run(str(app / "kiosk"), "--home", str(empty), home=empty, code=1)
+    assert missing.startswith(f"Error: {empty / 'store.db'}: ") and missing.count("\n") == 1
