@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The JavaScript runtime's npm packages (js/), from the committed lockfile.
 JS_STAMP := js/node_modules/.installed
 
-.PHONY: demo test bench quality clean kiosk kiosk-screenshot
+.PHONY: demo test bench quality clean kiosk kiosk-screenshot dist kiosk-exe shipping
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,40 @@ kiosk: $(STAMP) $(JS_STAMP)
 # docs/kiosk.png, the README's picture, as the kiosk page's browser test takes it.
 kiosk-screenshot: $(STAMP) $(JS_STAMP)
 	EDGEREC_KIOSK_PNG=$(CURDIR)/docs/kiosk.png $(BIN)/python -m pytest -q tests/test_js_runtime.py -k kiosk
+# Shipping (README "Shipping edgerec inside an app"). `make dist`: wheel + sdist in $(DIST).
+# `make kiosk-exe`: examples/kiosk_app frozen by PyInstaller into $(DIST)/kiosk/, built in a
+# slim venv (CPU-only onnxruntime, see tools/slim_install.py) so no CUDA build is shipped.
+# `make shipping [ARGS="--runs 10"]`: installed sizes of both variants, executable size and
+# start-up times.
+DIST ?= dist
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' runtime/__init__.py)
+WHEEL = $(DIST)/edgerec-$(VERSION)-py3-none-any.whl
+PACKAGE := pyproject.toml MANIFEST.in README.md LICENSE $(wildcard runtime/*.py trainer/*.py exporters/*.py)
+KIOSK_VENV ?= .venv-kiosk
+KIOSK_WORK ?= build/kiosk
+
+dist: $(WHEEL)
+
+$(WHEEL): $(STAMP) $(PACKAGE)
+	rm -f $(DIST)/edgerec-*
+	$(BIN)/python -m build --outdir $(DIST) .
+
+$(KIOSK_VENV)/.installed: $(WHEEL) tools/slim_install.py
+	$(PYTHON) tools/slim_install.py $(KIOSK_VENV) $(WHEEL) --extra kiosk
+	touch $@
+
+# One folder, not one file: it starts without unpacking itself to a temporary folder first.
+# The hook for onnxruntime (its shared libraries) comes with pyinstaller-hooks-contrib.
+kiosk-exe: $(KIOSK_VENV)/.installed
+	$(KIOSK_VENV)/bin/pyinstaller --noconfirm --log-level WARN --onedir --name kiosk \
+	    --distpath $(DIST) --workpath $(KIOSK_WORK) --specpath $(KIOSK_WORK) \
+	    --exclude-module tensorflow --exclude-module edgerec.trainer \
+	    --exclude-module edgerec.exporters examples/kiosk_app/kiosk.py
+	@du -sh $(DIST)/kiosk && du -h $(DIST)/kiosk/kiosk
+
+shipping: kiosk-exe
+	$(BIN)/python benchmarks/shipping.py --wheel $(WHEEL) --kiosk-venv $(KIOSK_VENV) \
+	    --exe $(DIST)/kiosk/kiosk --out benchmarks/out $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(DEMO) *.egg-info
+	rm -rf $(VENV) $(DEMO) *.egg-info dist build $(KIOSK_VENV)
