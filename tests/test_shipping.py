@@ -2,9 +2,9 @@
 
 Everything goes through the commands a user runs (`make dist`, `make kiosk-exe`,
 tools/slim_install.py) into temporary folders. The installs use the CPU-only
-``onnxruntime`` wheel: a sixth of ``onnxruntime-gpu``'s size, so faster from pip's cache,
-and it proves more: the main suite runs on ``onnxruntime-gpu``, these on ``onnxruntime``,
-and both must serve the same lists.
+``onnxruntime`` wheel: under a quarter of ``onnxruntime-gpu``'s size, so faster from pip's
+cache, and it proves more: the main suite runs on ``onnxruntime-gpu``, these on
+``onnxruntime``, and both must serve the same lists.
 """
 
 from __future__ import annotations
