@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := demo
 STAMP := $(VENV)/.installed
+# e.g. DEMO_TRAIN_ARGS="--epochs 3" for a quick demo (tests/test_cli.py runs it so)
+DEMO_TRAIN_ARGS ?=
 
 .PHONY: demo test bench quality clean
 
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(BIN)/edgerec demo-data $(DEMO)/store.db
-	$(BIN)/edgerec train $(DEMO)/store.db --model mf --out $(DEMO)/models/mf
+	$(BIN)/edgerec train $(DEMO)/store.db --model mf --out $(DEMO)/models/mf $(DEMO_TRAIN_ARGS)
 	$(BIN)/edgerec info $(DEMO)/models/mf
 	$(BIN)/edgerec recommend $(DEMO)/store.db $(DEMO)/models/mf u0 -n 10
 	$(BIN)/edgerec recommend $(DEMO)/store.db $(DEMO)/models/mf new-visitor -n 5

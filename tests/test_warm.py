@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import run_cli
 from edgerec import Recommender
@@ -57,9 +58,20 @@ def test_warm_start_copies_known_rows_by_id_and_grows_the_tables(mf, tmp_path):
                                       old.user_embedding.embeddings.numpy()[n])
     assert len(old_ids) == old.n_users
     for n, item in enumerate(mf.result.data.item_ids):
-        np.testing.assert_array_equal(net.item_bias.embeddings.numpy()[new_item_row[item]],
-                                      old.item_bias.embeddings.numpy()[n])
+        for table in ("item_bias", "item_embedding"):
+            np.testing.assert_array_equal(getattr(net, table).embeddings.numpy()[new_item_row[item]],
+                                          getattr(old, table).embeddings.numpy()[n])
     np.testing.assert_array_equal(net.fold_in.map.numpy(), old.fold_in.map.numpy())
+    # The new rows (20 users, 1 item) hold exactly what a fresh model built for today's
+    # data holds there: initialised, not zero, not copied from some other id.
+    fresh = _build(kind, data, 0, {**kind.defaults, **warm.params}, data)
+    fresh.score_all(tf.zeros([1], tf.int64), tf.fill([1, fresh.history_length], np.int64(fresh.n_items)))
+    new_users = [new_user_row[f"new{n}"] for n in range(20)]
+    for table, rows in (("user_embedding", new_users), ("user_bias", new_users),
+                        ("item_embedding", [new_item_row["brand-new-item"]])):
+        got, want = getattr(net, table).embeddings.numpy()[rows], getattr(fresh, table).embeddings.numpy()[rows]
+        np.testing.assert_array_equal(got, want)
+        assert table.endswith("bias") or np.abs(got).max() > 0
     store.close()
 
 
