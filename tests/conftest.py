@@ -109,29 +109,36 @@ def ndcg_at(top: list[list[int]], relevant: list[set[int]], k: int = 10) -> floa
 
 @pytest.fixture(scope="session")
 def genre_rule(demo_store) -> dict:
-    """No learning at all: each user's two most frequent genres (in their training part),
-    most popular first, then everything else by popularity; and plain popularity. Both on
-    the trainer's holdout, ranked and scored in numpy here."""
-    import json
-
+    """The no-learning rules on the trainer's holdout of the demo store."""
     from edgerec.trainer.data import load_interactions, temporal_split
 
     store = Store.open(demo_store, create=False)
     data = load_interactions(store)
+    store.close()
+    return no_learning_rules(demo_store, data, *temporal_split(data))
+
+
+def no_learning_rules(store_path, data, train_mask, test_mask) -> dict:
+    """No learning at all: each user's two most frequent genres (in their train part), most
+    popular first; and plain popularity. NDCG@10 on ``test_mask``, ranked and scored in
+    numpy here (ties to the lower item index, as the runtime's top-k)."""
+    import json
+
+    store = Store.open(store_path, create=False)
     genre = {i: json.loads(m)["categories"][0]
              for i, m in store.db.conn.execute("SELECT item_id, metadata FROM items")}
     store.close()
-    train_mask, holdout_mask = temporal_split(data)
     item_genre = np.array([genre[i] for i in data.item_ids])
     counts = np.bincount(data.items[train_mask], minlength=data.n_items)
-    popular = sorted(range(data.n_items), key=lambda i: (-counts[i], i))
+    in_train = counts > 0
+    popular = [i for i in sorted(range(data.n_items), key=lambda i: (-counts[i], i)) if in_train[i]]
     tops, pops, relevant = [], [], []
-    for u in np.unique(data.users[holdout_mask]):
+    for u in np.unique(data.users[test_mask]):
         seen = set(data.items[train_mask & (data.users == u)].tolist())
         genres, n = np.unique(item_genre[list(seen)], return_counts=True)
         liked = set(genres[np.argsort(-n, kind="stable")[:2]])
         unseen = [i for i in popular if i not in seen]
         tops.append([i for i in unseen if item_genre[i] in liked][:10])
         pops.append(unseen[:10])
-        relevant.append(set(data.items[holdout_mask & (data.users == u)].tolist()))
+        relevant.append(set(data.items[test_mask & (data.users == u)].tolist()))
     return {"ndcg@10": ndcg_at(tops, relevant), "popularity_ndcg@10": ndcg_at(pops, relevant)}
