@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import quality_floor
+from conftest import genre_precision, quality_floor
 from edgerec import Recommender
 from edgerec.metrics import top_k_excluding
 
@@ -43,27 +43,6 @@ def test_onnx_core_scores_equal_the_keras_model(trained):
     with Recommender.open(trained.bundle, trained.store) as rec:
         parity = rec.bundle.manifest["onnx"]["parity"]
     assert parity["users"] > 0 and parity["max_abs_diff"] <= 1e-4
-
-
-def genre_precision(bundle, store) -> float:
-    """Share of served top-10 items in the user's two most frequent genres, over all users:
-    the demo users pick 85% of their items there, popularity gets about a quarter."""
-    import json
-
-    from edgerec.store import Store
-
-    with Recommender.open(bundle, store, provider="cpu") as rec:
-        users = rec.store.user_ids()
-        lists = rec.recommend_many(users, n=10)
-        histories = rec.store.histories(users)
-        genre = {i: json.loads(m)["categories"][0] for i, m in
-                 rec.store.db.conn.execute("SELECT item_id, metadata FROM items")}
-    hits = 0
-    for recs in lists:
-        genres, n = np.unique([genre[i] for i in histories[recs.user_id]], return_counts=True)
-        liked = set(genres[np.argsort(-n, kind="stable")[:2]])
-        hits += sum(genre[r.item_id] in liked for r in recs)
-    return hits / (10 * len(lists))
 
 
 # Measured on the fixture's bundles (all users, served by the runtime); the same bundles

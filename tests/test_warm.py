@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_cli
+from conftest import genre_precision, run_cli
 from edgerec import Recommender
 from edgerec.store import Store
 
@@ -91,7 +91,14 @@ def test_warm_started_bundle_serves_new_items_and_users(trained, tmp_path):
         old_user = next(u for u in rec.store.user_ids() if not u.startswith("new"))
         assert "brand-new-item" not in [r.item_id for r in rec.recommend(old_user, n=50)]  # seen
         metrics = rec.bundle.manifest["metrics"]["warm_start"]
+        old_users = [u for u in rec.store.user_ids() if not u.startswith("new")]
     assert metrics["from"] == str(trained.bundle)
+    # Without forgetting: the old users' lists keep their quality (the share of items in
+    # each user's favourite genres) after the new events were learned.
+    before = genre_precision(trained.bundle, store_path, only=old_users)
+    after = genre_precision(path, store_path, only=old_users)
+    print("WARM", trained.kind, before, after)
+    assert after >= 0.9 * before, (after, before)
 
 
 def test_cli_warm_start_and_its_errors(mf, tmp_path):
