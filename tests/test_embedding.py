@@ -598,6 +598,10 @@ def test_evaluate_reports_diversity_effect(tmp_path):
     plain, diverse = report["metrics"], report["diversified"]["metrics"]
     assert report["diversified"]["diversity"] == 0.5
     assert set(plain) == set(diverse) and diverse["users"] == plain["users"]
-    assert (diverse["ndcg@10"], diverse["coverage@10"]) != (plain["ndcg@10"], plain["coverage@10"])
+    # What the README promises: the re-ranking buys catalogue coverage at a bounded cost
+    # in NDCG (measured here: see the print).
+    print("DIVERSITY", plain, diverse)
+    assert diverse["coverage@10"] > plain["coverage@10"]
+    assert 0.0 < diverse["ndcg@10"] < plain["ndcg@10"]
     sampled = run_cli("evaluate", store, "--protocol", "leave-one-out-sampled", "--diversity", "0.5")
     assert sampled.returncode == 1 and "temporal protocol" in sampled.stderr

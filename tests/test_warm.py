@@ -12,6 +12,8 @@ from edgerec import Recommender
 from edgerec.store import Store
 
 LATER = 2e9  # after every demo event
+# The gate's NDCG@10 of the mf candidate on ``_store_with_new_events``, measured.
+MEASURED_CANDIDATE_NDCG = 0.0506  # the current bundle gets the same here
 
 
 def _store_with_new_events(trained, path, users=20):
@@ -97,7 +99,6 @@ def test_warm_started_bundle_serves_new_items_and_users(trained, tmp_path):
     # each user's favourite genres) after the new events were learned.
     before = genre_precision(trained.bundle, store_path, only=old_users)
     after = genre_precision(path, store_path, only=old_users)
-    print("WARM", trained.kind, before, after)
     assert after >= 0.9 * before, (after, before)
 
 
@@ -136,15 +137,17 @@ def test_update_is_up_to_date_without_new_events(mf, tmp_path):
 
 
 def test_update_publishes_a_candidate_that_is_not_worse(mf, tmp_path):
+    """The default gate (tolerance 0: not worse at all). The candidate has learned the new
+    item from the first half of the new events, which the current bundle cannot recommend."""
     store_path = _store_with_new_events(mf, tmp_path / "s.db")
     bundle = tmp_path / "current"
     shutil.copytree(mf.bundle, bundle)
-    done = run_cli("update", store_path, bundle, "--tolerance", "0.5", "--json")
+    done = run_cli("update", store_path, bundle, "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["status"] == "published"
     gate = result["gate"]["variants"]
-    assert gate["candidate"]["ndcg@10"] >= 0.5 * gate["current"]["ndcg@10"]
+    assert result["status"] == "published"
+    assert gate["candidate"]["ndcg@10"] >= max(gate["current"]["ndcg@10"], 0.9 * MEASURED_CANDIDATE_NDCG)
     with Recommender.open(bundle, store_path) as rec:
         assert "new0" in rec.bundle.user_index and "brand-new-item" in rec.bundle.item_index
         assert rec.bundle.manifest["metrics"]["update"]["status"] == "published"
