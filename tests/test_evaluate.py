@@ -25,7 +25,7 @@ def small_demo(tmp_path_factory):
 
 # NDCG@10 (HR@10 for the sampled protocol) of mf, 20 epochs, seed 0, on ``small_demo``,
 # measured when the floors were set; a test keeps 90% of it.
-MEASURED = {"temporal": 1.0, "leave-one-out-sampled": 1.0, "new-users": 1.0}
+MEASURED = {"temporal": 0.3687, "leave-one-out-sampled": 0.57, "new-users": 0.3632}
 
 
 def test_temporal_mf_reaches_its_floor_and_writes_json(small_demo, tmp_path):
@@ -48,7 +48,6 @@ def test_temporal_mf_reaches_its_floor_and_writes_json(small_demo, tmp_path):
     # the same split (see conftest's quality floors).
     data = load_interactions(Store.open(small_demo, create=False))
     rules = no_learning_rules(small_demo, data, *split(data, "temporal"))
-    print("EVAL temporal", ndcg, pop, rules)
     assert pop == pytest.approx(rules["popularity_ndcg@10"], abs=1e-9)
     assert ndcg >= max(0.9 * MEASURED["temporal"], 0.85 * rules["ndcg@10"]), (ndcg, rules)
 
@@ -155,7 +154,6 @@ def test_leave_one_out_sampled_beats_popularity(small_demo):
     assert report["protocol"] == "leave-one-out-sampled"
     assert report["users_evaluated"] == report["data"]["test_interactions"] == 200
     hr, pop = report["metrics"]["hr@10"], report["popularity"]["hr@10"]
-    print("EVAL loo", hr, pop, report["metrics"])
     assert hr >= 0.9 * MEASURED["leave-one-out-sampled"] and hr > 1.5 * pop, (hr, pop)
     assert 0.0 < report["metrics"]["ndcg@10"] <= hr
     assert report["params"]["split"]["negatives"] == 99
@@ -189,7 +187,6 @@ def test_new_users_protocol_serves_left_out_users_from_history(small_demo, tmp_p
     report = evaluate(small_demo, "mf", protocol="new-users", epochs=15, seed=0)
     assert report["protocol"] == "new-users" and report["users_evaluated"] == 20  # 10% of 200
     assert report["metrics"]["fallback_share"] == 0.0
-    print("EVAL new-users", report["metrics"]["ndcg@10"], report["popularity"]["ndcg@10"])
     assert report["metrics"]["ndcg@10"] >= 0.9 * MEASURED["new-users"]
     data = load_interactions(Store.open(small_demo, create=False))
     train, test = split(data, "new-users", seed=0)
