@@ -376,7 +376,7 @@ def test_experiment_serves_each_variant_and_logs_impressions(live, mf, train_onc
         for name, (bundle, options) in expected.items():
             with Recommender.open(bundle, path, provider="cpu") as direct:
                 for recs in (r for r in served if r.variant == name):
-                    assert recs.variant == load_config(config).variant_for(recs.user_id)
+                    assert recs.variant == load_config(config).variant_for(recs.user_id).name
                     assert len(recs) == 5 and list(recs) == list(direct.recommend(recs.user_id, 5, **options))
         b_user = next(r.user_id for r in served if r.variant == "B")
         with Recommender.open(mf.bundle, path, provider="cpu") as other:  # the bundles differ
