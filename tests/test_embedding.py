@@ -599,9 +599,8 @@ def test_evaluate_reports_diversity_effect(tmp_path):
     assert report["diversified"]["diversity"] == 0.5
     assert set(plain) == set(diverse) and diverse["users"] == plain["users"]
     # What the README promises: the re-ranking buys catalogue coverage at a bounded cost
-    # in NDCG (measured here: see the print).
-    print("DIVERSITY", plain, diverse)
-    assert diverse["coverage@10"] > plain["coverage@10"]
-    assert 0.0 < diverse["ndcg@10"] < plain["ndcg@10"]
+    # in NDCG (measured: coverage 0.575 -> 0.65, NDCG 0.322 -> 0.299).
+    assert diverse["coverage@10"] >= 1.05 * plain["coverage@10"]
+    assert 0.8 * plain["ndcg@10"] <= diverse["ndcg@10"] < plain["ndcg@10"]
     sampled = run_cli("evaluate", store, "--protocol", "leave-one-out-sampled", "--diversity", "0.5")
     assert sampled.returncode == 1 and "temporal protocol" in sampled.stderr
