@@ -6,6 +6,8 @@ DEMO := demo
 STAMP := $(VENV)/.installed
 # The JavaScript runtime's npm packages (js/), from the committed lockfile.
 JS_STAMP := js/node_modules/.installed
+# e.g. DEMO_TRAIN_ARGS="--epochs 3" for a quick demo (tests/test_cli.py runs it so)
+DEMO_TRAIN_ARGS ?=
 
 .PHONY: demo test bench quality clean kiosk kiosk-screenshot dist kiosk-exe shipping
 
@@ -24,7 +26,7 @@ $(JS_STAMP): js/package.json js/package-lock.json
 demo: $(STAMP)
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(BIN)/edgerec demo-data $(DEMO)/store.db
-	$(BIN)/edgerec train $(DEMO)/store.db --model mf --out $(DEMO)/models/mf
+	$(BIN)/edgerec train $(DEMO)/store.db --model mf --out $(DEMO)/models/mf $(DEMO_TRAIN_ARGS)
 	$(BIN)/edgerec info $(DEMO)/models/mf
 	$(BIN)/edgerec recommend $(DEMO)/store.db $(DEMO)/models/mf u0 -n 10
 	$(BIN)/edgerec recommend $(DEMO)/store.db $(DEMO)/models/mf new-visitor -n 5

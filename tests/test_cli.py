@@ -67,3 +67,53 @@ def test_demo_data_then_recommend_via_cli(mf, tmp_path):
     lines = out.stdout.splitlines()
     assert lines[0] == "user u1: personalised, provider cpu"
     assert len(lines) == 4 and lines[1].lstrip().startswith("1. ")
+
+
+def test_cli_ingest_strict_rejects_the_whole_file_and_lenient_skips_the_bad_row(tmp_path):
+    store = tmp_path / "s.db"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,ts\nu,1,10\nu,2,oops\nu,3,30\n")
+    strict = run_cli("ingest", store, bad, "--strict")
+    assert strict.returncode == 1 and strict.stdout == ""
+    assert strict.stderr.strip() == f"Error: {bad}, line 3: bad timestamp 'oops' in column 'ts'"
+    lenient = run_cli("ingest", store, bad)
+    assert lenient.returncode == 0, lenient.stderr
+    assert f"{bad} (csv): 3 rows, 2 added, 0 duplicates, 1 malformed" in lenient.stdout
+    assert "line 3" in lenient.stdout
+    from edgerec.store import Store
+
+    assert Store.open(store, create=False).history("u") == ["3", "1"]
+
+
+def test_make_demo_runs_end_to_end(tmp_path):
+    """`make demo` itself, with this environment's edgerec (the install step is taken as
+    done) and a short training, into a temporary folder."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        import pytest
+
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parent.parent
+    venv = Path(sys.executable).parent.parent
+    demo = tmp_path / "demo"
+    done = subprocess.run(["make", "-s", "-C", str(root), "-o", f"{venv}/.installed", "demo",
+                           f"VENV={venv}", f"DEMO={demo}", "DEMO_TRAIN_ARGS=--epochs 3"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert (demo / "models" / "mf" / "manifest.json").exists()
+    assert re.search(r"^model +mf \(format", out, flags=re.M)
+    assert re.search(r"^sizes +600 users, 400 items", out, flags=re.M)
+    assert "user u0: personalised, provider cpu" in out
+    assert "user new-visitor: most popular (user unknown to the model), provider cpu" in out
+    assert f"{demo}/store.db: recorded purchase new-visitor -> i0" in out
+    # After one purchase the visitor is folded in: a personalised list without i0.
+    last = out[out.rindex("user new-visitor"):]
+    assert last.startswith("user new-visitor: personalised")
+    shown = re.findall(r"^ +\d+\. (\S+) ", last, flags=re.M)
+    assert len(shown) == 5 and "i0" not in shown

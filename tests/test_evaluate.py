@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import no_learning_rules, run_cli
 from edgerec.demo import write_demo
 from edgerec.store import Store
 
@@ -23,8 +23,15 @@ def small_demo(tmp_path_factory):
     return path
 
 
-def test_temporal_mf_beats_popularity_and_writes_json(small_demo, tmp_path):
+# NDCG@10 (HR@10 for the sampled protocol) of mf, 20 epochs, seed 0, on ``small_demo``,
+# measured when the floors were set; a test keeps 90% of it.
+MEASURED = {"temporal": 0.3687, "leave-one-out-sampled": 0.57, "new-users": 0.3632}
+
+
+def test_temporal_mf_reaches_its_floor_and_writes_json(small_demo, tmp_path):
     from edgerec.exporters import evaluate
+    from edgerec.exporters.evaluate import split
+    from edgerec.trainer.data import load_interactions
 
     out = tmp_path / "res" / "mf.json"
     report = evaluate(small_demo, "mf", epochs=20, seed=0, out=out)
@@ -37,9 +44,12 @@ def test_temporal_mf_beats_popularity_and_writes_json(small_demo, tmp_path):
     assert report["data"]["train_interactions"] + report["data"]["test_interactions"] == \
         report["data"]["interactions"]
     ndcg, pop = report["metrics"]["ndcg@10"], report["popularity"]["ndcg@10"]
-    assert 0.0 <= pop < ndcg <= 1.0
-    assert ndcg > 1.5 * pop, (ndcg, pop)  # the demo's taste clusters are learnable
-    assert report["metrics"]["coverage@10"] > report["popularity"]["coverage@10"]
+    # What the served model reaches here, and what a rule that learns nothing reaches on
+    # the same split (see conftest's quality floors).
+    data = load_interactions(Store.open(small_demo, create=False))
+    rules = no_learning_rules(small_demo, data, *split(data, "temporal"))
+    assert pop == pytest.approx(rules["popularity_ndcg@10"], abs=1e-9)
+    assert ndcg >= max(0.9 * MEASURED["temporal"], 0.85 * rules["ndcg@10"]), (ndcg, rules)
 
 
 def _hand_store(path):
@@ -81,7 +91,7 @@ def test_protocols_on_a_hand_made_store(tmp_path):
     assert pairs(split(data, "leave-one-out-sampled")[1]) == {
         ("alice", "a"), ("bob", max("def", key=keys.get)), ("carol", "h"), ("dave", "z")}
 
-    report = evaluate(path, "mf", k=3, epochs=1, dim=4)
+    report = evaluate(path, "ease", k=3, reg=1.0)
     assert report["users_evaluated"] == 3
     d = report["data"]
     assert d["test_interactions"] == 5 and d["train_interactions"] == 25 - 5
@@ -97,7 +107,30 @@ def test_protocols_on_a_hand_made_store(tmp_path):
     assert pop["hr@3"] == pytest.approx(2 / 3)
     assert pop["map@3"] == pytest.approx((1 + (1 / 3) / 2 + 0) / 3)
     assert pop["coverage@3"] == pytest.approx(6 / 11)
-    assert report["metrics"]["users"] == 3 and report["metrics"]["hr@3"] <= 2 / 3 + 1e-9
+    # The served model: EASE's closed form on the train part, worked out here in numpy.
+    train = {"alice": "bcde", "bob": "abcf", "carol": "abgh", "dave": "abcghijk"}
+    test = {"alice": "a", "bob": "".join(bob_last_two), "dave": "lz"}
+    items = "abcdefghijk"
+    x = np.array([[i in train[u] for i in items] for u in train], dtype=np.float64)
+    p = np.linalg.inv(x.T @ x + 1.0 * np.eye(len(items)))
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    ndcg = hr = recall = 0.0
+    for row, user in enumerate(train):
+        if user not in test:
+            continue
+        scores = x[row] @ b
+        scores[x[row] > 0] = -np.inf
+        top = [items[i] for i in np.lexsort((np.arange(len(items)), -scores))[:3]]
+        hits = [i in test[user] for i in top]
+        ideal = sum(1 / math.log2(r + 2) for r in range(min(3, len(test[user]))))
+        ndcg += sum(h / math.log2(r + 2) for r, h in enumerate(hits)) / ideal
+        hr += any(hits)
+        recall += sum(hits) / min(3, len(test[user]))
+    got = report["metrics"]
+    assert got["users"] == 3
+    assert (got["ndcg@3"], got["hr@3"], got["recall@3"]) == pytest.approx((ndcg / 3, hr / 3, recall / 3))
+    assert hr > 0  # the check above compares something
 
 
 def test_sampled_ranking_counts_ties_against_the_held_out_item():
@@ -121,7 +154,7 @@ def test_leave_one_out_sampled_beats_popularity(small_demo):
     assert report["protocol"] == "leave-one-out-sampled"
     assert report["users_evaluated"] == report["data"]["test_interactions"] == 200
     hr, pop = report["metrics"]["hr@10"], report["popularity"]["hr@10"]
-    assert 0.0 <= pop < hr <= 1.0, (hr, pop)
+    assert hr >= 0.9 * MEASURED["leave-one-out-sampled"] and hr > 1.5 * pop, (hr, pop)
     assert 0.0 < report["metrics"]["ndcg@10"] <= hr
     assert report["params"]["split"]["negatives"] == 99
 
@@ -154,7 +187,7 @@ def test_new_users_protocol_serves_left_out_users_from_history(small_demo, tmp_p
     report = evaluate(small_demo, "mf", protocol="new-users", epochs=15, seed=0)
     assert report["protocol"] == "new-users" and report["users_evaluated"] == 20  # 10% of 200
     assert report["metrics"]["fallback_share"] == 0.0
-    assert report["metrics"]["ndcg@10"] > 1.5 * report["popularity"]["ndcg@10"]
+    assert report["metrics"]["ndcg@10"] >= 0.9 * MEASURED["new-users"]
     data = load_interactions(Store.open(small_demo, create=False))
     train, test = split(data, "new-users", seed=0)
     left_out = np.unique(data.users[test])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from edgerec import Experiment
+from edgerec import Experiment, Recommender
 from edgerec.abtest import (Comparison, Rate, SampleRatio, chi2_sf, normal_sf, offline_replay, plot, ratio_variance,
                             report)
 from edgerec.errors import EdgerecError, InputError
@@ -100,13 +100,21 @@ def test_toml_config_equals_json_and_bundles_are_relative_to_the_file(tmp_path):
         load_config(tmp_path / "bad.toml")
 
 
-def test_changing_the_assignment_of_a_running_experiment_is_refused(tmp_path):
+@pytest.mark.parametrize("changed", [
+    design("home", (0.4, 0.6)),                       # shares
+    design("home", salt="home-v2"),                   # salt: every user would be re-hashed
+    {**design("home"), "variants": [{"name": "A", "bundle": "models/none", "share": 0.5},
+                                    {"name": "C", "bundle": "models/none", "share": 0.5}]},
+], ids=["shares", "salt", "variant names"])
+def test_changing_the_assignment_of_a_running_experiment_is_refused(tmp_path, changed):
     store = Store.open(tmp_path / "s.db")
     register(store, load_config(design("home")))
     register(store, load_config(design("home", window_hours=48)))  # attribution may change
     assert store.experiment_config("home")["window_hours"] == 48
     with pytest.raises(InputError, match="already runs .* new name"):
-        register(store, load_config(design("home", (0.4, 0.6))))
+        register(store, load_config(changed))
+    stored = store.experiment_config("home")
+    assert stored["salt"] == "home" and [v["share"] for v in stored["variants"]] == [0.5, 0.5]
 
 
 # -- store -------------------------------------------------------------------------------
@@ -209,12 +217,12 @@ def test_statistics_against_known_values():
     assert skewed.mismatch and skewed.chi2 == pytest.approx(16.0) and skewed.p_value < 1e-4
 
 
-def simulate(store, name, ctr, seed, users=400, shares=(0.5, 0.5), drop=None):
+def simulate(store, name, ctr, seed, users=400, shares=(0.5, 0.5), drop=None, **extra):
     """Log an experiment by bulk writes: users in their hashed variant get 1 + Poisson(1)
     lists of 5 items; each user has their own click propensity (Beta, mean ``ctr[variant]``:
     strongly clustered, as real users are); a clicked item is bought with probability 0.2.
     ``drop``: (variant, fraction) of its users whose impressions are lost (a logging bug)."""
-    config = parse_config(design(name, shares), "test", store.path.parent)
+    config = parse_config(design(name, shares, **extra), "test", store.path.parent)
     register(store, config)
     rng = np.random.default_rng(seed)
     ids = [f"{name}-u{u}" for u in range(users)]
@@ -252,9 +260,48 @@ def test_report_finds_a_truly_better_variant_significant(tmp_path):
     assert abs(b.ctr_vs_control.lift - 0.30) < 0.2  # the true lift, within ~3 standard errors
     assert a.ctr.low < a.ctr.value < a.ctr.high and a.ctr.design_effect > 1.2  # clustered users
     assert not result.srm.mismatch
+    # Conversion: users with an attributed purchase over users (one trial per user), its
+    # variance the binomial one with n - 1, all counted here from the log itself.
+    converted = _converted_users(store, "better")
+    for v in (a, b):
+        assert v.conversions == converted[v.name] and v.conversion.value == converted[v.name] / v.users
+    ca, cb = a.conversion.value, b.conversion.value
+    se = math.sqrt(ca * (1 - ca) / (a.users - 1) + cb * (1 - cb) / (b.users - 1))
+    conv = b.conversion_vs_control
+    assert conv.lift == pytest.approx(cb / ca - 1) and conv.z == pytest.approx((cb - ca) / se)
+    assert conv.p_value == pytest.approx(2 * normal_sf(abs(conv.z)))
+    assert conv.significant and conv.low > 0 and a.conversion_vs_control is None
     text = result.render()
     assert "CTR (95% CI)" in text and " *" in text and "sample ratio" in text
     json.dumps(result.to_dict())
+
+
+def _converted_users(store, name) -> Counter:
+    """Users per variant with a purchase after one of their impressions (the simulation buys
+    60 s after the click, so always inside the window)."""
+    rows = store.db.conn.execute(
+        "SELECT DISTINCT i.variant, i.user_id FROM impressions i JOIN events e "
+        "ON e.user_id = i.user_id AND e.item_id = i.item_id AND e.event = 'purchase' "
+        "AND e.ts >= i.ts WHERE i.experiment = ?", (name,)).fetchall()
+    return Counter(variant for variant, _ in rows)
+
+
+def test_three_variants_are_each_compared_with_the_control(tmp_path):
+    store = Store.open(tmp_path / "s.db")
+    simulate(store, "three", {"V0": 0.05, "V1": 0.05, "V2": 0.08}, seed=4, users=6000,
+             shares=(0.25, 0.25, 0.5), control="V1")
+    result = report(store, "three")
+    by = {v.name: v for v in result.variants}
+    assert result.control == "V1" and by["V1"].ctr_vs_control is None
+    for name in ("V0", "V2"):  # against the control, not against the variant before it
+        assert by[name].ctr_vs_control.lift == pytest.approx(by[name].ctr.value / by["V1"].ctr.value - 1)
+    assert by["V2"].ctr_vs_control.significant and by["V2"].ctr_vs_control.low > 0.2
+    assert not by["V0"].ctr_vs_control.significant
+    assert result.srm.df == 2 and not result.srm.mismatch
+    assert sum(by[v].users for v in by) == 6000  # every simulated user saw lists
+    assert by["V2"].users == pytest.approx(3000, abs=4 * math.sqrt(6000 * 0.25))
+    lines = result.render().splitlines()
+    assert sum(line.lstrip().startswith(("V0", "V1", "V2")) for line in lines) >= 3
 
 
 def test_aa_experiments_are_significant_at_the_stated_rate(tmp_path):
@@ -265,16 +312,25 @@ def test_aa_experiments_are_significant_at_the_stated_rate(tmp_path):
     for seed in range(runs):
         simulate(store, f"aa{seed}", {"A": 0.05, "B": 0.05}, seed=seed)
     false_positives = naive_false_positives = srm_flags = 0
+    differences, reported_se = [], []
     for seed in range(runs):
         result = report(store, f"aa{seed}")
         a, b = result.variants
         false_positives += b.ctr_vs_control.significant
+        differences.append(b.ctr.value - a.ctr.value)
+        reported_se.append((b.ctr.value - a.ctr.value) / b.ctr_vs_control.z)
         srm_flags += result.srm.mismatch
         pooled = (a.clicks + b.clicks) / (a.impressions + b.impressions)
         z = (b.ctr.value - a.ctr.value) / math.sqrt(
             pooled * (1 - pooled) * (1 / a.impressions + 1 / b.impressions))
         naive_false_positives += 2 * normal_sf(abs(z)) < 0.05
-    assert false_positives / runs <= 0.08, false_positives
+    # 5% expected: 200 runs put 2%..8% within about two binomial standard deviations, so a
+    # test that never rejects (an inflated variance) fails as surely as one that over-rejects.
+    assert 0.02 <= false_positives / runs <= 0.08, false_positives
+    # The reported standard error is the real spread of B - A over the runs (within the
+    # ~5% sampling error of a standard deviation from 200 runs), not the binomial one.
+    spread = np.std(differences, ddof=1)
+    assert 0.85 <= spread / np.mean(reported_se) <= 1.15, (spread, np.mean(reported_se))
     assert naive_false_positives / runs > 0.08, naive_false_positives
     assert srm_flags <= 2  # alpha 0.001
 
@@ -293,9 +349,9 @@ def test_sample_ratio_mismatch_found_on_a_skewed_log_only(tmp_path):
 # -- serving, logging, offline replay, CLI (with a trained bundle) ---------------------------
 
 @pytest.fixture
-def live(mf, tmp_path):
-    """A copy of the demo store and a config comparing the MF bundle with and without
-    diversity."""
+def live(mf, train_once, tmp_path):
+    """A copy of the demo store and a config comparing the MF bundle (A) with the ALS bundle
+    re-ranked for diversity (B): two bundles, so serving the wrong one shows."""
     path = tmp_path / "store.db"
     source, dest = sqlite3.connect(mf.store), sqlite3.connect(path)
     source.backup(dest)
@@ -305,20 +361,27 @@ def live(mf, tmp_path):
     config.write_text(json.dumps({
         "name": "div", "window_hours": 2,
         "variants": [{"name": "A", "bundle": str(mf.bundle), "share": 0.5},
-                     {"name": "B", "bundle": str(mf.bundle), "share": 0.5,
+                     {"name": "B", "bundle": str(train_once("als").bundle), "share": 0.5,
                       "options": {"diversity": 0.5}}]}))
     return path, config
 
 
-def test_experiment_serves_each_variant_and_logs_impressions(live):
+def test_experiment_serves_each_variant_and_logs_impressions(live, mf, train_once):
     path, config = live
+    # The oracle: each variant's own bundle opened directly, with the variant's options.
+    expected = {"A": (mf.bundle, {}), "B": (train_once("als").bundle, {"diversity": 0.5})}
     with Experiment.open(config, path, provider="cpu") as exp:
         served = [exp.recommend(f"u{i}", n=5, ts=1e9 + i) for i in range(20)]
         assert {r.variant for r in served} == {"A", "B"}
-        for recs in served:
-            assert recs.variant == exp.variant_for(recs.user_id) and len(recs) == 5
-            plain = exp.recommender("A").recommend(recs.user_id, 5, diversity=0.5 if recs.variant == "B" else 0)
-            assert recs == plain
+        for name, (bundle, options) in expected.items():
+            with Recommender.open(bundle, path, provider="cpu") as direct:
+                for recs in (r for r in served if r.variant == name):
+                    assert recs.variant == load_config(config).variant_for(recs.user_id).name
+                    assert len(recs) == 5 and list(recs) == list(direct.recommend(recs.user_id, 5, **options))
+        b_user = next(r.user_id for r in served if r.variant == "B")
+        with Recommender.open(mf.bundle, path, provider="cpu") as other:  # the bundles differ
+            assert list(other.recommend(b_user, 5, diversity=0.5)) != list(
+                next(r for r in served if r.user_id == b_user))
         assert len({r.request_id for r in served}) == 20
         first = served[0]
         assert exp.record(first.user_id, first[2].item_id, "click", ts=1e9 + 60)
@@ -366,12 +429,10 @@ def test_cli_assign_recommend_report_and_plot(live, tmp_path):
         assert out.returncode == 0, out.stderr
         served = json.loads(out.stdout)
         assert served["variant"] == expected.variant_for(user).name and len(served["items"]) == 4
-    png = tmp_path / "plots" / "div.png"
-    out = run_cli("ab", "report", path, "div", "--plot", png, "--offline", "--window", "1")
+    out = run_cli("ab", "report", path, "div", "--offline", "--window", "1")
     assert out.returncode == 0, out.stderr
     assert "CTR (95% CI)" in out.stdout and "sample ratio" in out.stdout
     assert "offline replay: no events after" in out.stdout
-    assert png.read_bytes()[:8] == PNG_MAGIC
     clicked = served["items"][0]["item_id"]
     assert run_cli("record", path, users[-1], clicked).returncode == 0  # the last user clicks
     data = json.loads(run_cli("ab", "report", path, "div", "--json", "--offline").stdout)
@@ -387,13 +448,31 @@ def test_cli_assign_recommend_report_and_plot(live, tmp_path):
     assert out.returncode == 1 and "no experiment named 'nope'" in out.stderr
 
 
+def _needs_matplotlib():
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (the bench extra: "
+                                             "pip install -e '.[bench]'; `make test` installs it)")
+
+
+def test_cli_report_plot(live, tmp_path):
+    _needs_matplotlib()
+    path, config = live
+    with Experiment.open(config, path, provider="cpu") as exp:
+        exp.recommend("u1", n=4, ts=1e9)
+    png = tmp_path / "plots" / "div.png"
+    out = run_cli("ab", "report", path, "div", "--plot", png)
+    assert out.returncode == 0, out.stderr
+    assert f"plot: {png}" in out.stdout and png.read_bytes()[:8] == PNG_MAGIC
+
+
 def test_plot_from_python(tmp_path, monkeypatch):
     store = Store.open(tmp_path / "s.db")
     simulate(store, "p", {"A": 0.05, "B": 0.08}, seed=0, users=300)
     result = report(tmp_path / "s.db", "p")
     assert set(result.series) == {"A", "B"} and result.series["A"][-1]["impressions"] == \
         result.variants[0].impressions
-    assert plot(result, tmp_path / "p.png").read_bytes()[:8] == PNG_MAGIC
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # not installed
     with pytest.raises(EdgerecError, match=r"pip install 'edgerec\[bench\]'"):
         plot(result, tmp_path / "q.png")
+    monkeypatch.undo()
+    _needs_matplotlib()
+    assert plot(result, tmp_path / "p.png").read_bytes()[:8] == PNG_MAGIC

@@ -236,19 +236,30 @@ def test_history_newest_first(store, tmp_path):
 
 
 def test_rows_are_streamed_into_one_write(tmp_path, monkeypatch):
-    """25M-line files must not be collected into a list before the write."""
+    """25M-line files must not be collected into a list before the write: the one write
+    starts receiving rows before the reader has reached the file's end (a strict ingest's
+    bad last line is only found while the write consumes the rows), and nothing lands."""
     s = Store.open(tmp_path / "s.db")
-    calls = []
+    received, calls = [], []
     original = s.add_events
 
     def spy(rows):
-        calls.append(type(rows))
-        return original(rows)
+        calls.append(rows)
+
+        def watched():
+            for row in rows:
+                received.append(row)
+                yield row
+        return original(watched())
 
     monkeypatch.setattr(s, "add_events", spy)
-    report = ingest_events(s, write(tmp_path, "u.data", "1\t2\t3\t4\n1\t3\t3\t5\n"))
-    assert report.added == 2 and len(calls) == 1
-    assert calls[0] not in (list, tuple)
+    good = "".join(f"1\t{i}\t3\t{i}\n" for i in range(1, 200))
+    with pytest.raises(InputError, match="line 200: wrong number of fields"):
+        ingest_events(s, write(tmp_path, "u.data", good + "1\t2\t3\n"), strict=True)
+    assert len(calls) == 1 and len(received) == 199  # the good rows went to the one write first
+    assert s.summary()["events"] == 0
+    report = ingest_events(s, write(tmp_path, "ok.data", good))
+    assert report.added == 199 and len(received) == 2 * 199
     s.close()
 
 

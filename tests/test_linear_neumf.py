@@ -17,14 +17,13 @@ KINDS = ["als", "ease", "neumf"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_trains_exports_and_beats_popularity(train_once, kind):
+def test_trains_and_exports_a_bundle_that_folds_in(train_once, kind):
+    """Quality and ONNX parity of every kind are measured in test_models.py (the quality
+    floor, the core's scores against Keras)."""
     trained = train_once(kind)
-    metrics = trained.result.metrics
-    assert metrics["holdout"]["ndcg@10"] > 1.3 * metrics["popularity"]["ndcg@10"]
     with Recommender.open(trained.bundle, trained.store) as rec:
         manifest = rec.bundle.manifest
         assert manifest["model_kind"] == kind
-        assert manifest["onnx"]["parity"]["max_abs_diff"] <= 1e-4
         assert manifest["dims"]["folds_in"] is True
         recs = rec.recommend(trained.result.data.user_ids[0], n=10)
     assert len(recs) == 10 and not recs.fallback

@@ -3,22 +3,69 @@
 import numpy as np
 import pytest
 
+from conftest import genre_precision, quality_floor
 from edgerec import Recommender
 from edgerec.metrics import top_k_excluding
 
 
-def test_beats_popularity_on_holdout(trained):
+def test_holdout_quality_reaches_the_kinds_floor(trained, genre_rule):
+    """Not just "beats popularity": within 10% of what this kind reaches on the fixture and
+    within 15% of a rule that learns nothing (each user's two favourite genres, popular
+    first). The popularity baseline the trainer reports is recomputed independently."""
     metrics = trained.result.metrics
-    assert metrics["holdout"]["ndcg@10"] > 1.3 * metrics["popularity"]["ndcg@10"]
+    ndcg = metrics["holdout"]["ndcg@10"]
+    assert metrics["popularity"]["ndcg@10"] == pytest.approx(genre_rule["popularity_ndcg@10"], abs=1e-9)
+    assert ndcg >= quality_floor(trained.kind, genre_rule["ndcg@10"]), (ndcg, genre_rule)
+    assert ndcg > 2 * genre_rule["popularity_ndcg@10"]
     # The bundle carries the same numbers.
     with Recommender.open(trained.bundle, trained.store) as rec:
-        assert rec.bundle.manifest["metrics"]["holdout"]["ndcg@10"] == metrics["holdout"]["ndcg@10"]
+        assert rec.bundle.manifest["metrics"]["holdout"]["ndcg@10"] == ndcg
 
 
-def test_export_parity_recorded(trained):
+def test_onnx_core_scores_equal_the_keras_model(trained):
+    """Parity measured here, not read from what the exporter wrote about itself: every
+    item's score from the ONNX core (k = all items) against the Keras model, for known
+    users and for the same histories as visitors the model never saw (fold-in)."""
+    from edgerec.session import Scorer
+    from edgerec.trainer.train import score_users
+
+    data, net = trained.result.data, trained.result.model
+    users = np.arange(0, data.n_users, 5)
+    history = data.recent_items(users, net.history_length)
+    scorer = Scorer(trained.bundle / "model.onnx", provider="cpu")
+    nothing = np.full((len(users), 1), data.n_items, np.int64)
+    for ids in (users, np.full_like(users, -1)):
+        want = score_users(net, ids, history)
+        items, scores = scorer.top_k(ids.astype(np.int64), history, nothing, data.n_items)
+        got = np.full_like(want, np.nan)
+        np.put_along_axis(got, items, scores, axis=1)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     with Recommender.open(trained.bundle, trained.store) as rec:
         parity = rec.bundle.manifest["onnx"]["parity"]
     assert parity["users"] > 0 and parity["max_abs_diff"] <= 1e-4
+
+
+# Measured on the fixture's bundles (all users, served by the runtime); the same bundles
+# with shuffled item ids get 0.15-0.19.
+MEASURED_GENRE_PRECISION = {"als": 0.762, "ease": 0.650, "mf": 0.853, "neumf": 0.887, "seq": 0.953}
+
+
+def test_served_lists_follow_each_users_genres(trained, tmp_path):
+    """What the runtime serves from the bundle, judged by the data's known structure; the
+    same bundle with its item ids shuffled (a broken export) must fail the same floor."""
+    import json
+
+    from edgerec import bundle as bundles
+
+    floor = 0.9 * MEASURED_GENRE_PRECISION[trained.kind]
+    got = genre_precision(trained.bundle, trained.store)
+    manifest = json.loads((trained.bundle / "manifest.json").read_text())
+    manifest["item_ids"] = list(np.random.default_rng(0).permutation(manifest["item_ids"]))
+    shuffled = bundles.write(tmp_path / "shuffled", (trained.bundle / "model.onnx").read_bytes(),
+                             manifest)
+    broken = genre_precision(shuffled, trained.store)
+    assert broken < floor, broken
+    assert got >= floor, got
 
 
 def test_runtime_top_n_equals_reference_from_weights(trained):
@@ -111,13 +158,20 @@ def test_user_who_has_seen_almost_everything_gets_what_is_left(trained, tmp_path
     assert left and sorted(r.item_id for r in recs) == left
 
 
-def test_training_is_repeatable(demo_store, trained):
+def test_training_is_repeatable(demo_store, trained, genre_rule):
     from edgerec.trainer import fit
 
     a = fit(demo_store, trained.kind, epochs=2, seed=11, refit=False)
     b = fit(demo_store, trained.kind, epochs=2, seed=11, refit=False)
     for wa, wb in zip(a.model.get_weights(), b.model.get_weights()):
         np.testing.assert_array_equal(wa, wb)
+    # Negative control of the quality floor: stopped after 2 epochs, the kinds trained by
+    # gradient steps fall below it (als converges in two sweeps, ease is solved outright).
+    if trained.kind in DEGRADED_AFTER_2_EPOCHS:
+        assert a.metrics["holdout"]["ndcg@10"] < quality_floor(trained.kind, genre_rule["ndcg@10"])
+
+
+DEGRADED_AFTER_2_EPOCHS = {"mf", "neumf", "seq"}
 
 
 def test_auto_tries_every_kind_and_keeps_the_best(demo_store, tmp_path):
@@ -144,3 +198,17 @@ def test_time_limit_ends_training_at_the_best_epoch_so_far(demo_store):
     assert len(result.epochs) == 1 and result.params["trained_epochs"] == 1
     unlimited = fit(demo_store, "mf", epochs=2, refit=False)
     assert len(unlimited.epochs) == 2
+
+
+def test_auto_skips_the_kinds_left_once_its_budget_is_spent(demo_store):
+    """The first kind always runs (cut to one epoch by the spent limit); every later kind
+    is skipped and recorded as such, and the one trained is chosen and refit."""
+    from edgerec.trainer import MODEL_KINDS, fit
+
+    result = fit(demo_store, "auto", budget_seconds=0.0)
+    first, *rest = MODEL_KINDS
+    tried = result.metrics["auto"]["tried"]
+    assert tried[0]["model"] == first and tried[0]["epochs"] == 1 and tried[0]["ndcg@10"] > 0
+    assert tried[1:] == [{"model": kind, "skipped": "time budget of 0s spent"} for kind in rest]
+    assert result.metrics["auto"]["chosen"] == first == result.model.kind
+    assert result.params["refit"] is True and result.params["trained_epochs"] == 1

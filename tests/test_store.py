@@ -95,3 +95,41 @@ def test_histories_are_newest_first_whatever_the_insert_order(tmp_path):
         expected.setdefault(user, []).append(item)
     assert store.histories([f"u{u}" for u in range(20)]) == expected
     assert store.history("u7") == expected["u7"] and store.history("u7", limit=3) == expected["u7"][:3]
+
+
+def _locked_by_another_connection(path):
+    """Another connection (as another process would) holding the write lock."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def test_a_write_retries_while_another_connection_holds_the_lock(tmp_path):
+    import threading
+
+    path = tmp_path / "s.db"
+    store = Store.open(path)
+    store.db.execute("PRAGMA busy_timeout = 5")  # SQLite gives up at once: the retries must help
+    other = _locked_by_another_connection(path)
+    threading.Timer(0.15, other.rollback).start()  # released after ~3 of the 6 tries
+    assert store.add_events(events(3)) == 3
+    assert store.history("u1") == ["i2", "i1", "i0"]
+    other.close()
+
+
+def test_a_write_gives_up_with_one_line_when_the_lock_stays(tmp_path):
+    path = tmp_path / "s.db"
+    store = Store.open(path)
+    store.add_events(events(2))
+    store.db.execute("PRAGMA busy_timeout = 5")
+    other = _locked_by_another_connection(path)
+    try:
+        with pytest.raises(StoreError) as info:
+            store.add_events(events(3, user="u2"))
+    finally:
+        other.rollback()
+        other.close()
+    assert str(info.value) == (f"{path}: database stayed locked by another connection "
+                               "(database is locked)")
+    assert store.history("u2") == [] and store.summary()["events"] == 2  # nothing half written
+    assert store.add_events(events(3, user="u2")) == 3  # and the store works once it is free

@@ -5,12 +5,15 @@ import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from conftest import run_cli
+from conftest import genre_precision, run_cli
 from edgerec import Recommender
 from edgerec.store import Store
 
 LATER = 2e9  # after every demo event
+# The gate's NDCG@10 of the mf candidate on ``_store_with_new_events``, measured.
+MEASURED_CANDIDATE_NDCG = 0.0506  # the current bundle gets the same here
 
 
 def _store_with_new_events(trained, path, users=20):
@@ -57,9 +60,20 @@ def test_warm_start_copies_known_rows_by_id_and_grows_the_tables(mf, tmp_path):
                                       old.user_embedding.embeddings.numpy()[n])
     assert len(old_ids) == old.n_users
     for n, item in enumerate(mf.result.data.item_ids):
-        np.testing.assert_array_equal(net.item_bias.embeddings.numpy()[new_item_row[item]],
-                                      old.item_bias.embeddings.numpy()[n])
+        for table in ("item_bias", "item_embedding"):
+            np.testing.assert_array_equal(getattr(net, table).embeddings.numpy()[new_item_row[item]],
+                                          getattr(old, table).embeddings.numpy()[n])
     np.testing.assert_array_equal(net.fold_in.map.numpy(), old.fold_in.map.numpy())
+    # The new rows (20 users, 1 item) hold exactly what a fresh model built for today's
+    # data holds there: initialised, not zero, not copied from some other id.
+    fresh = _build(kind, data, 0, {**kind.defaults, **warm.params}, data)
+    fresh.score_all(tf.zeros([1], tf.int64), tf.fill([1, fresh.history_length], np.int64(fresh.n_items)))
+    new_users = [new_user_row[f"new{n}"] for n in range(20)]
+    for table, rows in (("user_embedding", new_users), ("user_bias", new_users),
+                        ("item_embedding", [new_item_row["brand-new-item"]])):
+        got, want = getattr(net, table).embeddings.numpy()[rows], getattr(fresh, table).embeddings.numpy()[rows]
+        np.testing.assert_array_equal(got, want)
+        assert table.endswith("bias") or np.abs(got).max() > 0
     store.close()
 
 
@@ -79,7 +93,13 @@ def test_warm_started_bundle_serves_new_items_and_users(trained, tmp_path):
         old_user = next(u for u in rec.store.user_ids() if not u.startswith("new"))
         assert "brand-new-item" not in [r.item_id for r in rec.recommend(old_user, n=50)]  # seen
         metrics = rec.bundle.manifest["metrics"]["warm_start"]
+        old_users = [u for u in rec.store.user_ids() if not u.startswith("new")]
     assert metrics["from"] == str(trained.bundle)
+    # Without forgetting: the old users' lists keep their quality (the share of items in
+    # each user's favourite genres) after the new events were learned.
+    before = genre_precision(trained.bundle, store_path, only=old_users)
+    after = genre_precision(path, store_path, only=old_users)
+    assert after >= 0.9 * before, (after, before)
 
 
 def test_cli_warm_start_and_its_errors(mf, tmp_path):
@@ -117,15 +137,17 @@ def test_update_is_up_to_date_without_new_events(mf, tmp_path):
 
 
 def test_update_publishes_a_candidate_that_is_not_worse(mf, tmp_path):
+    """The default gate (tolerance 0: not worse at all). The candidate has learned the new
+    item from the first half of the new events, which the current bundle cannot recommend."""
     store_path = _store_with_new_events(mf, tmp_path / "s.db")
     bundle = tmp_path / "current"
     shutil.copytree(mf.bundle, bundle)
-    done = run_cli("update", store_path, bundle, "--tolerance", "0.5", "--json")
+    done = run_cli("update", store_path, bundle, "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["status"] == "published"
     gate = result["gate"]["variants"]
-    assert gate["candidate"]["ndcg@10"] >= 0.5 * gate["current"]["ndcg@10"]
+    assert result["status"] == "published"
+    assert gate["candidate"]["ndcg@10"] >= max(gate["current"]["ndcg@10"], 0.9 * MEASURED_CANDIDATE_NDCG)
     with Recommender.open(bundle, store_path) as rec:
         assert "new0" in rec.bundle.user_index and "brand-new-item" in rec.bundle.item_index
         assert rec.bundle.manifest["metrics"]["update"]["status"] == "published"
