@@ -34,10 +34,16 @@ def run(histories: str, scorer: BatchScorer, out: str, workers: int, cpus: int,
     ray = _ray()
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False, include_dashboard=False)
-    ray.data.DataContext.get_current().enable_progress_bars = True
-    results = ray.data.read_parquet(histories, columns=["user_id", "history"]).map_batches(
+    context = ray.data.DataContext.get_current()
+    if hasattr(context, "use_datasource_v2"):  # its file listing takes a CPU slot of its own
+        context.use_datasource_v2 = False
+    # Reading and writing Parquet is light, and take no CPU slot: W actors of t CPUs may
+    # fill the cluster, and a read task waiting for a free slot would wait forever.
+    light = {"num_cpus": 0}
+    histories = ray.data.read_parquet(histories, columns=["user_id", "history"], ray_remote_args=light)
+    results = histories.map_batches(
         BatchScorer, fn_constructor_kwargs=dataclasses.asdict(scorer), batch_format="pyarrow",
-        batch_size=rows, concurrency=workers, num_cpus=cpus,
+        batch_size=rows, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus,
         max_restarts=-1, max_task_retries=-1)
-    results.write_parquet(out)
+    results.write_parquet(out, ray_remote_args=light)
     return ray.data.read_parquet(out, columns=["user_id"]).count()
