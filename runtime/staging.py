@@ -22,6 +22,9 @@ def staged_file(out: Path) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the result from other users
     try:
         yield Path(tmp)
         os.replace(tmp, out)

@@ -262,7 +262,8 @@ def _documented(title: str) -> dict[str, str]:
 
 
 def _arrow_types(schema) -> dict[str, str]:
-    return {f.name: str(f.type).replace("item: ", "") for f in schema}
+    """Arrow type names without the list item's field name (``item`` or ``element``)."""
+    return {f.name: re.sub(r"<\w+: ", "<", str(f.type)) for f in schema}
 
 
 def test_readme_documents_the_schemas_the_code_writes(histories, big_store, bundles, tmp_path):
