@@ -16,7 +16,7 @@ documented schema). Each configuration runs in a fresh process, so start-up is r
   overhead that ``small_s`` shows); ``efficiency``: T1 / (W x TW) against W=1 of the same
   engine;
 * ``peak_rss_mb``: the largest peak RSS (VmHWM) of one worker process: the scoring actor
-  (Ray), the Python worker (Spark), this process (local).
+  (Ray), the Python worker (Spark), the one process (local: driver and workers in one).
 
 Writes DIR/distributed.json and DIR/distributed.md. Not part of the test suite.
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -80,13 +79,18 @@ class PeakRss(threading.Thread):
 
     def _sample(self, pid: str) -> None:
         try:
-            if self.mark not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                return
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            if self.mark in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                self.peak_kb = max(self.peak_kb, self.hwm(pid))
         except OSError:
             pass
+
+    @staticmethod
+    def hwm(pid: str) -> int:
+        """Peak RSS in KiB (VmHWM; unlike ru_maxrss it does not carry over an exec)."""
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
 
 
 def one(engine: str, workers: int, histories: str, bundle: str, small: int, n: int) -> dict:
@@ -126,7 +130,7 @@ def one(engine: str, workers: int, histories: str, bundle: str, small: int, n: i
         out_bytes = sum(f.stat().st_size for f in (scratch / "full").rglob("*.parquet"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    peak_kb = rss.peak_kb if engine != "local" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = rss.peak_kb if engine != "local" else PeakRss.hwm("self")
     return {"engine": engine, "workers": workers, "users": about["users"], "startup_s": startup,
             "small_s": small_s, "full_s": full_s,
             "users_per_s": about["users"] / full_s,
