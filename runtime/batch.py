@@ -26,7 +26,7 @@ import csv
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 from . import serving
 from .batchscore import BatchScorer, Scored, worker_cpus

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from edgerec import Recommender  # noqa: E402
 from edgerec.batch import batch  # noqa: E402
 from edgerec.demo import write_demo  # noqa: E402
-from edgerec.errors import BundleError, InputError  # noqa: E402
+from edgerec.errors import BundleError  # noqa: E402
 from edgerec.histories import export_histories  # noqa: E402
 from edgerec.store import Store  # noqa: E402
 
