@@ -31,6 +31,7 @@ import numpy as np
 
 from . import filters
 from .filters import Filter
+from .topn import popular_unseen
 
 HISTORY_CACHE_USERS = 100_000
 # Carry the caches over only when at most this many events were added since: after a bulk
@@ -69,8 +70,7 @@ class Catalogue:
     def __init__(self, store, bundle, version: int):
         self.store, self.bundle, self.version = store, bundle, version
         self.inactive = frozenset(store.inactive_items())
-        index = bundle.item_index.get
-        self.inactive_indices = [j for j in map(index, self.inactive) if j is not None]
+        self.inactive_indices = filters.indices(bundle.item_index, self.inactive)
         self._allowed: dict[Filter, frozenset | None] = {}
         self._masks: dict[Filter, np.ndarray] = {}
         self._new: list[str] | None = None
@@ -88,10 +88,7 @@ class Catalogue:
 
     def eligibility(self, flt: Filter | None) -> tuple[list[int], np.ndarray | None]:
         """(indices to exclude, ``item_mask`` or None): retired items always, plus the filter's."""
-        if flt is None:
-            return self.inactive_indices, None
-        removed = [j for j in map(self.bundle.item_index.get, flt.exclude) if j is not None]
-        return self.inactive_indices + removed, self.mask(flt)
+        return filters.eligibility(flt, self.bundle.item_index, self.inactive_indices, self.mask)
 
     def new_arrivals(self) -> list[str]:
         """Active catalogue items the model does not know, most recently added first.
@@ -147,8 +144,7 @@ class Snapshot:
             if limit < need:
                 limit, ranked = need, store.popular(need, half_life=half_life)
                 self._popular[half_life] = (limit, ranked)
-            picks = [(i, s) for i, s in ranked
-                     if i not in skip and (allowed is None or i in allowed)][:n]
+            picks = popular_unseen(ranked, n, skip, allowed)
             if len(picks) == n or len(ranked) < limit:
                 return picks
             need = limit * 4

@@ -378,27 +378,65 @@ def export_web(bundle, out, store):
     click.echo(f"{out}: web export of {bundle}" + (f" with the catalogue of {store}" if store else ""))
 
 
-@main.command()
+@main.command("export-histories")
 @store_arg
-@click.argument("bundle", type=click.Path(file_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="CSV to write.")
-@click.option("-n", default=10, show_default=True)
+@click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--users", "users_file", type=click.Path(exists=True, dir_okay=False),
               help="File with one user id per line (default: every user in the store).")
-@provider_opt
-def batch(store, bundle, out, n, users_file, provider):
-    """Write top-N for every user to a CSV (user_id,rank,item_id,score)."""
-    from .recommender import Recommender
+@click.option("--since", type=float, help="Only users with an event at or after this time (epoch s).")
+def export_histories(store, out, users_file, since):
+    """Write users' histories from STORE to the Parquet file OUT (the batch jobs' input)."""
+    from .histories import export_histories as export
 
-    users = None
-    if users_file:
-        users = [line.strip() for line in Path(users_file).read_text(encoding="utf-8").splitlines()
-                 if line.strip()]
-    with Recommender.open(bundle, store, provider=provider) as rec:
-        total = len(users) if users is not None else len(rec.store.user_ids())
-        with click.progressbar(length=total, label="users", file=sys.stderr) as bar:
-            rows = rec.batch(out, n=n, users=users, progress=bar.update)
-        click.echo(f"{out}: {rows} rows for {total} users (provider {rec.provider})")
+    done = [0]
+
+    def progress(count):
+        done[0] += count
+        click.echo(f"\r{done[0]} users", nl=False, err=True)
+
+    written = export(store, out, users=users_file, since=since, progress=progress)
+    click.echo("", err=True)
+    click.echo(f"{out}: {written} users")
+
+
+@main.command()
+@click.argument("source", type=click.Path())
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(),
+              help="Directory of Parquet results, or a .csv file (local engine).")
+@click.option("-n", default=10, show_default=True)
+@click.option("--engine", type=click.Choice(["local", "ray", "spark"]), default="local",
+              show_default=True)
+@click.option("--workers", type=int, help="Parallel workers [default: CPUs / cpus-per-worker].")
+@click.option("--cpus-per-worker", default=1, show_default=True,
+              help="CPUs (ONNX Runtime threads) of each worker.")
+@click.option("--address", help="Ray cluster address or Spark master URL [default: local].")
+@click.option("--users", "users_file", type=click.Path(exists=True, dir_okay=False),
+              help="File with one user id per line (store sources; default: every user).")
+@filter_options
+@provider_opt
+def batch(source, bundle, out, n, engine, workers, cpus_per_worker, address, users_file,
+          include, exclude, where, provider):
+    """Top-N of every user in SOURCE (a store or Parquet histories) with BUNDLE, into OUT."""
+    from .batch import batch as run_batch
+
+    chosen = _filters(include, exclude, where)
+    if chosen["where"]:
+        raise InputError("batch takes --include/--exclude item ids; --where needs a live store")
+    options = dict(engine=engine, workers=workers, cpus_per_worker=cpus_per_worker,
+                   address=address, users=users_file, include=chosen["include"],
+                   exclude=chosen["exclude"], provider=provider or "cpu")
+    if engine != "local":  # Ray and Spark show their own progress
+        about = run_batch(source, bundle, out, n, **options)
+    else:
+        with click.progressbar(length=1, label="users", file=sys.stderr, show_pos=True) as bar:
+            def progress(done, total):
+                bar.length = total
+                bar.update(done - bar.pos)
+
+            about = run_batch(source, bundle, out, n, progress=progress, **options)
+    click.echo(f"{out}: {about['users']} users ({engine}, {about['workers']} workers, "
+               f"{about['seconds']:.1f}s)")
 
 
 @main.command()

@@ -16,6 +16,7 @@ one add (measured in the README); removals are short lists, where exclusions are
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -57,6 +58,20 @@ class Filter:
         if self.include is not None:
             ids = self.include - inactive if ids is None else ids & self.include
         return ids
+
+
+def indices(item_index: dict[str, int], ids) -> list[int]:
+    """Dense indices of the ``ids`` the model knows (others cannot be scored anyway)."""
+    return [j for j in map(item_index.get, ids) if j is not None]
+
+
+def eligibility(flt: Filter | None, item_index: dict[str, int], inactive: list[int],
+                mask_of: Callable[[Filter], np.ndarray | None]) -> tuple[list[int], np.ndarray | None]:
+    """(indices to exclude, ``item_mask`` or None): the ``inactive`` (retired) indices
+    always, plus the filter's removals; ``mask_of(flt)`` gives its mask (cached or not)."""
+    if flt is None:
+        return inactive, None
+    return inactive + indices(item_index, flt.exclude), mask_of(flt)
 
 
 def mask(allowed: frozenset, item_index: dict[str, int], n_items: int) -> np.ndarray:

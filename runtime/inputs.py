@@ -26,11 +26,13 @@ class ModelInputs(NamedTuple):
 
 
 def model_inputs(bundle, histories: Mapping[str, list[str]], users: Sequence[str],
-                 extra: list[int], mask: np.ndarray | None) -> ModelInputs:
+                 extra: list[int], mask: np.ndarray | None, exclude_seen: bool = True) -> ModelInputs:
     """Inputs for the ``users`` the model knows or, for kinds that fold in, can place.
 
     ``extra`` (item indices excluded for everyone: retired or filtered out) and ``mask``
     come from ``Catalogue.eligibility``. Users left out get the popularity fallback.
+    ``exclude_seen=False`` (offline re-ranking jobs) lets seen items come back; the
+    history is still read for scoring.
     """
     index = bundle.item_index.get
     known, folds_in = bundle.user_index, bundle.folds_in
@@ -41,9 +43,10 @@ def model_inputs(bundle, histories: Mapping[str, list[str]], users: Sequence[str
             scored.append(u)
             seen.append(items)
     length = bundle.history_length
+    excluded = seen if exclude_seen else [[] for _ in seen]
     return ModelInputs(
         scored,
         np.array([known.get(u, C.UNKNOWN_USER) for u in scored], dtype=np.int64),
         C.padded([s[:length] for s in seen], bundle.n_items, length),
-        C.padded([s + extra for s in seen] if extra else seen, bundle.n_items),
+        C.padded([s + extra for s in excluded] if extra else excluded, bundle.n_items),
         mask)

@@ -15,13 +15,8 @@ cached model inputs (``edgerec.inputs``) go straight to one ONNX call.
 
 from __future__ import annotations
 
-import csv
 import math
-import os
-import tempfile
 import threading
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
@@ -37,18 +32,13 @@ from .results import Explained, Recommendation, Recommendations
 from .session import Scorer
 from .similarity import mmr, most_similar
 from .store import Store
+from .pipeline import ordered_map
+from .topn import chunk_users, top_k
 
 SECONDS_PER_DAY = 86_400.0
 # Chunks of a batch in flight at once: enough to overlap SQLite reads with scoring and to
 # keep two cores busy with one-thread sessions, few enough to bound memory.
 BATCH_WORKERS = 2
-# Default users per chunk: up to BATCH_USERS, fewer for large catalogues, so that each of
-# the few [users, n_items] score buffers ONNX Runtime allocates per call stays near
-# BATCH_SCORES floats (64 MiB; 167 users at 100K items, as fast per user as 512, measured);
-# small chunks also pipeline better.
-BATCH_USERS = 256
-BATCH_SCORES = 1 << 24
-
 
 @dataclass(frozen=True)
 class _Options:
@@ -87,17 +77,6 @@ def _inputs(snap: Snapshot, served: serving.Served, histories: Mapping[str, list
     """The scoring core's inputs for ``users``, with the retired and filtered-out items."""
     extra, mask = snap.catalogue.eligibility(None if options is None else options.filter)
     return model_inputs(served.bundle, histories, users, extra, mask)
-
-
-def _ranked(items: list, scores: list[float]) -> tuple[list, list[float]]:
-    """A top-k row without its excluded slots, which score -inf and so come last.
-
-    They appear only when fewer than k items are eligible.
-    """
-    if scores and scores[-1] == -math.inf:
-        cut = scores.index(-math.inf)
-        return items[:cut], scores[:cut]
-    return items, scores
 
 
 def _pool(n: int) -> int:
@@ -227,29 +206,22 @@ class Recommender:
               chunk_size: int | None = None, progress: Callable[[int], None] | None = None) -> int:
         """Write top-n of every user (or ``users``) to a CSV file; returns rows written.
 
-        Columns: user_id, rank, item_id, score. Memory stays bounded by the chunk size, and
+        Columns: user_id, rank, item_id, score. The local engine of ``edgerec.batch`` over
+        this recommender's model and store: memory stays bounded by the chunk size, and
         the file appears only when complete (written aside, then renamed).
         """
-        ids = [str(u) for u in users] if users is not None else self.store.user_ids()
-        out = Path(out)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent or ".")
-        rows = 0
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(["user_id", "rank", "item_id", "score"])
-                for chunk in self._chunks(ids, n, chunk_size, None):
-                    for recs in chunk:
-                        writer.writerows((recs.user_id, rank, r.item_id, f"{r.score:.6g}")
-                                         for rank, r in enumerate(recs, 1))
-                        rows += len(recs)
-                    if progress:
-                        progress(len(chunk))
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return rows
+        from .batch import CsvSink, run_local
+        from .batchscore import BatchScorer
+        from .histories import popularity, store_chunks
+        from .staging import staged_file
+
+        scorer = BatchScorer(str(self.bundle.path), n, retired=sorted(self.store.inactive_items()),
+                             popular=popularity(self.store, n, half_life=self._half_life))
+        chunks = store_chunks(self.store, users, chunk_size or chunk_users(self.bundle.n_items))
+        with staged_file(Path(out)) as tmp:
+            sink = CsvSink(tmp)
+            run_local(scorer.over(self._served), chunks, sink, BATCH_WORKERS, progress)
+        return sink.rows
 
     # -- live feedback and catalogue --------------------------------------------------------
 
@@ -367,36 +339,17 @@ class Recommender:
 
     def _chunks(self, ids: list[str], n: int, chunk_size: int | None,
                 options: _Options | None) -> Iterator[list[Recommendations]]:
-        """Top-n for each chunk of users, in order, computed up to ``BATCH_WORKERS`` at a time.
-
-        SQLite and ONNX Runtime release the GIL, so one chunk's history read overlaps
-        another's scoring, and sessions of one thread (small models, see ``serving.load``)
-        score two chunks on two cores. While the consumer holds one chunk's lists, at most
-        ``BATCH_WORKERS`` more are computed, so memory stays bounded by the chunk size.
-        """
+        """Top-n for each chunk of users, in order, ``BATCH_WORKERS`` chunks at a time
+        (``edgerec.pipeline``: reads overlap scoring, memory bounded by the chunk size)."""
         def one(chunk: list[str]) -> list[Recommendations]:
             served = self._served
             snap = self._current(served)
             return self._recommend(served, snap, self.store.histories(chunk), n, options, order=chunk)
 
         if chunk_size is None:
-            chunk_size = max(16, min(BATCH_USERS, BATCH_SCORES // self.bundle.n_items))
+            chunk_size = chunk_users(self.bundle.n_items)
         chunks = [ids[start:start + chunk_size] for start in range(0, len(ids), chunk_size)]
-        if len(chunks) < 2:
-            yield from map(one, chunks)
-            return
-        pending: deque[Future] = deque()
-        with ThreadPoolExecutor(BATCH_WORKERS, thread_name_prefix="edgerec-batch") as pool:
-            try:
-                for chunk in chunks:
-                    pending.append(pool.submit(one, chunk))
-                    if len(pending) > BATCH_WORKERS:
-                        yield pending.popleft().result()
-                while pending:
-                    yield pending.popleft().result()
-            finally:  # the consumer stopped early or a chunk failed: start nothing more
-                for future in pending:
-                    future.cancel()
+        return ordered_map(one, chunks, BATCH_WORKERS if len(chunks) > 1 else 1)
 
     def _recommend(self, served: serving.Served, snap: Snapshot, histories: dict[str, list[str]],
                    n: int, options: _Options | None, order: Sequence[str] | None = None,
@@ -421,16 +374,13 @@ class Recommender:
                options: _Options | None) -> list[Recommendations]:
         """One ONNX call for the users in ``inputs``."""
         b = served.bundle
-        k = _pool(n) if options is not None and options.diversity else n
-        top_items, top_scores = served.scorer.top_k(inputs.user_index, inputs.history, inputs.exclude,
-                                                    min(k, b.n_items), inputs.mask)
-        if options is None or not options.diversity:
-            return [Recommendations(u, map(Recommendation, *_ranked(ids, scores)))
-                    for u, ids, scores in zip(inputs.users, b.item_ids[top_items].tolist(),
-                                              top_scores.tolist())]
+        diversify = options is not None and bool(options.diversity)
+        rows = top_k(b, served.scorer, inputs, _pool(n) if diversify else n, as_ids=not diversify)
+        if not diversify:
+            return [Recommendations(u, map(Recommendation, ids, scores))
+                    for u, (ids, scores) in zip(inputs.users, rows)]
         out = []
-        for u, items, scores in zip(inputs.users, top_items.tolist(), top_scores.tolist()):
-            items, scores = _ranked(items, scores)
+        for u, (items, scores) in zip(inputs.users, rows):
             picked = mmr(items, scores, served.unit_vectors, n, options.diversity)
             out.append(Recommendations(u, [Recommendation(b.item_ids[items[p]], scores[p])
                                            for p in picked]))

@@ -327,6 +327,41 @@ class Store:
                 out[user] = json.loads(items)
         return out
 
+    # Users in id order, one page at a time (keyset: after the last user of the previous
+    # page), each with its history newest first and its newest event's time: a whole store
+    # streams through bounded memory, walking the (user, ts DESC) index once.
+    _HISTORY_PAGE = ("SELECT user_id, json_group_array(item_id), MAX(ts) FROM events "
+                     "INDEXED BY events_user_history WHERE user_id > ? "
+                     "GROUP BY user_id ORDER BY user_id LIMIT ?")
+
+    def history_pages(self, page: int = 10_000) -> Iterator[list[tuple[str, list[str], float | None]]]:
+        """Every user with events as (user_id, history newest first, newest ts), in pages."""
+        after = ""
+        while True:
+            rows = self._rows(self._HISTORY_PAGE, (after, page))
+            if not rows:
+                return
+            yield [(user, json.loads(items), ts) for user, items, ts in rows]
+            after = rows[-1][0]
+
+    def newest_event_times(self, user_ids: Sequence[str]) -> dict[str, float | None]:
+        """Each user's newest event time (users without events are absent)."""
+        out: dict[str, float | None] = {}
+        for start in range(0, len(user_ids), 500):  # stay under SQLite's parameter limit
+            chunk = list(user_ids[start:start + 500])
+            out.update(self._rows("SELECT user_id, MAX(ts) FROM events WHERE user_id IN "
+                                  f"({','.join('?' * len(chunk))}) GROUP BY user_id", chunk))
+        return out
+
+    def user_count(self) -> int:
+        """How many users have events."""
+        return self._rows("SELECT COUNT(DISTINCT user_id) FROM events")[0][0]
+
+    def longest_history(self) -> int:
+        """The most events any one user has (0 for an empty store)."""
+        return self._rows("SELECT ifnull(MAX(c), 0) FROM (SELECT COUNT(*) AS c FROM events "
+                          "INDEXED BY events_user_history GROUP BY user_id)")[0][0]
+
     def max_event_id(self) -> int:
         """The newest event's id (0 when there is none).
 
