@@ -104,7 +104,8 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray):
     nodes = []
 
     def node(op, inputs, outputs, **attrs):
-        nodes.append(helper.make_node(op, inputs, outputs, name=f"neighbours/{outputs[0]}", **attrs))
+        nodes.append(helper.make_node(op, inputs, outputs, name=f"neighbours/{outputs[0]}",
+                                      **attrs))
 
     initializers = [
         numpy_helper.from_array(np.ascontiguousarray(index, np.int32), "neighbours/index"),
@@ -123,7 +124,8 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray):
          value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
     node("ConstantOfShape", ["history_shape"], ["ones"],
          value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]))
-    node("ScatterElements", ["zeros", C.INPUT_HISTORY, "ones"], ["counts"], axis=1, reduction="add")
+    node("ScatterElements", ["zeros", C.INPUT_HISTORY, "ones"], ["counts"], axis=1,
+         reduction="add")
     node("GatherElements", ["counts", C.INPUT_HISTORY], ["slot_counts"], axis=1)
     node("Reciprocal", ["slot_counts"], ["slot_share"])
     node("Unsqueeze", ["slot_share", "neighbours/axis2"], ["slot_share_3d"])
@@ -132,7 +134,8 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray):
     node("Mul", ["rows_weight", "slot_share_3d"], ["shared_weight"])
     node("Reshape", ["rows_index", "neighbours/flat"], ["flat_index"])
     node("Reshape", ["shared_weight", "neighbours/flat"], ["flat_weight"])
-    node("ScatterElements", ["zeros", "flat_index", "flat_weight"], ["row"], axis=1, reduction="add")
+    node("ScatterElements", ["zeros", "flat_index", "flat_weight"], ["row"], axis=1,
+         reduction="add")
     node("Slice", ["row", "neighbours/zero", "neighbours/n_items", "neighbours/axis1"], [_SCORES])
     graph = helper.make_graph(
         nodes, "edgerec_neighbours",

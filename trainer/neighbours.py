@@ -122,25 +122,23 @@ class NeighbourModel(ScoringModel):
         return self.neighbour_index.numpy(), self.neighbour_weight.numpy()
 
     def score_all(self, users, history):
-        """Multi-hot of the distinct history items times the sparse item-item matrix.
-
-        The exported graph computes the same sum by gather and scatter-add; here the
-        matrix product is the faster way for the large batches evaluation sends.
-        """
+        """The sum of the distinct history items' neighbour rows, as the exported graph
+        computes it: gather the rows, weigh each history slot by 1 / how often its item
+        occurs in the history, scatter-add into the score row (one flat segment sum).
+        O(batch x history x K): a multi-hot times the sparse matrix would cost its
+        non-zeros times the batch."""
         del users  # scores come from the history alone
-        n = self.n_items
+        width = self.n_items + 1
         batch = tf.shape(history, out_type=tf.int64)[0]
-        rows = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(history, out_type=tf.int64))
-        multi_hot = tf.tensor_scatter_nd_update(  # a repeated item counts once
-            tf.zeros(tf.stack([batch, n + 1]), tf.float32), tf.stack([rows, history], -1),
-            tf.ones(tf.shape(history), tf.float32))
-        k = tf.shape(self.neighbour_index, out_type=tf.int64)[1]
-        sources = tf.repeat(tf.range(n + 1, dtype=tf.int64), k)
-        targets = tf.reshape(tf.cast(self.neighbour_index, tf.int64), [-1])
-        matrix = tf.SparseTensor(tf.stack([sources, targets], 1),  # [n + 1 sources, n + 1 targets]
-                                 tf.reshape(self.neighbour_weight, [-1]),
-                                 tf.constant([n + 1, n + 1], tf.int64))
-        return tf.sparse.sparse_dense_matmul(multi_hot, matrix)[:, :n]
+        offset = tf.range(batch)[:, None] * width                     # row b starts at b * width
+        slots = tf.reshape(history + offset, [-1])
+        counts = tf.math.unsorted_segment_sum(tf.ones_like(slots, tf.float32), slots, batch * width)
+        share = 1.0 / tf.reshape(tf.gather(counts, slots), tf.shape(history))
+        index = tf.cast(tf.gather(self.neighbour_index, history), tf.int64)  # [B, L, K]
+        weight = tf.gather(self.neighbour_weight, history) * share[..., None]
+        targets = tf.reshape(index + offset[..., None], [-1])
+        scores = tf.math.unsorted_segment_sum(tf.reshape(weight, [-1]), targets, batch * width)
+        return tf.reshape(scores, tf.stack([batch, width]))[:, :self.n_items]
 
 
 class ItemKNN(NeighbourModel):
@@ -161,7 +159,8 @@ class ItemKNN(NeighbourModel):
     def weighted(self, x: sp.csr_matrix) -> sp.csr_matrix:
         """The user x item matrix reweighted with items as documents and users as terms."""
         by_item = x.T.tocoo()
-        idf = np.maximum(np.log(x.shape[1] / (1.0 + np.bincount(by_item.col, minlength=x.shape[0]))), 0)
+        users_items = np.bincount(by_item.col, minlength=x.shape[0])
+        idf = np.maximum(np.log(x.shape[1] / (1.0 + users_items)), 0.0)
         data = by_item.data.astype(np.float32)
         if self.params["weighting"] == "bm25":
             k1, b = self.params["bm25_k1"], self.params["bm25_b"]
