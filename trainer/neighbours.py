@@ -240,25 +240,27 @@ class SparseEASE(NeighbourModel):
 
 
 def local_ease_columns(x: sp.csr_matrix, candidates: int, reg: float) -> sp.csr_matrix:
-    """[n_items targets, n_items sources]: each target's ridge weights on its candidates."""
+    """[n_items targets, n_items sources]: each target's ridge weights on its candidates.
+
+    Targets go in blocks small enough that their candidates together (at most 4,096 items)
+    give a dense sub-Gram, from which every target's [m, m] system is gathered."""
     gram = (x.T @ x).tocsr()
-    gram.sort_indices()
     n = gram.shape[0]
-    keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(gram.indptr)) * n + gram.indices
-    values = gram.data.astype(np.float64)
+    m = min(candidates, n - 1) if n > 1 else 1
+    step = max(1, (1 << 12) // m)
     rows, cols, weights = [], [], []
-    step = max(1, (1 << 22) // max(candidates * candidates, 1))
     for start in range(0, n, step):
         stop = min(n, start + step)
         block = gram[start:stop].toarray()
         block[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        m = min(candidates, n - 1) if n > 1 else 1
         chosen = np.argpartition(-block, m - 1, axis=1)[:, :m] if m < n else \
             np.tile(np.arange(n), (stop - start, 1))
         real = np.take_along_axis(block, chosen, 1) > 0       # candidates that share users
-        pairs = chosen[:, :, None] * n + chosen[:, None, :]   # [b, m, m] keys into the Gram
-        at = np.minimum(np.searchsorted(keys, pairs), len(keys) - 1)
-        sub = np.where((keys[at] == pairs) & real[:, :, None] & real[:, None, :], values[at], 0.0)
+        union, local = np.unique(chosen.ravel(), return_inverse=True)
+        local = local.reshape(chosen.shape)
+        dense = gram[union][:, union].toarray().astype(np.float64)
+        both = real[:, :, None] & real[:, None, :]
+        sub = np.where(both, dense[local[:, :, None], local[:, None, :]], 0.0)
         sub += np.eye(m) * np.where(real, reg, 1.0)[:, None, :]  # a padded candidate gets w = 0
         rhs = np.where(real, np.take_along_axis(block, chosen, 1), 0.0)
         w = np.linalg.solve(sub, rhs[:, :, None])[:, :, 0]
