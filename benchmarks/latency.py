@@ -17,9 +17,13 @@ Writes DIR/latency.json and DIR/latency.png (default DIR: benchmarks/out). Secti
    (history handed over in memory) when implicit is installed, call by call.
 3. batch: top-10 for every user through ``recommend_many``, with the SQLite read of every
    history timed alone, beside numpy (and implicit when installed).
-4. startup: import, open, first answer and peak RSS after 10,000 requests, in fresh
+4. kinds: trained bundles of ``als`` and the item-neighbourhood kinds on the same store,
+   their repeat-request p50 taken in turns (ratio to als) and their model.onnx size: on
+   the MovieLens-size store and, unless --quick or --skip-shop, on the ``demo:shop``
+   purchases (30K users, 24K items).
+5. startup: import, open, first answer and peak RSS after 10,000 requests, in fresh
    subprocesses: the first one after the sections above, then two more.
-5. environment: providers, CPU, cores, load averages, library versions.
+6. environment: providers, CPU, cores, load averages, library versions.
 
 Bundles use synthetic factors exported through the real exporter (``export_factors``), so
 the graphs are the ones training produces; TensorFlow is needed to build them and they
@@ -423,6 +427,58 @@ STARTUP_SCRIPT = textwrap.dedent("""
 """)
 
 
+# -- 4. model kinds ---------------------------------------------------------------------------
+
+KINDS = ("als", "itemknn", "rp3beta", "sparse_ease")
+
+
+def bench_kinds(cache: Path, store_path: Path, provider: str, calls: int) -> dict:
+    """Repeat-request latency of bundles trained on ``store_path``, one per kind, in turns.
+
+    Two epochs only: the epochs do not change a bundle's graph, only its weights."""
+    from edgerec import Recommender
+    from edgerec.exporters import train_bundle
+
+    recs = {}
+    for kind in KINDS:
+        path = cache / f"{store_path.stem}-{kind}"
+        if not (path / "manifest.json").exists():
+            train_bundle(store_path, path, kind, epochs=2)
+        recs[kind] = Recommender.open(path, store_path, provider=provider)
+    users = recs["als"].store.user_ids()
+    rng = np.random.default_rng(3)
+    repeat = [(users[i],) for i in rng.integers(0, len(users), calls)]
+    calls_of = {kind: (lambda u, rec=rec: rec.recommend(u, n=K)) for kind, rec in recs.items()}
+    times = time_calls(calls_of, repeat, warmup=min(200, calls // 5))
+    out = {}
+    for kind, rec in recs.items():
+        out[kind] = {"recommend": times[kind], "n_items": rec.bundle.n_items,
+                     "history_length": rec.bundle.history_length,
+                     "model_onnx_mb": (rec.bundle.path / "model.onnx").stat().st_size / 1e6,
+                     "ratio_p50_to_als": times[kind]["p50_us"] / times["als"]["p50_us"]}
+        rec.close()
+        print(f"{store_path.stem} {kind:>12}: recommend p50 {times[kind]['p50_us']:8.1f} us "
+              f"({out[kind]['ratio_p50_to_als']:.2f}x als)  "
+              f"model.onnx {out[kind]['model_onnx_mb']:.1f} MB", flush=True)
+    return out
+
+
+def shop_store(cache: Path) -> Path:
+    """The ``demo:shop`` purchases (``edgerec.demo.shop``), written once into the cache."""
+    from edgerec.demo import shop
+    from edgerec.store import Store
+
+    path = cache / "demo-shop.db"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp.db")
+        tmp.unlink(missing_ok=True)
+        store = Store.open(tmp)
+        store.add_events(shop()[0])
+        store.close()
+        tmp.rename(path)
+    return path
+
+
 def bench_startup(bundle: Path, store: Path, provider: str, runs: int = 3) -> dict:
     """Fresh processes, one after another: the first pays for whatever the sections before
     pushed out of the file cache, the others show a warm start. Keys are the first run's."""
@@ -511,6 +567,9 @@ def main(argv=None) -> dict:
         results["requests"]["large_shop"] = bench_requests(cache, "shop", 100_000, 100_000, 10_000_000,
                                                            args.provider, calls)
     name = "ml100k" if not quick else "ml100k-quick"
+    results["kinds"] = {name: bench_kinds(cache, cache / f"{name}.db", args.provider, calls)}
+    if not quick and not args.skip_shop:
+        results["kinds"]["demo_shop"] = bench_kinds(cache, shop_store(cache), args.provider, calls)
     results["startup"] = bench_startup(cache / f"{name}-bundle", cache / f"{name}.db", args.provider)
     results["seconds"] = time.time() - started
     results["environment"]["load_average_end"] = os.getloadavg()

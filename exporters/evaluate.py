@@ -25,6 +25,13 @@ Protocols
     equals the held-out item's is ranked above it. HR@K and NDCG@K are then those of this
     100-item list (MAP@K is the reciprocal rank cut at K; coverage@K counts the items shown
     in these short lists).
+``random`` (the Microsoft Recommenders benchmark protocol)
+    A random 75/25 split stratified by item: each item's interactions are shuffled (seeded)
+    and the first round(75%) of them (half to even) go to train, so every item keeps at
+    least one train interaction. Every held-out interaction is relevant; each user with
+    one is ranked over every catalogue item not in their train part, and measured as in
+    ``temporal``. Time plays no part in the split, so a user's "history" at request time
+    also holds interactions later than the held-out ones.
 ``new-users`` (how well a model serves people it was never trained on)
     A seeded 10% of the users with at least 5 interactions are left out of training
     entirely. The served store holds everyone's train events plus these users' earlier
@@ -63,8 +70,10 @@ from ..trainer.models import MODEL_KINDS
 from ..trainer.train import AUTO, Progress, _quiet, fit, popularity_baseline
 from .onnx import export_bundle
 
-PROTOCOLS = ("temporal", "leave-one-out-sampled", "new-users")
+PROTOCOLS = ("temporal", "leave-one-out-sampled", "random", "new-users")
+FULL_RANKING = ("temporal", "random")  # every unseen catalogue item is ranked
 TEMPORAL = {"fraction": 0.2, "min_interactions": 5}
+RANDOM = {"fraction": 0.25, "stratified_by": "item"}
 SAMPLED = {"min_interactions": 2, "negatives": 99}
 NEW_USERS = {"fraction": 0.1, "min_interactions": 5, "test_fraction": 0.2}
 
@@ -83,10 +92,25 @@ def split(data: Interactions, protocol: str = "temporal", seed: int = 0) -> tupl
         return ~left_out, left_out & latest
     if protocol == "temporal":
         return temporal_split(data, **TEMPORAL)
+    if protocol == "random":
+        return item_stratified_split(data, RANDOM["fraction"], seed)
     if protocol == "leave-one-out-sampled":
         # fraction 0 gives max(1, ceil(0)) = 1: exactly the latest interaction per user.
         return temporal_split(data, fraction=0.0, min_interactions=SAMPLED["min_interactions"])
     raise InputError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+
+
+def item_stratified_split(data: Interactions, fraction: float,
+                          seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (train, test): a seeded random ``fraction`` of each item's interactions
+    (round-half-even of its count, as Python's ``round``) is held out."""
+    order = np.lexsort((np.random.default_rng(seed).random(len(data.items)), data.items))
+    items_sorted = data.items[order]
+    counts = np.bincount(data.items, minlength=data.n_items)
+    rank = np.arange(len(order)) - np.r_[0, np.cumsum(counts)[:-1]][items_sorted]
+    test = np.zeros(len(order), dtype=bool)
+    test[order] = rank >= np.rint((1.0 - fraction) * counts)[items_sorted]
+    return ~test, test
 
 
 def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temporal", k: int = 10,
@@ -108,8 +132,9 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
         raise InputError("-k must be at least 1")
     if not 0.0 <= diversity <= 1.0:
         raise InputError(f"--diversity must be between 0 and 1, not {diversity}")
-    if diversity and protocol != "temporal":
-        raise InputError("--diversity re-ranks full top-K lists: use it with the temporal protocol")
+    if diversity and protocol not in FULL_RANKING:
+        raise InputError("--diversity re-ranks full top-K lists: use it with the temporal or "
+                         "random protocol")
     if isinstance(store, Store):
         data, store_path = load_interactions(store), store.path
     else:
@@ -125,9 +150,10 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
     train, test = _restrict_to_train(data, train_mask, test_mask)
     eval_users = np.flatnonzero(np.bincount(test.users, minlength=train.n_users))
     if not len(eval_users):
-        need = TEMPORAL if protocol == "temporal" else SAMPLED
-        raise InputError(f"{store_path}: no user has the {need['min_interactions']} interactions "
-                         f"the {protocol} protocol needs to hold some out")
+        least = (TEMPORAL if protocol == "temporal" else SAMPLED)["min_interactions"]
+        need = ("an item with 3 interactions" if protocol == "random" else
+                f"a user with {least} interactions")
+        raise InputError(f"{store_path}: the {protocol} protocol needs {need} to hold some out")
     unknown = int((test.items >= train.n_items).sum())
     summary = {**data.summary, "train_interactions": int(len(train.users)),
                "test_interactions": int(len(test.users)), "train_users": train.n_users,
@@ -143,11 +169,12 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
         bundle = export_bundle(result, Path(tmp) / "bundle", progress)
         with Recommender.open(bundle, serving_store(train, Path(tmp) / "train.db"),
                               provider="cpu") as rec:
-            if protocol == "temporal":
-                metrics = _temporal_model(rec, train, test, eval_users, k)
+            if protocol in FULL_RANKING:
+                metrics = _full_ranking_metrics(rec, train, test, eval_users, k)
                 popularity = popularity_baseline(train, test, k)
                 if diversity:
-                    diversified = _plain(_temporal_model(rec, train, test, eval_users, k, diversity))
+                    diversified = _plain(_full_ranking_metrics(rec, train, test, eval_users, k,
+                                                               diversity))
             else:
                 candidates, positives = _sample_candidates(train, test, eval_users, seed)
                 metrics = _sampled_metrics(_model_scores(rec, train.user_ids[eval_users]),
@@ -163,7 +190,8 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
         "train_seconds": round(result.seconds, 2), "users_evaluated": int(len(eval_users)),
         "data": summary,
         "params": {**result.params,
-                   "split": TEMPORAL if protocol == "temporal" else {**SAMPLED, "seed": seed}},
+                   "split": {"temporal": TEMPORAL, "random": {**RANDOM, "seed": seed}}.get(
+                       protocol, {**SAMPLED, "seed": seed})},
     }
     if diversity:
         report["diversified"] = {"diversity": diversity, "metrics": diversified}
@@ -270,7 +298,7 @@ def _restrict_to_train(data: Interactions, train_mask: np.ndarray,
     return part(train_mask), part(test_mask)
 
 
-def _temporal_model(rec: Recommender, train: Interactions, test: Interactions,
+def _full_ranking_metrics(rec: Recommender, train: Interactions, test: Interactions,
                     eval_users: np.ndarray, k: int, diversity: float = 0.0) -> dict:
     """Top-k from the runtime for every test user, mapped back to dense item indices."""
     recs = rec.recommend_many(train.user_ids[eval_users].tolist(), n=k, diversity=diversity)

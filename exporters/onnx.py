@@ -88,6 +88,65 @@ def add_top_k_head(graph) -> None:
     ])
 
 
+def neighbour_graph(index: np.ndarray, weight: np.ndarray):
+    """The network part of an item-neighbourhood kind, written directly in ONNX.
+
+    ``index``/``weight`` are [n_items + 1, K] tables (row n_items: the padding, pointing at
+    itself with weight 0). Per request: count each history item (a ScatterElements add into
+    a zero row), gather the history's neighbour rows, weigh each slot by 1 / its item's
+    count (a repeated item counts once, as in the multi-hot ``score_all``), scatter-add the
+    weights into the score row and drop the padding column: O(history x K) work besides
+    the row itself. ``users`` is an input of the signature that these kinds do not read.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    n_items = index.shape[0] - 1
+    nodes = []
+
+    def node(op, inputs, outputs, **attrs):
+        nodes.append(helper.make_node(op, inputs, outputs, name=f"neighbours/{outputs[0]}",
+                                      **attrs))
+
+    initializers = [
+        numpy_helper.from_array(np.ascontiguousarray(index, np.int32), "neighbours/index"),
+        numpy_helper.from_array(np.ascontiguousarray(weight, np.float32), "neighbours/weight"),
+        numpy_helper.from_array(np.array([n_items + 1], np.int64), "neighbours/width"),
+        numpy_helper.from_array(np.array([0, -1], np.int64), "neighbours/flat"),
+        numpy_helper.from_array(np.array([0], np.int64), "neighbours/zero"),
+        numpy_helper.from_array(np.array([n_items], np.int64), "neighbours/n_items"),
+        numpy_helper.from_array(np.array([1], np.int64), "neighbours/axis1"),
+        numpy_helper.from_array(np.array([2], np.int64), "neighbours/axis2"),
+    ]
+    node("Shape", [C.INPUT_HISTORY], ["history_shape"])
+    node("Slice", ["history_shape", "neighbours/zero", "neighbours/axis1"], ["batch"])
+    node("Concat", ["batch", "neighbours/width"], ["row_shape"], axis=0)
+    node("ConstantOfShape", ["row_shape"], ["zeros"],
+         value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
+    node("ConstantOfShape", ["history_shape"], ["ones"],
+         value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]))
+    node("ScatterElements", ["zeros", C.INPUT_HISTORY, "ones"], ["counts"], axis=1,
+         reduction="add")
+    node("GatherElements", ["counts", C.INPUT_HISTORY], ["slot_counts"], axis=1)
+    node("Reciprocal", ["slot_counts"], ["slot_share"])
+    node("Unsqueeze", ["slot_share", "neighbours/axis2"], ["slot_share_3d"])
+    node("Gather", ["neighbours/index", C.INPUT_HISTORY], ["rows_index"], axis=0)
+    node("Gather", ["neighbours/weight", C.INPUT_HISTORY], ["rows_weight"], axis=0)
+    node("Mul", ["rows_weight", "slot_share_3d"], ["shared_weight"])
+    node("Reshape", ["rows_index", "neighbours/flat"], ["flat_index"])
+    node("Reshape", ["shared_weight", "neighbours/flat"], ["flat_weight"])
+    node("ScatterElements", ["zeros", "flat_index", "flat_weight"], ["row"], axis=1,
+         reduction="add")
+    node("Slice", ["row", "neighbours/zero", "neighbours/n_items", "neighbours/axis1"], [_SCORES])
+    graph = helper.make_graph(
+        nodes, "edgerec_neighbours",
+        [helper.make_tensor_value_info(C.INPUT_USERS, TensorProto.INT64, ["batch"]),
+         helper.make_tensor_value_info(C.INPUT_HISTORY, TensorProto.INT64, ["batch", "history"])],
+        [helper.make_tensor_value_info(_SCORES, TensorProto.FLOAT, ["batch", n_items])],
+        initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", C.OPSET)],
+                             ir_version=8, producer_name="edgerec")
+
+
 def float16_weights(graph, min_elements: int = 1 << 12) -> int:
     """Store the graph's weight tables (``min_elements`` values or more) as float16, each
     behind a Cast to float32; small layers keep their precision.
@@ -125,7 +184,8 @@ def _check_weights_dtype(weights_dtype: str) -> None:
 
 
 def to_onnx(net, weights_dtype: str = "float32") -> bytes:
-    """The scoring core: the converted network plus the exclusion/top-k head.
+    """The scoring core: the network (converted by tf2onnx, or written directly for the
+    neighbourhood kinds: ``neighbour_graph``) plus the exclusion/top-k head.
 
     ``weights_dtype`` "float16" stores the large weights as float16 (``float16_weights``).
     """
@@ -133,8 +193,12 @@ def to_onnx(net, weights_dtype: str = "float32") -> bytes:
     import tf2onnx
 
     _check_weights_dtype(weights_dtype)
-    proto, _ = tf2onnx.convert.from_function(network_function(net),
-                                             input_signature=NETWORK_SIGNATURE, opset=C.OPSET)
+    tables = net.neighbour_tables()
+    if tables is not None:
+        proto = neighbour_graph(*tables)
+    else:
+        proto, _ = tf2onnx.convert.from_function(network_function(net),
+                                                 input_signature=NETWORK_SIGNATURE, opset=C.OPSET)
     add_top_k_head(proto.graph)
     if weights_dtype == "float16":
         float16_weights(proto.graph)

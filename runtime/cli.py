@@ -213,7 +213,9 @@ def update(store, bundle, holdout, tolerance, k, epochs, seed, keep, as_json):
 @click.option("--model", default="mf", show_default=True, help="Model kind.")
 @click.option("--protocol", default="temporal", show_default=True,
               help="temporal (last 20% of each user), leave-one-out-sampled (latest vs 99 "
-                   "sampled) or new-users (10% of users left out of training, served from history).")
+                   "sampled), random (25% of each item's interactions, as Microsoft "
+                   "Recommenders) or new-users (10% of users left out of training, served "
+                   "from history).")
 @click.option("-k", "k", default=10, show_default=True, help="Cut-off of the ranking metrics.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the results as JSON here.")
 @fit_options

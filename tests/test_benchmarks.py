@@ -33,6 +33,10 @@ def test_latency_benchmark_quick(tmp_path):
         assert row["threads"] == (1 if small else 0)
     ml = results["requests"]["ml100k"]
     assert ml["recommend"]["calls"] > 0 and 0 < ml["batch"]["users"] <= ml["users"]
+    kinds = results["kinds"]["ml100k-quick"]
+    assert set(kinds) == {"als", "itemknn", "rp3beta", "sparse_ease"}
+    assert kinds["als"]["ratio_p50_to_als"] == 1.0
+    assert all(row["recommend"]["p50_us"] > 0 and row["model_onnx_mb"] > 0 for row in kinds.values())
     startup = results["startup"]
     assert startup["tensorflow_loaded"] is False and startup["peak_rss_mb"] > 0
     env = results["environment"]

@@ -69,6 +69,13 @@ class Interactions:
         return [items[bounds[u]:bounds[u + 1]] for u in range(self.n_users)]
 
 
+def history_length_for(train: Interactions, cap: int) -> int:
+    """How many recent items a kind that scores from history reads: the most any user has,
+    capped at ``cap`` (a longer history costs every request more)."""
+    counts = np.bincount(train.users, minlength=train.n_users)
+    return int(min(cap, max(1, counts.max(initial=0))))
+
+
 def load_interactions(store: Store) -> Interactions:
     """Read every event from the store and collapse it to unique (user, item) pairs."""
     ev = store.events_array()

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import InputError
-from .data import Interactions
+from .data import Interactions, history_length_for
 from .models import FactorTables, ScoringModel
 
 WEIGHTINGS = ("log1p", "linear", "binary")
@@ -261,8 +261,8 @@ class EASE(ScoringModel):
         super().__init__(n_users, n_items, seed, **params)
         if n_items > self.MAX_ITEMS:
             raise InputError(f"ease keeps an items x items matrix: {n_items} items is more than "
-                             f"its limit of {self.MAX_ITEMS}; use --model als or mf for large "
-                             f"catalogues")
+                             f"its limit of {self.MAX_ITEMS}; use --model sparse_ease (EASE on "
+                             f"item neighbourhoods), itemknn or als for large catalogues")
         if self.params["reg"] <= 0:
             raise InputError("ease needs reg > 0")
         # B with one extra zero row for the padding index n_items.
@@ -275,8 +275,7 @@ class EASE(ScoringModel):
         return self.n_items  # weights per item: what the runtime sizes its thread pool by
 
     def prepare(self, train: Interactions) -> None:
-        counts = np.bincount(train.users, minlength=self.n_users)
-        self.history_length = int(min(self.MAX_HISTORY, max(1, counts.max(initial=0))))
+        self.history_length = history_length_for(train, self.MAX_HISTORY)
 
     def train_epoch(self, train: Interactions, seed: int) -> float:
         """The closed form; later epochs on the same data have nothing left to do."""

@@ -68,6 +68,12 @@ class ScoringModel(keras.Model):
         """
         return None
 
+    def neighbour_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """([n_items + 1, K] neighbour indices, weights), or None: the capability flag of the
+        item-neighbourhood kinds, whose scoring core the exporter writes as gather and
+        scatter-add over these tables instead of converting ``score_all``."""
+        return None
+
 
 class SampledNegativesModel(ScoringModel):
     """Pointwise training: binary cross-entropy on each positive and fresh negatives.
@@ -178,12 +184,16 @@ class MatrixFactorization(FoldsIn, SampledNegativesModel, FactorTables):
 from .sequence import SelfAttentionSequence  # noqa: E402 - needs ScoringModel above
 from .linear import EASE, AlternatingLeastSquares  # noqa: E402 - need the classes above
 from .neumf import NeuralCollaborativeFiltering  # noqa: E402 - needs SampledNegativesModel
+from .neighbours import ItemKNN, RP3beta, SparseEASE  # noqa: E402 - need ScoringModel
 
 # In the order ``auto`` tries them: the fast ones first (seconds for als and ease), so that
 # its time budget can only ever cut the slow ones short.
 MODEL_KINDS: dict[str, type[ScoringModel]] = {
     AlternatingLeastSquares.kind: AlternatingLeastSquares,
     EASE.kind: EASE,
+    ItemKNN.kind: ItemKNN,
+    RP3beta.kind: RP3beta,
+    SparseEASE.kind: SparseEASE,
     MatrixFactorization.kind: MatrixFactorization,
     NeuralCollaborativeFiltering.kind: NeuralCollaborativeFiltering,
     SelfAttentionSequence.kind: SelfAttentionSequence,

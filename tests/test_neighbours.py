@@ -1,0 +1,119 @@
+"""The item-neighbourhood kinds (itemknn, rp3beta, sparse_ease) beyond the shared suite:
+scores computed by hand, live history, bundle size O(items x K), EASE on neighbourhoods."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgerec.recommender import Recommender
+from edgerec.store import Store
+
+# Four users, four items. Item columns over (u0, u1, u2, u3):
+# i0 = 1100, i1 = 1110, i2 = 0111, i3 = 0001.
+TINY = {"u0": ["i0", "i1"], "u1": ["i0", "i1", "i2"], "u2": ["i1", "i2"], "u3": ["i2", "i3"]}
+
+
+def _store(path: Path, histories: dict) -> Path:
+    store = Store.open(path)
+    store.add_events((u, i, "purchase", 1.0, float(1000 * n + t))
+                     for n, (u, items) in enumerate(histories.items()) for t, i in enumerate(items))
+    store.close()
+    return path
+
+
+def _served(tmp_path, kind: str, **params) -> tuple[Path, Path]:
+    from edgerec.exporters import train_bundle
+
+    store = _store(tmp_path / "tiny.db", TINY)
+    bundle, _ = train_bundle(store, tmp_path / kind, kind, **params)
+    return bundle, store
+
+
+def _scores(rec: Recommender, user: str) -> dict:
+    return {r.item_id: r.score for r in rec.recommend(user, n=10)}
+
+
+def test_itemknn_scores_are_shrunk_cosines_summed_over_the_history(tmp_path):
+    """A visitor who bought i0 and i3 gets, for i1, cos(i0, i1) = 2 / (sqrt2 sqrt3 + shrink)
+    and, for i2, 1 / (sqrt2 sqrt3 + shrink) + 1 / (sqrt3 sqrt1 + shrink). Buying i3 again
+    changes nothing (a repeat counts once); buying i2 changes the next answer. The model
+    reads the 3 most recent items (the longest training history), so i0 then drops out."""
+    bundle, store = _served(tmp_path, "itemknn", weighting="none", shrink=1.0)
+    expected = {"i2": 1 / (math.sqrt(6) + 1) + 1 / (math.sqrt(3) + 1), "i1": 2 / (math.sqrt(6) + 1)}
+    with Recommender.open(bundle, store) as rec:
+        for item in ("i0", "i3"):
+            rec.record("visitor", item, "purchase")
+        assert list(_scores(rec, "visitor")) == ["i2", "i1"]
+        assert _scores(rec, "visitor") == pytest.approx(expected, rel=1e-5)
+        rec.record("visitor", "i3", "purchase")
+        assert _scores(rec, "visitor") == pytest.approx(expected, rel=1e-5)
+        rec.record("visitor", "i2", "purchase")
+        assert _scores(rec, "visitor") == pytest.approx({"i1": 2 / (3 + 1)}, rel=1e-5)
+
+
+def test_rp3beta_scores_are_popularity_damped_random_walks(tmp_path):
+    """i0 -> {u0, u1} -> items, i3 -> {u3} -> items, each step uniform (alpha 1), then the
+    target divided by its popularity^beta: pop(i1) = pop(i2) = 3."""
+    bundle, store = _served(tmp_path, "rp3beta", alpha=1.0, beta=0.5)
+    with Recommender.open(bundle, store) as rec:
+        rec.record("visitor", "i0", "purchase")
+        rec.record("visitor", "i3", "purchase")
+        got = _scores(rec, "visitor")
+    walk_i1 = 0.5 * 0.5 + 0.5 * (1 / 3)                  # via u0, via u1
+    walk_i2 = 0.5 * (1 / 3) + 1.0 * 0.5                  # via u1; from i3 via u3
+    assert got == pytest.approx({"i2": walk_i2 / math.sqrt(3), "i1": walk_i1 / math.sqrt(3)},
+                                rel=1e-5)
+
+
+def test_sparse_ease_on_every_item_is_ease_kept_to_its_positive_weights():
+    """With every item a candidate (all pairs co-occur here), each item's regression is
+    EASE's column: the tables hold exactly the positive entries of EASE's B."""
+    from edgerec.trainer import Interactions, fit
+    from edgerec.trainer.linear import ease_weights
+
+    rng = np.random.default_rng(0)
+    users, items = np.nonzero(rng.random((60, 12)) < 0.5)
+    data = Interactions(np.array([f"u{u}" for u in range(60)], dtype=object),
+                        np.array([f"i{i}" for i in range(12)], dtype=object),
+                        users.astype(np.int64), items.astype(np.int64),
+                        np.arange(len(users), dtype=float), {"interactions": len(users)})
+    net = fit(data, "sparse_ease", neighbours=20, candidates=20, reg=5.0).model  # refit: all data
+    full = ease_weights(data, 5.0)
+    assert (full != 0).sum() == 12 * 11  # every pair co-occurs: nothing is left out
+    index, weight = net.neighbour_tables()
+    got = np.zeros((13, 13), np.float32)
+    np.add.at(got, (np.arange(13)[:, None].repeat(index.shape[1], 1), index), weight)
+    np.testing.assert_allclose(got[:12, :12], np.maximum(full, 0), rtol=1e-4, atol=1e-6)
+
+
+def test_bundle_grows_with_items_times_neighbours(tmp_path):
+    """model.onnx holds an int32 index and a float32 weight per kept neighbour, plus a
+    few kilobytes of graph: O(items x K), never items^2 (one graph serves all three kinds)."""
+    from edgerec.demo import write_demo
+    from edgerec.exporters import train_bundle
+
+    store = Store.open(tmp_path / "s.db")
+    write_demo(store, n_users=400, n_items=600, mean_events=40, seed=2)
+    store.close()
+    sizes = {}
+    for k in (5, 40):
+        bundle, result = train_bundle(tmp_path / "s.db", tmp_path / f"knn{k}", "itemknn",
+                                      neighbours=k)
+        sizes[k] = (bundle / "model.onnx").stat().st_size
+        n = result.data.n_items
+        assert (n + 1) * k * 8 < sizes[k] < (n + 1) * k * 8 + 20_000
+    assert sizes[40] - sizes[5] == pytest.approx((n + 1) * 35 * 8, rel=0.01)
+
+
+def test_neighbourhood_kinds_refuse_bad_settings(tmp_path):
+    from edgerec.errors import InputError
+
+    store = _store(tmp_path / "tiny.db", TINY)
+    from edgerec.trainer import fit
+    for kind, params, message in [("itemknn", {"weighting": "okapi"}, "weighting must be one of"),
+                                  ("itemknn", {"neighbours": 0}, "neighbours >= 1"),
+                                  ("sparse_ease", {"reg": 0.0}, "reg > 0")]:
+        with pytest.raises(InputError, match=message):
+            fit(store, kind, **params)
