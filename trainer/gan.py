@@ -25,6 +25,12 @@ samples) x hidden), not O(users x items). The samples are ``zr_ratio`` / ``pm_ra
 the unpurchased items, capped at ``max_samples`` per user; the ZR sum is rescaled to the
 uncapped count, so alpha means what it means in the paper.
 
+One addition to the paper: G's loss also has ``purchase_weight`` * sum of (1 - r)^2 over
+the user's purchases, the ZR term's mirror image. Without it (``purchase_weight=0``, plain
+CFGAN_ZP) the adversarial signal alone did not hold on our data: on the test fixture and on
+MovieLens 100K validation, NDCG@10 peaked within two epochs and fell back to popularity's
+level as the discriminator won (0.090 against popularity's 0.091 on ML-100K validation).
+
 Published replications (Ferrari Dacrema et al. 2019/2021) found CFGAN not competitive
 with tuned simple baselines; the README's table says how it does here.
 """
@@ -47,8 +53,9 @@ _BUNDLE_FLOATS = 10_000_000
 
 
 def auto_hidden(n_items: int, largest: int = 256) -> int:
-    """The hidden width: ``largest``, or the power of two that keeps the bundle in budget."""
-    fits = max(8, _BUNDLE_FLOATS // (3 * max(n_items, 1)))
+    """The hidden width: ``largest``, or the largest power of two that keeps the bundle in
+    budget and stays below the number of items (a wider layer could just copy its input)."""
+    fits = max(8, min(_BUNDLE_FLOATS // (3 * max(n_items, 1)), n_items - 1))
     return min(largest, 2 ** int(math.log2(fits)))
 
 
@@ -66,8 +73,8 @@ class CollaborativeGAN(ScoringModel):
     history_length = 0   # set by ``prepare``: the most items a user has, up to MAX_HISTORY
     MAX_HISTORY = 1000
     defaults = {**ScoringModel.defaults, "epochs": 40, "hidden": 0, "zr_ratio": 0.7,
-                "pm_ratio": 0.7, "zr_weight": 0.1, "max_samples": 256,
-                "learning_rate": 0.001, "batch_size": 128, "steps_per_epoch": 64}
+                "pm_ratio": 0.7, "zr_weight": 0.1, "purchase_weight": 1.0, "max_samples": 256,
+                "learning_rate": 0.001, "batch_size": 64, "steps_per_epoch": 16}
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
@@ -75,8 +82,10 @@ class CollaborativeGAN(ScoringModel):
         if p["hidden"] < 0 or p["max_samples"] < 1 or p["batch_size"] < 1:
             raise InputError("gan needs hidden >= 0 (0: sized by the catalogue), max_samples >= 1 "
                              "and batch_size >= 1")
-        if not (0 <= p["zr_ratio"] <= 1 and 0 <= p["pm_ratio"] <= 1) or p["zr_weight"] < 0:
-            raise InputError("gan needs zr_ratio and pm_ratio in [0, 1] and zr_weight >= 0")
+        if not (0 <= p["zr_ratio"] <= 1 and 0 <= p["pm_ratio"] <= 1) or min(p["zr_weight"],
+                                                                            p["purchase_weight"]) < 0:
+            raise InputError("gan needs zr_ratio and pm_ratio in [0, 1], zr_weight >= 0 and "
+                             "purchase_weight >= 0")
         self.params["hidden"] = hidden = p["hidden"] or auto_hidden(n_items)
 
         def table(name, rows, cols, offset, scale):
@@ -198,7 +207,8 @@ class CollaborativeGAN(ScoringModel):
             masked = (tf.scatter_nd(purchases, tf.gather_nd(r, purchases), shape)
                       + tf.scatter_nd(pm_index, tf.gather(r, pm, batch_dims=1) * pm_w, shape))
             zero = tf.reduce_sum(tf.square(tf.gather(r, zr, batch_dims=1)) * zr_w, axis=1)
-            return masked, tf.reduce_mean(zero)
+            bought = tf.reduce_sum(tf.square(1.0 - tf.gather_nd(r, purchases)))
+            return masked, tf.reduce_mean(zero), bought / tf.cast(batch, tf.float32)
 
         def critic(vector):
             hidden = tf.matmul(vector, self.d_x) + tf.matmul(real, self.d_c) + self.d_bias
@@ -209,8 +219,9 @@ class CollaborativeGAN(ScoringModel):
             d_loss = bce(tf.ones_like(d_real), d_real) + bce(tf.zeros_like(d_fake), d_fake)
         self.d_opt.apply_gradients(zip(tape.gradient(d_loss, self.discriminator), self.discriminator))
         with tf.GradientTape() as tape:
-            masked, zero = fake()
+            masked, zero, bought = fake()
             d_fake = critic(masked)
-            g_loss = bce(tf.ones_like(d_fake), d_fake) + self.params["zr_weight"] * self._zr_scale * zero
+            g_loss = (bce(tf.ones_like(d_fake), d_fake) + self.params["zr_weight"] * self._zr_scale * zero
+                      + self.params["purchase_weight"] * bought)
         self.g_opt.apply_gradients(zip(tape.gradient(g_loss, self.generator), self.generator))
         return d_loss, g_loss
