@@ -74,7 +74,7 @@ class CollaborativeGAN(ScoringModel):
     MAX_HISTORY = 1000
     defaults = {**ScoringModel.defaults, "epochs": 40, "hidden": 0, "zr_ratio": 0.7,
                 "pm_ratio": 0.7, "zr_weight": 0.1, "purchase_weight": 1.0, "max_samples": 256,
-                "learning_rate": 0.001, "batch_size": 64, "steps_per_epoch": 16}
+                "learning_rate": 0.003, "batch_size": 64, "steps_per_epoch": 16}
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
