@@ -72,22 +72,6 @@ def test_bundle_grows_with_items_times_hidden_not_items_squared(gan):
         assert 3 * items * auto_hidden(items) * 4 < 50e6
 
 
-def test_new_visitor_is_served_from_history_and_feedback_moves_the_list(gan, tmp_path):
-    import shutil
-
-    store_path = tmp_path / "store.db"
-    shutil.copy(gan.store, store_path)
-    with Recommender.open(gan.bundle, store_path) as rec:
-        rec.record_many([("visitor", i, "purchase", None, 2e9 + t)
-                         for t, i in enumerate(rec.store.history("u7")[:5])])
-        before = rec.recommend("visitor", n=10)
-        rec.record("visitor", before[0].item_id, "purchase", ts=2e9 + 9)
-        after = rec.recommend("visitor", n=10)
-    assert not before.fallback and not after.fallback
-    assert before[0].item_id not in [r.item_id for r in after]
-    assert [r.item_id for r in before][1:] != [r.item_id for r in after][:9]
-
-
 @pytest.mark.parametrize("params, message", [
     ({"zr_ratio": 1.5}, "zr_ratio and pm_ratio in"),
     ({"hidden": -1}, "hidden >= 0"),
