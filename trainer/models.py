@@ -185,6 +185,7 @@ from .sequence import SelfAttentionSequence  # noqa: E402 - needs ScoringModel a
 from .linear import EASE, AlternatingLeastSquares  # noqa: E402 - need the classes above
 from .neumf import NeuralCollaborativeFiltering  # noqa: E402 - needs SampledNegativesModel
 from .neighbours import ItemKNN, RP3beta, SparseEASE  # noqa: E402 - need ScoringModel
+from .gan import CollaborativeGAN  # noqa: E402 - needs ScoringModel
 
 # In the order ``auto`` tries them: the fast ones first (seconds for als and ease), so that
 # its time budget can only ever cut the slow ones short.
@@ -197,4 +198,5 @@ MODEL_KINDS: dict[str, type[ScoringModel]] = {
     MatrixFactorization.kind: MatrixFactorization,
     NeuralCollaborativeFiltering.kind: NeuralCollaborativeFiltering,
     SelfAttentionSequence.kind: SelfAttentionSequence,
+    CollaborativeGAN.kind: CollaborativeGAN,
 }

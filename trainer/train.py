@@ -184,7 +184,7 @@ def fit_warm(source: Store | str | Path | Interactions, bundle: str | Path, mode
     ``epochs`` epochs (default: a quarter of the epochs the bundle was trained for, at
     least two) on all interactions, without a holdout: the warm start's quality is judged
     where it is used, by ``edgerec update`` on the events the bundle never saw. A kind
-    solved in closed form (``ease``) is simply fitted again.
+    that keeps no trainer state (``ease``, ``gan``) is fitted afresh (``epochs`` caps it).
     """
     if params:
         raise InputError(f"a warm start keeps the bundle's settings; it takes epochs and seed, "
@@ -194,8 +194,9 @@ def fit_warm(source: Store | str | Path | Interactions, bundle: str | Path, mode
     if model not in (None, found):
         raise InputError(f"{bundle} holds a {found!r} model; a warm start cannot make it {model!r}")
     if not MODEL_KINDS[found].warm_starts:
-        progress(f"{found} is solved afresh every time: no warm start needed")
-        result = fit(source, found, seed=seed, k=k, progress=progress)
+        progress(f"{found} is trained afresh every time: no warm start needed")
+        limit = {} if epochs is None else {"epochs": epochs}  # for kinds with epochs (gan)
+        result = fit(source, found, seed=seed, k=k, progress=progress, **limit)
         result.metrics["warm_start"] = {"from": str(bundle), "afresh": True}
         return result
     warm = WarmStart(bundle)
