@@ -5,8 +5,11 @@
 DATA is a ratings file edgerec can ingest (e.g. MovieLens ``u.data``), an existing store
 (``.db``), or ``demo:SHAPE`` for synthetic check data of shapes unlike MovieLens (see
 ``SHAPES``): ``demo:long`` (a 12K-item catalogue, few users, long histories) and
-``demo:plays`` (play counts as weights, in an order that carries no meaning). Each kind is evaluated with its default settings by ``edgerec evaluate`` (fit on
-the train part with early stopping on a validation split carved from it, export, serve
+``demo:plays`` (play counts as weights, in an order that carries no meaning),
+``demo:shop`` (30K users x 24K products, about 10 purchases each, in an order that matters:
+``edgerec.demo.shop``) and ``demo:shop-small`` (the same at a tenth of the size, for tests
+and quick checks). Each kind is evaluated with its default settings by ``edgerec evaluate``
+(fit on the train part with early stopping on a validation split carved from it, export, serve
 through the runtime, score the held-out test part). Writes DIR/quality.json and
 DIR/quality.md (a table with model, metrics, training time and the command). Not part of
 the test suite: it trains every kind on the full data.
@@ -25,20 +28,23 @@ METRICS = ("ndcg@10", "recall@10", "hr@10", "map@10", "coverage@10")
 SHAPES = {
     "long": {"n_users": 1_200, "n_items": 12_000, "mean_events": 250, "seed": 11},
     "plays": {"n_users": 1_500, "n_items": 10_000, "mean_events": 150, "seed": 12},
+    "shop": {"n_users": 30_000, "n_items": 24_000, "mean_events": 10, "seed": 13},
+    "shop-small": {"n_users": 3_000, "n_items": 2_400, "mean_events": 10, "seed": 13},
 }
 
 
 def synthetic_store(shape: str, path: Path) -> Path:
     """Demo-generator data of a named shape; "plays" gets Poisson play counts as weights
-    and timestamps shuffled within each user, so that order carries no signal."""
+    and timestamps shuffled within each user, so that order carries no signal; "shop*"
+    comes from the purchase generator (``edgerec.demo.shop``)."""
     import numpy as np
 
-    from edgerec.demo import generate
+    from edgerec.demo import generate, shop
     from edgerec.store import Store
 
     if shape not in SHAPES:
         raise SystemExit(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
-    events, items = generate(**SHAPES[shape])
+    events, items = (shop if shape.startswith("shop") else generate)(**SHAPES[shape])
     if shape == "plays":
         rng = np.random.default_rng(0)
         by_user: dict[str, list] = {}
@@ -99,7 +105,8 @@ def main(argv=None) -> list[dict]:
     from edgerec.trainer import MODEL_KINDS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data", type=Path, help="ratings file, store (.db) or demo:long / demo:plays")
+    parser.add_argument("data", type=Path, help="ratings file, store (.db) or demo:SHAPE "
+                        f"({', '.join(SHAPES)})")
     parser.add_argument("--models", default=",".join(MODEL_KINDS))
     parser.add_argument("--protocol", default="temporal")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
