@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from threadpoolctl import threadpool_limits
 
 from ..errors import InputError
 from .cg import cg_sweep, observed_loss
@@ -117,6 +118,12 @@ class AlternatingLeastSquares(FactorTables):
 
     def train_epoch(self, train: Interactions, seed: int) -> float:
         del train, seed  # the CSR layouts come from ``prepare``; ALS draws nothing
+        # The BLAS calls here are small (d x d results); a BLAS thread pool beside numba's
+        # threads only waits on them: on a loaded 2-core machine it made a sweep 3x slower.
+        with threadpool_limits(1, "blas"):
+            return self._sweep()
+
+    def _sweep(self) -> float:
         users = self.user_embedding.embeddings.numpy()
         items = self.item_embedding.embeddings.numpy()
         reg, steps = self.params["reg"], self.params["cg_steps"]
@@ -131,7 +138,7 @@ class AlternatingLeastSquares(FactorTables):
         """The weighted squared loss per user (sum over all cells, via the Gram trick)."""
         csr = self.by_user
         reg = self.params["reg"]
-        total = float(np.einsum("ud,de,ue->", users, items.T @ items, users))  # all cells, p = 0
+        total = float(np.sum((users @ (items.T @ items)) * users))  # all cells, p = 0
         total += observed_loss(csr.indptr, csr.cols, csr.vals, users, items)
         total += reg * float(np.sum(users ** 2) + np.sum(items ** 2))
         return total / max(self.n_users, 1)

@@ -6,8 +6,9 @@ item for a batch of users, written in plain TensorFlow ops: it is the network pa
 ONNX scoring core, and evaluation calls the same function, so both see one computation.
 
 Class attributes tell the exporter and runtime what a kind needs:
-``history_length`` (how many recent items ``score_all`` reads; 0: none) and ``folds_in``
-(whether it can score a user it was not trained on, passed as user index -1, from history).
+``history_length`` (how many recent items ``score_all`` reads; 0: none), ``folds_in``
+(whether it can score a user it was not trained on, passed as user index -1, from history)
+and ``known_users_read_history`` (whether the history changes a trained user's scores).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class ScoringModel(keras.Model):
     kind = ""
     history_length = 0
     folds_in = False
+    known_users_read_history = True  # False: a trained user's scores ignore ``history``
     warm_starts = True  # False: solved afresh every time, so a bundle keeps no trainer state
     defaults: dict = {"epochs": 30}
 
@@ -104,6 +106,8 @@ class FactorTables(ScoringModel):
     ``mf`` fills them by gradient descent, ``als`` by least squares; the exporter and
     the runtime's item vectors see the same tables either way.
     """
+
+    known_users_read_history = False  # the history only places users without a row
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
