@@ -30,6 +30,22 @@ class ScoringModel(keras.Model):
     known_users_read_history = True  # False: a trained user's scores ignore ``history``
     warm_starts = True  # False: solved afresh every time, so a bundle keeps no trainer state
     defaults: dict = {"epochs": 30}
+    # ``auto`` plans with these (see ``train.plan_auto``): how strong the kind tends to be on
+    # implicit-feedback data beside the others (a prior from our benchmarks, not a promise)
+    # and ``epoch_seconds``, a rough cost. Kinds with more value per second go first.
+    auto_prior = 1.0
+    # Seconds per million (example x dim) of one epoch: sampled-negative Keras training.
+    seconds_per_mega_op = 0.25
+
+    @classmethod
+    def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
+        """A rough cost of one training epoch on data of this size (validation not included).
+
+        The default prices an epoch of pointwise training: every interaction and its
+        negatives through the network, ``dim`` wide. Kinds with other costs override it.
+        """
+        examples = n_interactions * (1 + params.get("negatives", 0))
+        return cls.seconds_per_mega_op * examples * params.get("dim", 32) / 1e6
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__()
@@ -140,6 +156,7 @@ class MatrixFactorization(FoldsIn, SampledNegativesModel, FactorTables):
     """
 
     kind = "mf"
+    auto_prior = 0.7
     defaults = {**SampledNegativesModel.defaults, "dim": 32, "l2": 0.005,
                 "fold_in_history": DEFAULT_HISTORY, "fold_in_reg": 0.1}
 

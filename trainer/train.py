@@ -125,54 +125,99 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
     return FitResult(net, data, metrics, fitted, log, time.perf_counter() - started)
 
 
+# No kind may take more than this share of auto's budget: a slow kind cannot starve the
+# others, and the winner's refit still fits.
+AUTO_MAX_SHARE = 0.5
+# Early stopping usually ends a kind well before its epoch cap: auto plans with at most this
+# many epochs per kind (each kind still runs until it stops or reaches its time limit).
+AUTO_PLAN_EPOCHS = 15
+
+
+def plan_auto(data: Interactions, epochs: int | None = None) -> list[dict]:
+    """Every kind with its estimated seconds (``epoch_seconds`` plus validation) and its
+    expected value per second (``auto_prior`` / seconds), best value per second first."""
+    plan = []
+    validation_users = min(VALIDATION_USERS, data.n_users)
+    for name, kind in MODEL_KINDS.items():
+        params = kind.defaults
+        n_epochs = min(epochs or params["epochs"], AUTO_PLAN_EPOCHS)
+        per_epoch = kind.epoch_seconds(data.n_users, data.n_items, len(data.users), params)
+        per_epoch += validation_users * data.n_items * params.get("dim", 64) / 2e9
+        plan.append({"model": name, "epoch_s": per_epoch, "estimate_s": n_epochs * per_epoch,
+                     "value_per_s": kind.auto_prior / max(n_epochs * per_epoch, 0.1)})
+    return sorted(plan, key=lambda entry: -entry["value_per_s"])
+
+
 def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patience: int = 3,
              k: int = 10, progress: Progress = _quiet, epochs: int | None = None,
              budget_seconds: float = AUTO_BUDGET_SECONDS) -> FitResult:
-    """Fit every model kind with its defaults, keep the best on the holdout, refit it.
+    """Fit model kinds with their defaults inside ``budget_seconds``, keep the best on the
+    holdout, refit it; the refit is inside the budget too.
 
-    ``epochs`` caps every kind's epochs (default: each kind's own).
-    The holdout is the same temporal split each kind early-stops on (inside ``evaluate``
-    it is carved from the training part, so the test set never chooses). Kinds that refuse
-    the data (e.g. a catalogue too large for them) are skipped. Kinds are tried in the
-    order of ``MODEL_KINDS``, cheapest first, and each gets what is left of
-    ``budget_seconds`` as its ``time_limit``; once the budget is spent, the kinds not yet
-    tried are skipped. The bundle records every try.
+    ``epochs`` caps every kind's epochs (default: each kind's own). The holdout is the same
+    temporal split each kind early-stops on (inside ``evaluate`` it is carved from the
+    training part, so the test set never chooses). Kinds go in ``plan_auto`` order (most
+    expected value per second first, so fast strong kinds get their full run before slow
+    ones start); each may use at most ``AUTO_MAX_SHARE`` of the budget and what is left
+    after reserving the current winner's refit. Once a kind has a result, one whose single
+    epoch is not expected to fit is skipped, as is any kind that refuses the data. The bundle records every try and
+    why each untried kind was skipped.
     """
     started = time.perf_counter()
     data = _interactions(source)
     tried: list[dict] = []
     best: FitResult | None = None
     metric = f"ndcg@{k}"
-    for name in MODEL_KINDS:
-        if best is not None and time.perf_counter() - started > budget_seconds:
-            tried.append({"model": name, "skipped": f"time budget of {budget_seconds:.0f}s spent"})
+    plan = plan_auto(data, epochs)
+    progress(f"[auto] budget {budget_seconds:.0f}s; plan (estimated seconds, most value per second "
+             f"first): " + ", ".join(f"{p['model']} ~{p['estimate_s']:.0f}s" for p in plan))
+    for entry in plan:
+        name = entry["model"]
+        left = budget_seconds - (time.perf_counter() - started) - _refit_seconds(best)
+        limit = min(left, AUTO_MAX_SHARE * budget_seconds) if best is not None else left
+        if best is not None and entry["epoch_s"] > limit:  # the first kind always runs
+            reason = (f"one epoch needs ~{entry['epoch_s']:.0f}s, {max(limit, 0):.0f}s available "
+                      f"(budget {budget_seconds:.0f}s, refit reserved)")
+            tried.append({"model": name, "skipped": reason})
+            progress(f"[auto] {name}: skipped: {reason}")
             continue
         try:
             cap = {"epochs": min(epochs, MODEL_KINDS[name].defaults["epochs"])} if epochs else {}
-            left = budget_seconds - (time.perf_counter() - started)
             result = fit(data, name, seed=seed, patience=patience, refit=False, k=k,
                          progress=lambda m, name=name: progress(f"[auto {name}] {m}"),
-                         time_limit=left, **cap)
+                         time_limit=limit, **cap)
         except InputError as exc:
             tried.append({"model": name, "skipped": str(exc)})
+            progress(f"[auto] {name}: skipped: {exc}")
             continue
         score = result.metrics["holdout"].get(metric, 0.0)
         tried.append({"model": name, metric: score, "seconds": round(result.seconds, 1),
-                      "epochs": result.params["trained_epochs"]})
-        progress(f"[auto] {name}: holdout {metric} {score:.4f} in {result.seconds:.0f}s")
+                      "epochs": result.params["trained_epochs"], "limit_s": round(limit, 1)})
+        progress(f"[auto] {name}: holdout {metric} {score:.4f} in {result.seconds:.0f}s "
+                 f"(best epoch {result.params['trained_epochs']}, limit {limit:.0f}s)")
         if best is None or score > best.metrics["holdout"].get(metric, 0.0):
             best = result
     if best is None:
         raise InputError("auto: no model kind could be trained on this data")
     winner = best.params["model"]
-    progress(f"[auto] chose {winner}: highest holdout {metric}")
+    spent = time.perf_counter() - started
+    progress(f"[auto] stopped after {spent:.0f}s of {budget_seconds:.0f}s: every kind tried or "
+             f"skipped; chose {winner}: highest holdout {metric}")
     kind = MODEL_KINDS[winner]
     params = {name: best.params[name] for name in kind.defaults}
     net = _refit(kind, data, seed, params, best.params["trained_epochs"], progress)
     metrics = {**best.metrics, "auto": {"chosen": winner, "criterion": f"holdout {metric}",
-                                        "tried": tried}}
+                                        "budget_seconds": budget_seconds, "tried": tried}}
     fitted = {**best.params, "auto": True, "refit": True}
     return FitResult(net, data, metrics, fitted, best.epochs, time.perf_counter() - started)
+
+
+def _refit_seconds(result: FitResult | None) -> float:
+    """What refitting ``result`` on all interactions should take: its epochs up to the best
+    one (validation included, which the refit skips: a margin), a quarter more data."""
+    if result is None:
+        return 0.0
+    return 1.25 * sum(row["seconds"] for row in result.epochs[:result.params["trained_epochs"]])
 
 
 def fit_warm(source: Store | str | Path | Interactions, bundle: str | Path, model: str | None = None,
