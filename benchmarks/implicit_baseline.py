@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-GRID = {"factors": (64, 128), "regularization": (0.01, 0.1, 1.0, 10.0), "alpha": (1.0, 10.0, 40.0)}
+GRID = {"factors": (64, 128), "regularization": (0.1, 1.0, 10.0, 100.0), "alpha": (10.0, 40.0)}
 
 
 def implicit_scores(train, test, params: dict, k: int = 10) -> dict:

@@ -30,6 +30,9 @@ class ScoringModel(keras.Model):
     known_users_read_history = True  # False: a trained user's scores ignore ``history``
     warm_starts = True  # False: solved afresh every time, so a bundle keeps no trainer state
     defaults: dict = {"epochs": 30}
+    # Parameters chosen on the holdout when the caller leaves them unset: each value is
+    # trained and the best kept (``fit``). For what no single default suits across data.
+    search: dict[str, tuple] = {}
     # ``auto`` plans with these (see ``train.plan_auto``): how strong the kind tends to be on
     # implicit-feedback data beside the others (a prior from our benchmarks, not a promise)
     # and ``epoch_seconds``, a rough cost. Kinds with more value per second go first.

@@ -9,6 +9,7 @@ ones recorded in the bundle.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,9 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
     bundle's weights instead (see ``fit_warm``). ``time_limit`` (seconds) ends the epochs
     early once spent, keeping the best epoch so far, as early stopping does (``auto`` uses
     it to keep its budget). Seeded and repeatable: the same data and arguments give the
-    same weights (with ``time_limit``, as long as the limit is not reached).
+    same weights (with ``time_limit``, as long as the limit is not reached). A kind's
+    ``search`` parameters that the caller leaves unset are chosen on the holdout: every
+    value is trained (with early stopping) and the best kept (``params["searched"]``).
     """
     if warm_start is not None:
         return fit_warm(source, warm_start, model, seed=seed, k=k, progress=progress, **params)
@@ -81,6 +84,7 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
     if unknown:
         raise InputError(f"model {model!r} has no parameter {', '.join(unknown)}; it takes "
                          f"{', '.join(sorted(kind.defaults))}")
+    passed = set(params)  # what the caller set: never searched over
     params = {**kind.defaults, **params}
     for name in ("epochs", "dim", "negatives"):
         if name in params and params[name] < 1:
@@ -93,6 +97,36 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
              f"{data.n_items} items; holdout {int(holdout_mask.sum())} interactions")
 
     tf.config.experimental.enable_op_determinism()
+    searched = {name: values for name, values in kind.search.items()
+                if name not in passed} if len(holdout.users) else {}
+    best = None
+    for values in itertools.product(*searched.values()):
+        settings = {**params, **dict(zip(searched, values))}
+        if searched:
+            progress("search: " + ", ".join(f"{n} {settings[n]}" for n in searched))
+        run = _epochs(kind, data, train, holdout, settings, seed=seed, patience=patience, k=k,
+                      progress=progress, deadline=None if time_limit is None else started + time_limit)
+        if best is None or run[1].get(f"ndcg@{k}", 0.0) > best[1].get(f"ndcg@{k}", 0.0):
+            best, params = run, settings
+        if time_limit is not None and time.perf_counter() - started > time_limit:
+            break
+    net, best, log = best
+    metrics = {"holdout": {m: v for m, v in best.items() if m not in ("loss", "seconds")},
+               "popularity": popularity_baseline(train, holdout, k, VALIDATION_USERS, seed)}
+    refit = bool(refit and len(holdout.users))
+    if refit:
+        net = _refit(kind, data, seed, params, best["epoch"], progress)
+    fitted = {"model": model, "seed": seed, "patience": patience, **params,
+              "trained_epochs": best["epoch"], "refit": refit}
+    if searched:
+        fitted["searched"] = {name: list(values) for name, values in searched.items()}
+    return FitResult(net, data, metrics, fitted, log, time.perf_counter() - started)
+
+
+def _epochs(kind, data: Interactions, train: Interactions, holdout: Interactions, params: dict, *,
+            seed: int, patience: int, k: int, progress: Progress, deadline: float | None):
+    """Train ``params`` epoch by epoch with early stopping on ``holdout``; returns the net at
+    its best epoch, that epoch's row and the log. ``deadline`` (perf_counter) stops early."""
     net = _build(kind, data, seed, params, train)
     log: list[dict] = []
     best, best_weights = None, None
@@ -110,19 +144,11 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
         elif epoch - best["epoch"] >= patience:
             progress(f"early stop: best holdout ndcg@{k} at epoch {best['epoch']}")
             break
-        if time_limit is not None and time.perf_counter() - started > time_limit:
-            progress(f"time limit of {time_limit:.0f}s reached: best holdout ndcg@{k} at epoch "
-                     f"{best['epoch']}")
+        if deadline is not None and time.perf_counter() > deadline:
+            progress(f"time limit reached: best holdout ndcg@{k} at epoch {best['epoch']}")
             break
     net.set_weights(best_weights)
-    metrics = {"holdout": {m: v for m, v in best.items() if m not in ("loss", "seconds")},
-               "popularity": popularity_baseline(train, holdout, k, VALIDATION_USERS, seed)}
-    refit = bool(refit and len(holdout.users))
-    if refit:
-        net = _refit(kind, data, seed, params, best["epoch"], progress)
-    fitted = {"model": model, "seed": seed, "patience": patience, **params,
-              "trained_epochs": best["epoch"], "refit": refit}
-    return FitResult(net, data, metrics, fitted, log, time.perf_counter() - started)
+    return net, best, log
 
 
 # No kind may take more than this share of auto's budget: a slow kind cannot starve the
@@ -143,6 +169,7 @@ def plan_auto(data: Interactions, epochs: int | None = None) -> list[dict]:
         n_epochs = min(epochs or params["epochs"], AUTO_PLAN_EPOCHS)
         per_epoch = kind.epoch_seconds(data.n_users, data.n_items, len(data.users), params)
         per_epoch += validation_users * data.n_items * params.get("dim", 64) / 2e9
+        n_epochs *= int(np.prod([len(values) for values in kind.search.values()]))
         plan.append({"model": name, "epoch_s": per_epoch, "estimate_s": n_epochs * per_epoch,
                      "value_per_s": kind.auto_prior / max(n_epochs * per_epoch, 0.1)})
     return sorted(plan, key=lambda entry: -entry["value_per_s"])
