@@ -333,10 +333,11 @@ def score_users(net: keras.Model, users: np.ndarray, history: np.ndarray | None 
 
 
 # Validation ranks the whole catalogue for every holdout user after every epoch; beyond
-# this many users it ranks a seeded sample instead. Epochs and kinds are then compared on
-# the same users (paired), which keeps the comparison steady, and a 30K-user shop no
-# longer spends most of its training time validating.
-VALIDATION_USERS = 5_000
+# this many users it ranks a seeded sample instead. Epochs and kinds are compared on the
+# same users (paired), so the comparison stays steady (at NDCG@10 ~0.1 the standard error
+# is ~0.007, the paired differences vary less), and a 30K-user shop no longer spends most
+# of its training time validating.
+VALIDATION_USERS = 2_000
 
 
 def holdout_users(holdout: Interactions, max_users: int | None = None, seed: int = 0) -> np.ndarray:
