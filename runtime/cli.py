@@ -31,13 +31,15 @@ def _echo_err(message: str) -> None:
 
 
 def fit_options(command):
-    """--epochs/--dim/--negatives/--seed for train and evaluate; unset ones take the model
+    """--epochs/--dim/--negatives/--seed/--budget-seconds for train and evaluate; unset ones take the model
     kind's own defaults (each kind documents them in ``MODEL_KINDS[kind].defaults``)."""
     for option in reversed([
             click.option("--epochs", type=int, help="Most epochs (early stopping)."),
             click.option("--dim", type=int, help="Embedding size."),
             click.option("--negatives", type=int, help="Sampled negatives per positive."),
-            click.option("--seed", type=int, help="Random seed [default: 0].")]):
+            click.option("--seed", type=int, help="Random seed [default: 0]."),
+            click.option("--budget-seconds", type=float,
+                         help="--model auto: seconds for every try and the refit [default: 240].")]):
         command = option(command)
     return command
 

@@ -112,6 +112,39 @@ def test_als_sweeps_lower_the_weighted_loss():
     assert losses[-1] == pytest.approx(dense / data.n_users, rel=1e-4)
 
 
+def test_als_half_sweep_solves_each_rows_least_squares_problem():
+    """The compiled CG sweep, given as many steps as dimensions, lands on numpy's exact
+    solution of every row's weighted ridge problem (rows without entries go to zero)."""
+    from edgerec.trainer.linear import _CSR, als_half_sweep
+
+    rng = np.random.default_rng(3)
+    rows, cols = np.nonzero(rng.random((25, 18)) < 0.3)
+    conf = 1.0 + 5.0 * rng.random(len(rows))
+    fixed = rng.normal(size=(18, 6)).astype(np.float32)
+    solve_for = rng.normal(size=(26, 6)).astype(np.float32)  # row 25 has no entries
+    als_half_sweep(_CSR(rows, cols, conf, 26), solve_for, fixed, reg=0.5, cg_steps=12)
+    f = fixed.astype(np.float64)
+    for u in range(26):
+        mine = rows == u
+        y, c = f[cols[mine]], conf[mine]
+        a = f.T @ f + 0.5 * np.eye(6) + y.T @ ((c - 1.0)[:, None] * y)
+        np.testing.assert_allclose(solve_for[u], np.linalg.solve(a, y.T @ c), atol=2e-4)
+
+
+def test_validation_ranks_a_seeded_sample_of_holdout_users():
+    from edgerec.trainer.train import holdout_users
+
+    rng = np.random.default_rng(4)
+    data = _interactions((rng.random((300, 20)) < 0.3).astype(np.float64))
+    with_holdout = np.unique(data.users[data.users % 3 > 0])
+    holdout = data.subset(data.users % 3 > 0)
+    np.testing.assert_array_equal(holdout_users(holdout), with_holdout)
+    sample = holdout_users(holdout, 50, seed=1)
+    assert len(sample) == 50 and np.all(np.diff(sample) > 0) and np.isin(sample, with_holdout).all()
+    np.testing.assert_array_equal(sample, holdout_users(holdout, 50, seed=1))
+    assert not np.array_equal(sample, holdout_users(holdout, 50, seed=2))
+
+
 def _dense_weights(data) -> np.ndarray:
     out = np.zeros((data.n_users, data.n_items))
     out[data.users, data.items] = data.weights

@@ -75,6 +75,8 @@ class FoldsIn:
     off, e.g. for factors computed elsewhere that no map was fitted for).
     """
 
+    known_users_read_history = False  # the history only places users without a row
+
     def _init_fold_in(self) -> None:
         self.history_length = int(self.params["fold_in_history"])
         self.folds_in = self.history_length > 0

@@ -1,6 +1,6 @@
 """Closed-form and least-squares kinds: ``als`` (implicit-feedback ALS) and ``ease``.
 
-Both train in numpy (no gradient descent, no scipy) and keep their Keras face only for
+Both train outside Keras (numpy, and numba for the ALS inner loop; no gradient descent) and keep their Keras face only for
 ``score_all``, the function the exporter converts to ONNX and evaluation calls.
 
 ``als``: weighted matrix factorisation of Hu, Koren & Volinsky (2008). Every (user, item)
@@ -10,8 +10,8 @@ and 1 elsewhere; the loss is sum c (p - x_u . y_i)^2 + reg (|x_u|^2 + |y_i|^2). 
 ``train_epoch`` is one sweep: every user vector solved with the items fixed, then every
 item vector with the users fixed. Each solve uses the Y^T Y trick (only observed cells
 add to the d x d system) and a few conjugate-gradient steps warm-started from the previous
-sweep (Takacs et al. 2011), vectorised over all users of a chunk through a hand-built CSR
-layout and ``np.add.reduceat``. Unknown users are folded in from their history inside the
+sweep (Takacs et al. 2011), row by row in compiled code over a hand-built CSR layout
+(``trainer/cg.py``). Unknown users are folded in from their history inside the
 graph: the same least-squares problem, solved by preconditioned CG with the constant
 (Y^T Y + reg I)^-1 as preconditioner (see ``AlternatingLeastSquares.fold_in``).
 
@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from threadpoolctl import threadpool_limits
 
 from ..errors import InputError
+from .cg import cg_sweep, observed_loss
 from .data import Interactions, history_length_for
 from .models import FactorTables, ScoringModel
 
 WEIGHTINGS = ("log1p", "linear", "binary")
-
-# Rows of [nnz, dim] float32 temporaries per chunk in the ALS solves (~64 MB at dim 64).
-_CHUNK_NNZ = 1 << 18
-
 
 def confidence_weights(data: Interactions, weighting: str) -> np.ndarray:
     """f(w) per interaction: log1p(w), w, or 1 (``weighting``); w = 1 when there are none."""
@@ -49,76 +47,21 @@ class _CSR:
         order = np.lexsort((cols, rows))
         self.n_rows = n_rows
         self.indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=n_rows))].astype(np.int64)
-        self.rows = rows[order]
-        self.cols = cols[order]
+        self.cols = cols[order].astype(np.int64)
         self.vals = vals[order].astype(np.float32)
-
-    def chunks(self, budget: int = _CHUNK_NNZ):
-        """Row ranges [r0, r1) with at most ``budget`` non-zeros (or a single row)."""
-        r0 = 0
-        while r0 < self.n_rows:
-            r1 = int(np.searchsorted(self.indptr, self.indptr[r0] + budget, side="right")) - 1
-            r1 = min(self.n_rows, max(r1, r0 + 1))
-            yield r0, r1
-            r0 = r1
-
-
-def _segment_sum(values: np.ndarray, local_rows: np.ndarray, starts: np.ndarray,
-                 n_rows: int) -> np.ndarray:
-    """Sum the columns of ``values`` [d, m] over runs of equal ``local_rows`` (sorted).
-
-    Returns [d, n_rows]. ``starts`` are the first positions of each non-empty row's run;
-    rows without entries stay zero (``np.add.reduceat`` alone would copy a neighbour's
-    value into them). Summing along the contiguous axis is ~25x faster than along axis 0.
-    """
-    out = np.zeros((values.shape[0], n_rows), dtype=values.dtype)
-    if len(starts):
-        out[:, local_rows[starts]] = np.add.reduceat(values, starts, axis=1)
-    return out
 
 
 def als_half_sweep(csr: _CSR, solve_for: np.ndarray, fixed: np.ndarray, reg: float,
                    cg_steps: int) -> None:
-    """Update every row of ``solve_for`` (in place) with ``fixed`` held constant.
+    """Update every row of ``solve_for`` (float32, in place) with ``fixed`` held constant.
 
     Row u solves (F^T F + reg I + F_u^T (C_u - I) F_u) x = F_u^T C_u 1, where F_u are the
     ``fixed`` rows of u's observed columns and C_u their confidences (``csr.vals``), by
-    ``cg_steps`` conjugate-gradient steps from the current value of x, for all rows of a
-    chunk at once. The gathered ``fixed`` rows are held in both layouts: [m, d] for the
-    dot products, [d, m] so that the per-row sums run along contiguous memory.
+    ``cg_steps`` conjugate-gradient steps from the current value of x (``cg.cg_sweep``).
     """
-    dim = fixed.shape[1]
-    gram = (fixed.T @ fixed + reg * np.eye(dim, dtype=np.float32)).astype(np.float32)
-    fixed_t = np.ascontiguousarray(fixed.T)
-    for r0, r1 in csr.chunks():
-        s, e = csr.indptr[r0], csr.indptr[r1]
-        n = r1 - r0
-        local = csr.rows[s:e] - r0
-        starts = np.flatnonzero(np.r_[True, local[1:] != local[:-1]]) if e > s else local
-        conf = csr.vals[s:e]
-        f_rows = fixed[csr.cols[s:e]]                  # [m, d] for the dot products
-        f_cols = np.take(fixed_t, csr.cols[s:e], axis=1)   # [d, m] C order, for the row sums
-        extra = conf - 1.0
-
-        def times_a(v: np.ndarray) -> np.ndarray:      # v: [n, d]
-            dots = np.einsum("md,md->m", f_rows, v[local])
-            return v @ gram + _segment_sum(f_cols * (extra * dots), local, starts, n).T
-
-        x = solve_for[r0:r1].astype(np.float32)
-        r = _segment_sum(f_cols * conf, local, starts, n).T - times_a(x)
-        p = r.copy()
-        rs = np.einsum("nd,nd->n", r, r)
-        for _ in range(cg_steps):
-            ap = times_a(p)
-            pap = np.einsum("nd,nd->n", p, ap)
-            step = np.divide(rs, pap, out=np.zeros_like(rs), where=pap > 0)[:, None]
-            x += step * p
-            r -= step * ap
-            rs_new = np.einsum("nd,nd->n", r, r)
-            beta = np.divide(rs_new, rs, out=np.zeros_like(rs), where=rs > 0)[:, None]
-            p = r + beta * p
-            rs = rs_new
-        solve_for[r0:r1] = x
+    gram = fixed.T @ fixed + np.float32(reg) * np.eye(fixed.shape[1], dtype=np.float32)
+    cg_sweep(csr.indptr, csr.cols, csr.vals, solve_for, np.ascontiguousarray(fixed),
+             np.ascontiguousarray(gram, dtype=np.float32), cg_steps)
 
 
 class AlternatingLeastSquares(FactorTables):
@@ -135,6 +78,10 @@ class AlternatingLeastSquares(FactorTables):
     folds_in = True
     defaults = {**ScoringModel.defaults, "epochs": 15, "dim": 64, "reg": 20.0, "alpha": 1.0,
                 "weighting": "log1p", "cg_steps": 3, "fold_in_steps": 3}
+    # No single regularisation suits every shape: 20 is best on MovieLens 100K validation,
+    # 100 beat it by a third on the sparse shop shape (benchmarks/README.md). ALS is cheap,
+    # so ``fit`` tries each on the holdout unless --reg is given.
+    search = {"reg": (20.0, 100.0, 400.0)}
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
@@ -155,6 +102,14 @@ class AlternatingLeastSquares(FactorTables):
         self.history_confidence = self.add_weight(shape=(), initializer="ones",
                                                   trainable=False, name="history_confidence")
 
+    @classmethod
+    def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
+        """Each CG step costs a d x d mat-vec per row and two d-wide passes per cell; about
+        a GFLOP/s on a busy 2-core machine (implicit's loop has the same count)."""
+        dim, steps = params["dim"], params["cg_steps"] + 1
+        flops = 2 * steps * ((n_users + n_items) * dim * dim + 2 * n_interactions * dim)
+        return flops / 1e9
+
     def call(self, inputs):
         """The factor dot product for (user, item) pairs (MF's ``call`` without its L2)."""
         users, items = inputs
@@ -168,12 +123,19 @@ class AlternatingLeastSquares(FactorTables):
         self._set_fold_in(self.item_embedding.embeddings.numpy())
 
     def _set_fold_in(self, items: np.ndarray) -> None:
-        gram = items.astype(np.float64).T @ items + self.params["reg"] * np.eye(self.dim)
+        items = items.astype(np.float64)  # both sides: a mixed-type matmul skips BLAS
+        gram = items.T @ items + self.params["reg"] * np.eye(self.dim)
         self.fold_in_gram.assign(gram.astype(np.float32))
         self.fold_in_inverse.assign(np.linalg.inv(gram).astype(np.float32))
 
     def train_epoch(self, train: Interactions, seed: int) -> float:
         del train, seed  # the CSR layouts come from ``prepare``; ALS draws nothing
+        # The BLAS calls here are small (d x d results); a BLAS thread pool beside numba's
+        # threads only waits on them: on a loaded 2-core machine it made a sweep 3x slower.
+        with threadpool_limits(1, "blas"):
+            return self._sweep()
+
+    def _sweep(self) -> float:
         users = self.user_embedding.embeddings.numpy()
         items = self.item_embedding.embeddings.numpy()
         reg, steps = self.params["reg"], self.params["cg_steps"]
@@ -188,12 +150,8 @@ class AlternatingLeastSquares(FactorTables):
         """The weighted squared loss per user (sum over all cells, via the Gram trick)."""
         csr = self.by_user
         reg = self.params["reg"]
-        total = float(np.einsum("ud,de,ue->", users, items.T @ items, users))  # all cells, p = 0
-        for r0, r1 in csr.chunks():
-            s, e = csr.indptr[r0], csr.indptr[r1]
-            pred = np.einsum("md,md->m", users[csr.rows[s:e]], items[csr.cols[s:e]])
-            conf = csr.vals[s:e]
-            total += float(np.sum(conf * (1 - pred) ** 2 - pred ** 2))
+        total = float(np.sum((users @ (items.T @ items)) * users))  # all cells, p = 0
+        total += observed_loss(csr.indptr, csr.cols, csr.vals, users, items)
         total += reg * float(np.sum(users ** 2) + np.sum(items ** 2))
         return total / max(self.n_users, 1)
 
@@ -256,6 +214,11 @@ class EASE(ScoringModel):
     MAX_ITEMS = 5_000
     MAX_HISTORY = 1000
     defaults = {**ScoringModel.defaults, "epochs": 1, "reg": 500.0}
+
+    @classmethod
+    def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
+        """The N x N Gram matrix and its inverse (N^3), at a few GFLOP/s."""
+        return (n_items ** 3 + n_interactions * n_items) / 3e9
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)

@@ -6,8 +6,9 @@ item for a batch of users, written in plain TensorFlow ops: it is the network pa
 ONNX scoring core, and evaluation calls the same function, so both see one computation.
 
 Class attributes tell the exporter and runtime what a kind needs:
-``history_length`` (how many recent items ``score_all`` reads; 0: none) and ``folds_in``
-(whether it can score a user it was not trained on, passed as user index -1, from history).
+``history_length`` (how many recent items ``score_all`` reads; 0: none), ``folds_in``
+(whether it can score a user it was not trained on, passed as user index -1, from history)
+and ``known_users_read_history`` (whether the history changes a trained user's scores).
 """
 
 from __future__ import annotations
@@ -26,8 +27,28 @@ class ScoringModel(keras.Model):
     kind = ""
     history_length = 0
     folds_in = False
+    known_users_read_history = True  # False: a trained user's scores ignore ``history``
     warm_starts = True  # False: solved afresh every time, so a bundle keeps no trainer state
     defaults: dict = {"epochs": 30}
+    # Parameters chosen on the holdout when the caller leaves them unset: each value is
+    # trained and the best kept (``fit``). For what no single default suits across data.
+    search: dict[str, tuple] = {}
+    # ``auto`` plans with these (see ``train.plan_auto``): how strong the kind tends to be on
+    # implicit-feedback data beside the others (a prior from our benchmarks, not a promise)
+    # and ``epoch_seconds``, a rough cost. Kinds with more value per second go first.
+    auto_prior = 1.0
+    # Seconds per million (example x dim) of one epoch: sampled-negative Keras training.
+    seconds_per_mega_op = 0.25
+
+    @classmethod
+    def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
+        """A rough cost of one training epoch on data of this size (validation not included).
+
+        The default prices an epoch of pointwise training: every interaction and its
+        negatives through the network, ``dim`` wide. Kinds with other costs override it.
+        """
+        examples = n_interactions * (1 + params.get("negatives", 0))
+        return cls.seconds_per_mega_op * examples * params.get("dim", 32) / 1e6
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__()
@@ -111,6 +132,8 @@ class FactorTables(ScoringModel):
     the runtime's item vectors see the same tables either way.
     """
 
+    known_users_read_history = False  # the history only places users without a row
+
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
         dim = self.dim
@@ -142,6 +165,7 @@ class MatrixFactorization(FoldsIn, SampledNegativesModel, FactorTables):
     """
 
     kind = "mf"
+    auto_prior = 0.7
     defaults = {**SampledNegativesModel.defaults, "dim": 32, "l2": 0.005,
                 "fold_in_history": DEFAULT_HISTORY, "fold_in_reg": 0.1}
 

@@ -31,6 +31,8 @@ class NeuralCollaborativeFiltering(FoldsIn, SampledNegativesModel):
     """NeuMF: GMF + MLP branches, one logit; sampled-negative cross-entropy."""
 
     kind = "neumf"
+    auto_prior = 0.6
+    seconds_per_mega_op = 0.5  # two towers and an MLP per example
     defaults = {**SampledNegativesModel.defaults, "dim": 32, "l2": 0.0, "negatives": 8,
                 "learning_rate": 0.003, "batch_size": 4096,
                 "fold_in_history": DEFAULT_HISTORY, "fold_in_reg": 0.1}
