@@ -282,11 +282,11 @@ def staging(dest: str | Path) -> Path:
 def publish(src: str | Path, dest: str | Path) -> None:
     """Make the complete bundle ``src`` (a directory beside ``dest``) the bundle at ``dest``.
 
-    ``src`` is consumed: it becomes the new version directory. On return the new bundle is
+    ``src`` is consumed: it (or the directory it links to) becomes the new version. On return the new bundle is
     on disk for good (files and directories fsynced); at any instant before, ``dest``
     names the old bundle (or, on first publish, none).
     """
-    src, dest = Path(src), Path(dest)
+    src, dest = _resolved(Path(src)), Path(dest)
     read_manifest(src)
     recover(dest)
     try:
