@@ -25,6 +25,7 @@ under the GIL while other threads still fill them.
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import numpy as np
@@ -37,6 +38,12 @@ HISTORY_CACHE_USERS = 100_000
 # ingest, listing the changed users costs more than the cold requests it saves.
 CARRY_EVENTS = 10_000
 FILTER_CACHE = 256
+# Popularity (the cold-start list) is a GROUP BY over every event: recomputed after every
+# commit, other processes writing a few events a second would make every unknown user's
+# request pay for it, and the store's read connection would queue behind it. A new
+# snapshot keeps the old ranking while it is younger than this and the events added since
+# are few (at most 100, or 1% of the store): it lags the newest writes that little.
+POPULAR_MAX_AGE = 1.0
 _MISSING = object()
 
 
@@ -116,12 +123,15 @@ class Snapshot:
         self.histories: dict[str, list[str]] = {}
         self._inputs: dict[str, object] = {}
         self._popular: dict[float | None, tuple[int, list]] = {}  # changes with any event
+        self._popular_base = (self.last_id, time.monotonic())  # (last_id, when) of its ranking
         # A smaller last_id means events were deleted outside edgerec: carry nothing.
         if previous is not None and 0 <= self.last_id - previous.last_id <= CARRY_EVENTS:
             changed = store.users_with_events_after(previous.last_id)
             self.histories = _without(previous.histories, changed)
             if served is previous.served and catalogue is previous.catalogue:
                 self._inputs = _without(previous._inputs, changed)
+        if previous is not None and catalogue is previous.catalogue and previous._popular_fresh(self.last_id):
+            self._popular, self._popular_base = dict(previous._popular), previous._popular_base
 
     def history(self, store, user_id: str) -> list[str]:
         return _cached(self.histories, user_id, lambda: store.history(user_id), HISTORY_CACHE_USERS)
@@ -133,6 +143,12 @@ class Snapshot:
         this snapshot fixes; callers must not modify what they get (it is shared).
         """
         return _cached(self._inputs, user_id, build, HISTORY_CACHE_USERS)
+
+    def _popular_fresh(self, last_id: int) -> bool:
+        """Whether this snapshot's popularity may serve a snapshot at ``last_id`` too."""
+        base_id, when = self._popular_base
+        return (time.monotonic() - when < POPULAR_MAX_AGE
+                and 0 <= last_id - base_id <= max(100, base_id // 100))
 
     def popular(self, store, n: int, skip: set, allowed: frozenset | None,
                 half_life: float | None) -> list[tuple[str, float]]:
@@ -147,6 +163,7 @@ class Snapshot:
             if limit < need:
                 limit, ranked = need, store.popular(need, half_life=half_life)
                 self._popular[half_life] = (limit, ranked)
+                self._popular_base = (self.last_id, time.monotonic())
             picks = [(i, s) for i, s in ranked
                      if i not in skip and (allowed is None or i in allowed)][:n]
             if len(picks) == n or len(ranked) < limit:

@@ -117,6 +117,15 @@ def metadata(value, field: str = "metadata") -> str:
     return text
 
 
+def count(value, name: str, low: int = 1, high: int = 1_000_000) -> int:
+    """An option that counts something (n, top, chunk sizes): an integer in [low, high].
+
+    Raises ``InputError`` directly: options are not rows."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or not low <= value <= high:
+        raise InputError(f"{name} must be an integer from {low} to {high}, not {_show(value)}")
+    return int(value)
+
+
 def event(row) -> tuple[str, str, str, float, float | None]:
     """A (user_id, item_id, event, weight, ts) row, checked and normalised."""
     if not isinstance(row, (tuple, list)) or len(row) != 5:

@@ -391,3 +391,16 @@ def test_many_processes_create_the_same_new_store_at_once(tmp_path):
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), errors
     assert Store.open(path).summary()["users"] == 4
+
+
+def test_counting_options_are_bounded_in_every_entry_point(mf, tmp_path):
+    with Recommender.open(mf.bundle, mf.store) as rec:
+        item = rec.bundle.manifest["item_ids"][0]
+        for call in (lambda: rec.recommend("u1", n=0), lambda: rec.recommend_many(["u1"], n=-1),
+                     lambda: rec.recommend_many(["u1", "u2"], chunk_size=0),
+                     lambda: rec.similar_items(item, n=0), lambda: rec.explain("u1", item, top=0),
+                     lambda: rec.recommend("u1", n=True)):
+            with pytest.raises(InputError, match="must be an integer from 1"):
+                call()
+        with pytest.raises(InputError, match="cannot write there"):
+            rec.batch(tmp_path / "no" / "such" / "dir.csv")
