@@ -5,9 +5,9 @@ transactions (an ingest either fully lands or leaves the store as it was), WAL m
 never wait for the writer) and an index that answers "history of user U, newest first"
 without reading anyone else's events.
 
-Sharing: one ``Store`` may be used from many threads (reads and writes go through two
-connections, each behind its own lock, so no thread ever reads another's uncommitted rows
-and a write waiting for the file's write lock never holds up a read) and several processes
+Sharing: one ``Store`` may be used from many threads (writes go through one connection
+behind a lock, reads through one connection per thread, so no thread ever reads another's
+uncommitted rows and a write waiting for the file's write lock never holds up a read) and several processes
 may open the same file (WAL, a bounded busy timeout, and retries when SQLite still reports
 the database locked).
 
@@ -25,6 +25,7 @@ import math
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Sequence
@@ -178,9 +179,18 @@ def _faults(path: Path) -> Iterator[None]:
         raise fault(exc, path) from None
 
 
+class _Reader(sqlite3.Connection):
+    """A thread's read connection (a subclass only so that a WeakSet can hold it)."""
+
+
 def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False,
                            isolation_level=None)
+    _configure(conn, busy_timeout)
+    return conn
+
+
+def _configure(conn: sqlite3.Connection, busy_timeout: float) -> None:
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     # WAL makes NORMAL sync crash-safe (a power cut may lose the last commits, never
     # corrupt); a 64 MiB page cache keeps bulk ingests from thrashing the indexes.
@@ -188,7 +198,6 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     conn.execute("PRAGMA cache_size = -65536")
     if not _has_math(conn):  # SQLite built without its math functions
         conn.create_function("exp", 1, math.exp, deterministic=True)
-    return conn
 
 
 class Store:
@@ -197,10 +206,11 @@ class Store:
     ``Store.open(path)`` creates the file when ``create`` is true; otherwise a missing file
     is an error, so a typo in a path never silently yields an empty store.
 
-    Two connections: reads go through one, writes through the other, each behind its own
-    lock. A write waiting for another process's write lock (up to ``busy_timeout``
+    Writes go through one connection behind a lock; each reading thread has its own
+    connection. A write waiting for another process's write lock (up to ``busy_timeout``
     seconds, then ``StoreError``) therefore never holds up this process's reads, which in
-    WAL mode go on from the last committed snapshot meanwhile.
+    WAL mode go on from the last committed snapshot meanwhile, and a slow read never
+    holds up another thread's. ``db`` is one more connection: the version counter's.
     """
 
     def __init__(self, path: Path, db: sqlite_utils.Database, writer: sqlite3.Connection,
@@ -212,6 +222,8 @@ class Store:
         self._commits = 0
         self._lock = threading.RLock()
         self._write_lock = threading.RLock()
+        self._local = threading.local()  # each thread's own read connection
+        self._readers: weakref.WeakSet = weakref.WeakSet()
 
     @classmethod
     def open(cls, path: str | Path, create: bool = True,
@@ -296,6 +308,8 @@ class Store:
         with self._write_lock, self._lock:
             self._writer.close()
             self.db.conn.close()
+            for conn in list(self._readers):
+                conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -318,10 +332,24 @@ class Store:
             self._commits += 1
 
     def _rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
-        """A read on the read connection (with retries while another process locks)."""
-        with self._lock, _faults(self.path):
-            return _retry(lambda: self.db.conn.execute(sql, params).fetchall(), self.path,
-                          self.busy_timeout)
+        """A read on this thread's own connection (with retries while another process locks).
+
+        One connection per thread, so a slow query (popularity over millions of events)
+        never queues another thread's reads behind it; in WAL mode each read sees the last
+        commit made before it started.
+        """
+        with _faults(self.path):
+            conn = self._reader()
+            return _retry(lambda: conn.execute(sql, params).fetchall(), self.path, self.busy_timeout)
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _Reader(str(self.path), timeout=self.busy_timeout,
+                                              check_same_thread=False, isolation_level=None)
+            _configure(conn, self.busy_timeout)
+            self._readers.add(conn)
+        return conn
 
     def version(self) -> tuple[int, int]:
         """A value that changes whenever anyone commits to the store: the key for caches.
