@@ -131,7 +131,8 @@ class Snapshot:
             self.histories = _without(previous.histories, changed)
             if served is previous.served and catalogue is previous.catalogue:
                 self._inputs = _without(previous._inputs, changed)
-        same = previous is not None and catalogue is previous.catalogue
+        # Popularity depends on the events and retired items, not on the model served.
+        same = previous is not None and catalogue.version == previous.catalogue.version
         self.popularity = previous.popularity if same else Popularity()
 
     def history(self, store, user_id: str) -> list[str]:
