@@ -282,9 +282,10 @@ def staging(dest: str | Path) -> Path:
 def publish(src: str | Path, dest: str | Path) -> None:
     """Make the complete bundle ``src`` (a directory beside ``dest``) the bundle at ``dest``.
 
-    ``src`` is consumed: it (or the directory it links to) becomes the new version. On return the new bundle is
-    on disk for good (files and directories fsynced); at any instant before, ``dest``
-    names the old bundle (or, on first publish, none).
+    ``src`` is consumed: it (or the directory it links to) becomes the new version. On
+    return the new bundle is on disk for good (files and directories fsynced); at any
+    instant before, ``dest`` names the old bundle (none on a first publish; for an instant
+    none while a plain directory is set aside, which ``recover`` repairs).
     """
     src, dest = _resolved(Path(src)), Path(dest)
     read_manifest(src)
