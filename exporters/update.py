@@ -19,14 +19,13 @@ bundle published (which has also learned the held-out part): the same trade ever
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .. import bundle, serving
+from .. import serving
 from ..errors import InputError
 from ..replay import iso, replay, training_end
 from ..store import Store
@@ -81,11 +80,7 @@ def update(store: str | Path | Store, current: str | Path, *, holdout: float = 0
                 final.metrics["update"] = {**decision, "gate": gated}
                 staged = export_bundle(final, tmp / "next", progress)
                 if keep is not None:  # a copy, published atomically like any bundle
-                    keep = Path(keep)
-                    keep.parent.mkdir(parents=True, exist_ok=True)
-                    copy = Path(tempfile.mkdtemp(prefix=f".{keep.name}.tmp-", dir=keep.parent))
-                    shutil.copytree(staged, copy, dirs_exist_ok=True)
-                    bundle.publish(copy, keep)
+                    serving.publish(staged, keep)
                 if decision["status"] == PUBLISHED:
                     serving.publish(staged, current)
                     progress(f"{current}: published")

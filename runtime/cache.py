@@ -25,6 +25,8 @@ under the GIL while other threads still fill them.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Callable
 
 import numpy as np
@@ -38,6 +40,14 @@ HISTORY_CACHE_USERS = 100_000
 # ingest, listing the changed users costs more than the cold requests it saves.
 CARRY_EVENTS = 10_000
 FILTER_CACHE = 256
+# Popularity (the cold-start list) is a GROUP BY over every event. Recomputed after every
+# commit, other processes writing a few events a second would make every unknown user's
+# request pay for it, each thread its own copy. So one ``Popularity`` is shared by the
+# snapshots of one catalogue: a ranking is reused while the events added since are few (at
+# most 100, or 1% of the store) and it is younger than POPULAR_MAX_AGE seconds, or ten
+# times what computing it took (at most a tenth of a core on it); when it is stale, one
+# thread recomputes it while the others keep serving the stale one.
+POPULAR_MAX_AGE = 1.0
 _MISSING = object()
 
 
@@ -112,13 +122,15 @@ class Snapshot:
         self.last_id = store.max_event_id()  # first: see the module docstring
         self.histories: dict[str, list[str]] = {}
         self._inputs: dict[str, object] = {}
-        self._popular: dict[float | None, tuple[int, list]] = {}  # changes with any event
         # A smaller last_id means events were deleted outside edgerec: carry nothing.
         if previous is not None and 0 <= self.last_id - previous.last_id <= CARRY_EVENTS:
             changed = store.users_with_events_after(previous.last_id)
             self.histories = _without(previous.histories, changed)
             if served is previous.served and catalogue is previous.catalogue:
                 self._inputs = _without(previous._inputs, changed)
+        # Popularity depends on the events and retired items, not on the model served.
+        same = previous is not None and catalogue.version == previous.catalogue.version
+        self.popularity = previous.popularity if same else Popularity()
 
     def history(self, store, user_id: str) -> list[str]:
         return _cached(self.histories, user_id, lambda: store.history(user_id), HISTORY_CACHE_USERS)
@@ -138,13 +150,43 @@ class Snapshot:
         Reads a longer ranking until n qualify or the ranking is exhausted, so a filter
         never returns fewer than n items while n eligible popular items exist.
         """
-        limit, ranked = self._popular.get(half_life, (0, []))
         need = max(100, 2 * (n + len(skip)))
         while True:
-            if limit < need:
-                limit, ranked = need, store.popular(need, half_life=half_life)
-                self._popular[half_life] = (limit, ranked)
+            limit, ranked = self.popularity.ranking(store, self.last_id, half_life, need)
             picks = popular_unseen(ranked, n, skip, allowed)
             if len(picks) == n or len(ranked) < limit:
                 return picks
             need = limit * 4
+
+
+class Popularity:
+    """Popularity rankings shared by successive snapshots (see ``POPULAR_MAX_AGE``)."""
+
+    def __init__(self):
+        # half_life -> (rows ranked, ranking, last_id it was computed at, when, seconds it took)
+        self._rankings: dict[float | None, tuple] = {}
+        self._refreshing = threading.Lock()
+
+    def ranking(self, store, last_id: int, half_life: float | None, need: int) -> tuple[int, list]:
+        """(rows ranked, ranking) with at least ``need`` rows (or every item) for ``last_id``."""
+        found = self._rankings.get(half_life)
+        if found is not None and found[0] >= need and self._fresh(found, last_id):
+            return found[0], found[1]
+        if found is not None and found[0] >= need and not self._refreshing.acquire(blocking=False):
+            return found[0], found[1]  # stale, while another thread refreshes it
+        if found is None or found[0] < need:
+            self._refreshing.acquire()
+        try:
+            started = time.monotonic()
+            ranked = store.popular(need, half_life=half_life)
+            self._rankings[half_life] = (need, ranked, last_id, time.monotonic(),
+                                         time.monotonic() - started)
+            return need, ranked
+        finally:
+            self._refreshing.release()
+
+    @staticmethod
+    def _fresh(found: tuple, last_id: int) -> bool:
+        _, _, base_id, when, took = found
+        return (time.monotonic() - when < max(POPULAR_MAX_AGE, 10 * took)
+                and last_id - base_id <= max(100, base_id // 100))

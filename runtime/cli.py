@@ -444,6 +444,26 @@ def batch(source, bundle, out, n, engine, workers, cpus_per_worker, address, use
 
 
 @main.command()
+@click.argument("path", type=click.Path())
+@json_opt
+def check(path, as_json):
+    """Verify a store file (integrity, schema, counts) or a bundle (everything an app checks)."""
+    from .check import check as run_check
+
+    result = run_check(path)
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+    elif result["ok"]:
+        shown = {k: v for k, v in result.items() if k not in ("path", "kind", "ok", "problems")}
+        click.echo(f"{path}: {result['kind']} ok ("
+                   + ", ".join(f"{k} {v}" for k, v in shown.items()) + ")")
+    else:
+        click.echo(f"{path}: {result['kind']} damaged: {'; '.join(result['problems'][:5])}")
+    if not result["ok"]:
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("bundle", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(bundle, as_json):

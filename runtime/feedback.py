@@ -10,10 +10,10 @@ recency-weighted popularity at request time); the mapping is configurable per
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Iterable, Mapping
 
+from . import validate
 from .errors import InputError
 from .store import EventRow, Store
 
@@ -25,23 +25,22 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
 def event_row(user_id, item_id, event: str = "click", weight: float | None = None,
               ts: float | None = None, weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS,
               ) -> EventRow:
-    """One validated event; ``weight`` defaults to the event type's, ``ts`` to now.
+    """One validated event (``edgerec.validate``); ``weight`` defaults to the event type's,
+    ``ts`` to now; a bad field raises ``InputError`` naming it.
 
     An event type without a configured weight and no explicit ``weight`` is an error: a
     typo ("purchse") would otherwise silently count as something.
     """
-    user_id, item_id, event = str(user_id), str(item_id), str(event)
-    if not user_id or not item_id:
-        raise InputError("user and item ids must not be empty")
-    if weight is None:
-        if event not in weights:
-            raise InputError(f"event type {event!r} has no weight; give one or use "
-                             f"{', '.join(sorted(weights))}")
-        weight = weights[event]
-    weight, ts = float(weight), time.time() if ts is None else float(ts)
-    if not (math.isfinite(weight) and math.isfinite(ts)):
-        raise InputError(f"weight and timestamp must be finite numbers, not {weight!r} and {ts!r}")
-    return user_id, item_id, event, weight, ts
+    try:
+        event = validate.identifier(event, "event")
+        if weight is None:
+            if event not in weights:
+                raise InputError(f"event type {event!r} has no weight; give one or use "
+                                 f"{', '.join(sorted(weights))}")
+            weight = weights[event]
+        return validate.event((user_id, item_id, event, weight, time.time() if ts is None else ts))
+    except validate.Invalid as bad:
+        raise InputError(str(bad)) from None
 
 
 def record(store: Store, user_id, item_id, event: str = "click", weight: float | None = None,
@@ -55,8 +54,22 @@ def record_many(store: Store, events: Iterable, weights: Mapping[str, float] = D
     """Write many events in one transaction (all or none); returns how many were new.
 
     Each event is a tuple ``(user_id, item_id[, event[, weight[, ts]]])`` or a dict with
-    those keys. Events are validated before anything is written.
+    those keys. Events are validated before anything is written; the first bad one raises
+    ``InputError`` naming its position and field.
     """
-    rows = [event_row(**e, weights=weights) if isinstance(e, Mapping) else event_row(*e, weights=weights)
-            for e in events]
-    return store.add_events(rows)
+    if isinstance(events, (str, bytes, Mapping)):
+        raise InputError("events must be a list of events (tuples or dicts)")
+    return store.add_events(list(validate.rows(events, lambda e: _event(e, weights), "event")))
+
+
+def _event(e, weights: Mapping[str, float]) -> EventRow:
+    try:
+        if isinstance(e, Mapping):
+            return event_row(**e, weights=weights)
+        if isinstance(e, (tuple, list)) and 2 <= len(e) <= 5:
+            return event_row(*e, weights=weights)
+    except TypeError as exc:  # unknown keys or missing ids in a dict
+        raise validate.Invalid(f"not an event ({str(exc).split(') ', 1)[-1]})") from None
+    except InputError as exc:
+        raise validate.Invalid(str(exc)) from None
+    raise validate.Invalid("an event is (user_id, item_id[, event[, weight[, ts]]]) or a dict")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from . import validate
 from .errors import InputError
 from .store import EventRow, ItemRow, Store
 
@@ -177,10 +177,13 @@ def _valid_rows(path, records, convert, report: IngestReport, strict: bool) -> I
 
 @contextmanager
 def _open_lines(path) -> Iterator[Iterator[str]]:
-    """The file's lines as text, each decoded as UTF-8 or, failing that, latin-1.
+    """The file's lines as text, in UTF-8 or, if its first non-ASCII line is not UTF-8, latin-1.
 
-    Decoding line by line keeps the read streaming: a latin-1 file (MovieLens u.item) is
-    only recognisable at its first non-ASCII byte, which may be far into the file.
+    Deciding at the first non-ASCII line keeps the read streaming (a latin-1 file such as
+    MovieLens u.item is only recognisable there, which may be far into the file). A later
+    line that is not UTF-8 in a UTF-8 file (a file mixing encodings) is decoded with
+    U+FFFD in place of its bad bytes, which ``edgerec.validate`` refuses: that row is
+    reported, never stored garbled.
     """
     try:
         f = open(path, "rb")
@@ -197,17 +200,25 @@ def _open_lines(path) -> Iterator[Iterator[str]]:
 
 
 def _decoded(path, f) -> Iterator[str]:
+    encoding = None  # decided at the first non-ASCII line
     try:
         for n, raw in enumerate(f, 1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                text = raw.decode("latin-1")
+            if encoding is None and not raw.isascii():
+                encoding = "utf-8" if _is_utf8(raw) else "latin-1"
+            text = raw.decode(encoding or "ascii", "replace")
             if n == 1 and text.startswith("\ufeff"):
                 text = text[1:]
             yield text
     except OSError as exc:
         raise InputError(f"{path}: read failed ({exc.strerror or exc})") from None
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _first_line(lines: Iterator[str]) -> tuple[str | None, Iterator[str]]:
@@ -366,6 +377,9 @@ def _json_records(lines: Iterator[str]) -> Iterator[tuple[int, Any]]:
             continue
         try:
             obj = json.loads(text)
+        except RecursionError:
+            yield lineno, "invalid JSON (nested too deeply)"
+            continue
         except ValueError as exc:
             reason = getattr(exc, "msg", str(exc))
             yield lineno, f"invalid JSON ({reason} at column {getattr(exc, 'colno', '?')})"
@@ -422,33 +436,27 @@ def _show(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _checked(check, value, col: _Col, *args):
+    """``check`` (from ``edgerec.validate``) on a field; a failure is a bad row naming the column."""
+    try:
+        return check(value, *args)
+    except validate.Invalid as bad:
+        raise _BadRow(f"{bad} in column {col[0]!r}") from None
+
+
 def _id(rec, col: _Col, role: str) -> str:
-    """Ids are strings: JSON 123 and CSV "123" name the same user."""
+    """Ids are strings: JSON 123 (or 123.0) and CSV "123" name the same user."""
     value = _value(rec, col)
     if value is None:
         raise _BadRow(f"missing {role} id in column {col[0]!r}")
-    if isinstance(value, str):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise _BadRow(f"bad {role} id {_show(value)} in column {col[0]!r}")
+        value = int(value)
+    return _checked(validate.identifier, value, col, f"{role} id")
 
 
 def _weight(rec, col: _Col | None) -> float:
     value = None if col is None else _value(rec, col)
-    if value is None:
-        return 1.0
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        weight = float(value)
-    except (TypeError, ValueError):
-        raise _BadRow(f"bad weight {_show(value)} in column {col[0]!r}") from None
-    if not math.isfinite(weight):
-        raise _BadRow(f"bad weight {_show(value)} in column {col[0]!r} (not finite)")
-    return weight
+    return 1.0 if value is None else _checked(validate.weight, value, col)
 
 
 def _timestamp(rec, col: _Col | None) -> float | None:
@@ -456,7 +464,10 @@ def _timestamp(rec, col: _Col | None) -> float | None:
     if value is None:
         return None
     try:
-        return _seconds(value)
+        return validate.timestamp(_seconds(value))
+    except validate.Invalid:
+        raise _BadRow(f"bad timestamp {_show(value)} in column {col[0]!r} (outside "
+                      "1970-01-01..2100-01-01)") from None
     except (TypeError, ValueError, OverflowError):
         raise _BadRow(f"bad timestamp {_show(value)} in column {col[0]!r}") from None
 
@@ -474,8 +485,6 @@ def _seconds(value) -> float:
         except ValueError:
             return _iso_seconds(value)
     ts = float(value)
-    if not math.isfinite(ts):
-        raise ValueError
     return ts / 1000.0 if abs(ts) > 1e11 else ts
 
 
@@ -533,7 +542,8 @@ class _EventSpec:
     def row(self, rec) -> EventRow:
         event = _value(rec, self.event) if self.event is not None else None
         return (_id(rec, self.user, "user"), _id(rec, self.item, "item"),
-                str(event) if event is not None else self.default_event,
+                self.default_event if event is None
+                else _checked(validate.identifier, event, self.event, "event type"),
                 _weight(rec, self.weight), _timestamp(rec, self.time))
 
 
@@ -561,8 +571,13 @@ class _ItemSpec:
 
     def row(self, rec) -> ItemRow:
         title = _value(rec, self.title) if self.title is not None else None
-        return (_id(rec, self.id, "item"), None if title is None else str(title),
-                self.metadata(rec))
+        meta = self.metadata(rec)
+        try:
+            validate.metadata(meta)
+        except validate.Invalid as bad:
+            raise _BadRow(str(bad)) from None
+        return (_id(rec, self.id, "item"),
+                None if title is None else _checked(validate.title, title, self.title), meta)
 
     def metadata(self, rec) -> dict:
         """Other non-empty fields (strings from text files, JSON values kept as they are)."""

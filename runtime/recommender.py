@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from . import explain as X
-from . import feedback, serving
+from . import feedback, serving, validate
 from .bundle import Bundle
 from .cache import Catalogue, Snapshot
 from .errors import EdgerecError, InputError, UnknownItemError
@@ -256,6 +256,7 @@ class Recommender:
 
         Scores are cosines; retired items never appear; filters as in ``recommend``.
         """
+        n = validate.count(n, "n")
         served = self._served
         b = served.bundle
         j = self._item_index(b, item_id)
@@ -270,7 +271,7 @@ class Recommender:
         contributions; the method (leave-one-out through the scoring core, or item
         similarity for kinds that do not read the history) is in ``edgerec.explain``.
         """
-        user_id, item_id = str(user_id), str(item_id)
+        user_id, item_id, top = str(user_id), str(item_id), validate.count(top, "top")
         served = self._served
         self._item_index(served.bundle, item_id)
         history = self._current(served).history(self.store, user_id)
@@ -348,14 +349,14 @@ class Recommender:
 
         if chunk_size is None:
             chunk_size = chunk_users(self.bundle.n_items)
+        chunk_size = validate.count(chunk_size, "chunk_size")
         chunks = [ids[start:start + chunk_size] for start in range(0, len(ids), chunk_size)]
         return ordered_map(one, chunks, BATCH_WORKERS if len(chunks) > 1 else 1)
 
     def _recommend(self, served: serving.Served, snap: Snapshot, histories: dict[str, list[str]],
                    n: int, options: _Options | None, order: Sequence[str] | None = None,
                    inputs: ModelInputs | None = None) -> list[Recommendations]:
-        if n < 1:
-            raise InputError(f"n must be at least 1, not {n}")
+        n = validate.count(n, "n")
         order = list(histories) if order is None else order
         if inputs is None:
             inputs = _inputs(snap, served, histories, order, options)

@@ -8,15 +8,14 @@ finish on the old pair, which lives as long as they hold it.
 ``load`` verifies a bundle completely (manifest, ONNX checksum, vector checksum, an ONNX
 Runtime session) before anything is swapped, so a bad or half-copied bundle is rejected
 while the old one keeps serving. ``Watcher`` polls the bundle's manifest and calls back
-when it changes (``bundle.publish`` renames a complete bundle into place, so a changed
-manifest means a new bundle, or a moment with none, which is retried).
+when it changes (``bundle.publish`` switches a link to a complete bundle, so a changed
+manifest means a new bundle).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -77,8 +76,41 @@ def load(path: str | Path, provider: str | None = None, threads: int | None = No
         raise
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own exception types
         raise BundleError(f"{bundle.onnx_path}: ONNX Runtime cannot load it "
-                          f"({str(exc).splitlines()[0]})") from None
+                          f"({_first_line(exc)})") from None
+    probe(bundle, scorer)
     return Served(bundle, scorer, identity(bundle.manifest))
+
+
+def probe(bundle: Bundle, scorer: Scorer) -> None:
+    """One test inference: the graph must take the contract's inputs at the manifest's sizes
+    and return k valid item indices, or the bundle is refused before it serves anyone."""
+    n, length = bundle.n_items, bundle.history_length
+    graph = {i.name: i.shape for i in [*scorer.session.get_inputs(),
+                                       *scorer.session.get_overridable_initializers()]}
+    missing = [name for name in C.INPUTS if name not in graph]
+    if missing:
+        raise BundleError(f"{bundle.onnx_path}: not a scoring core (no input {', '.join(missing)})")
+    for name, axis, size in ((C.INPUT_HISTORY, 1, length), (C.INPUT_ITEM_MASK, -1, n)):
+        shape = graph.get(name)
+        if shape and isinstance(shape[axis], int) and shape[axis] != size:
+            raise BundleError(f"{bundle.onnx_path}: input {name} has {shape[axis]} columns, the "
+                              f"manifest's dims say {size}")
+    k = n  # every item: a graph over another catalogue size cannot return exactly 0..n-1
+    users = np.array([0 if bundle.user_index else C.UNKNOWN_USER], dtype=np.int64)
+    try:
+        items, scores = scorer.top_k(users, np.full((1, length), n, dtype=np.int64),
+                                     np.full((1, 1), n, dtype=np.int64), k)
+    except Exception as exc:  # noqa: BLE001 - whatever ONNX Runtime raises
+        raise BundleError(f"{bundle.onnx_path}: test inference failed ({_first_line(exc)})") from None
+    if (np.shape(items) != (1, k) or np.shape(scores) != (1, k)
+            or not np.array_equal(np.sort(items[0]), np.arange(n))):
+        raise BundleError(f"{bundle.onnx_path}: test inference did not rank the manifest's {n} "
+                          f"items (outputs {np.shape(items)}, {np.shape(scores)}): the graph "
+                          "and the manifest do not belong together")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
 
 
 def current_identity(path: str | Path) -> tuple | None:
@@ -131,20 +163,21 @@ def publish(src: str | Path, dest: str | Path, provider: str | None = "cpu") -> 
     """Install the bundle at ``src`` as ``dest``, atomically, after verifying it completely.
 
     ``src`` is copied next to ``dest`` (so the final rename never crosses file systems),
-    the copy is loaded as a reload would load it, and only then renamed into place; a
+    the copy is loaded as a reload would load it (checksums, a session, a test inference),
+    and only then published (``edgerec.bundle.publish``: crash-safe, old version kept); a
     running app's ``reload``/watcher picks it up. ``src`` is left as it was.
     """
     src, dest = Path(src), Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    bundles.read_manifest(bundles.recover(src))
+    staged = bundles.staging(dest)
     try:
-        staged = tmp / "bundle"
         try:
-            shutil.copytree(src, staged)
-        except OSError as exc:
-            raise BundleError(f"{src}: cannot copy the bundle ({exc.strerror or exc})") from None
+            shutil.copytree(bundles.recover(src), staged, dirs_exist_ok=True)
+        except (OSError, shutil.Error) as exc:
+            raise BundleError(f"{src}: cannot copy the bundle ({_first_line(exc)})") from None
         load(staged, provider, threads=1, verify_vectors=True)
         bundles.publish(staged, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        bundles.discard(staged, dest)
+        raise
     return dest

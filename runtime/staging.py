@@ -19,8 +19,11 @@ from .errors import InputError
 @contextlib.contextmanager
 def staged_file(out: Path) -> Iterator[Path]:
     """A temporary path beside ``out``, renamed to ``out`` when the block succeeds."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write there ({exc.strerror or exc})") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

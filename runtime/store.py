@@ -5,10 +5,11 @@ transactions (an ingest either fully lands or leaves the store as it was), WAL m
 never wait for the writer) and an index that answers "history of user U, newest first"
 without reading anyone else's events.
 
-Sharing: one ``Store`` may be used from many threads (every statement runs under one lock,
-and a transaction holds it to the end, so no thread ever reads another's uncommitted rows)
-and several processes may open the same file (WAL, a busy timeout, and retries when SQLite
-still reports the database locked).
+Sharing: one ``Store`` may be used from many threads (writes go through one connection
+behind a lock, reads through one connection per thread, so no thread ever reads another's
+uncommitted rows and a write waiting for the file's write lock never holds up a read) and several processes
+may open the same file (WAL, a bounded busy timeout, and retries when SQLite still reports
+the database locked).
 
 Dedupe rule: an event is identified by (user, item, event type, timestamp). Adding the same
 event again is ignored, so re-ingesting a file never doubles the data. Events without a
@@ -18,11 +19,13 @@ repetition count as a weight instead.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Sequence
@@ -30,7 +33,8 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 import sqlite_utils
 
-from .errors import InputError, StoreError
+from . import validate
+from .errors import InputError, StoreError, UnknownItemError
 
 SCHEMA_VERSION = 2
 
@@ -117,25 +121,83 @@ _ITEMS_VERSION = "items_version"
 # metadata has "categories": ["Comedy", ...] (what `edgerec items` writes).
 PLURALS = {"category": "categories", "genre": "genres", "tag": "tags"}
 
-LOCK_RETRIES = 6
+# Seconds a write waits for another connection's write lock before giving up.
+BUSY_TIMEOUT = 30.0
 
 
-def _retry(op, path: Path):
-    """Run ``op``, retrying while SQLite reports the file locked by another connection.
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc))
 
-    The busy timeout already makes SQLite wait; these retries cover the cases where it
-    gives up at once (a checkpoint or WAL recovery in another process).
+
+def _retry(op, path: Path, timeout: float):
+    """Run ``op``, retrying while SQLite reports the file locked, for at most ``timeout`` s.
+
+    SQLite's busy timeout already makes a statement wait; these retries cover the cases
+    where it gives up at once (a checkpoint or WAL recovery in another process). A wait
+    longer than ``timeout`` is a ``StoreError`` saying so, never a hang.
     """
-    for attempt in range(LOCK_RETRIES):
+    deadline = time.monotonic() + timeout
+    for attempt in itertools.count():
         try:
             return op()
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            if not _is_busy(exc):
                 raise
-            if attempt == LOCK_RETRIES - 1:
-                raise StoreError(f"{path}: database stayed locked by another connection "
-                                 f"({exc})") from None
-            time.sleep(0.02 * 2 ** attempt)
+            if time.monotonic() >= deadline:
+                raise StoreError(f"{path}: another connection held the store's write lock for "
+                                 f"over {timeout:g} s (a large ingest?); nothing was written, "
+                                 "retry later") from None
+            time.sleep(min(0.02 * 2 ** attempt, 0.5))
+
+
+def fault(exc: sqlite3.Error, path: Path) -> StoreError:
+    """One line saying what went wrong with the store file and what to do about it."""
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        advice = ("the store is read-only here: check the permissions of the file and of its "
+                  "directory (SQLite writes -wal and -shm files beside it)")
+    elif "full" in text:
+        advice = "the disk is full: free some space and retry; nothing was written"
+    elif "unable to open" in text:
+        advice = "cannot open the store file: check the path and the directory's permissions"
+    elif any(word in text for word in ("malformed", "not a database", "disk I/O", "corrupt")):
+        advice = f"not an edgerec store, or a damaged one: run `edgerec check {path}`"
+    elif _is_busy(exc):
+        advice = "the store stayed locked by another connection; retry later"
+    else:
+        advice = "SQLite failed"
+    return StoreError(f"{path}: {advice} ({text})")
+
+
+@contextmanager
+def _faults(path: Path) -> Iterator[None]:
+    """Raise SQLite's errors as ``StoreError`` (see ``fault``)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise fault(exc, path) from None
+
+
+class _Reader(sqlite3.Connection):
+    """A thread's read connection (a subclass only so that a WeakSet can hold it)."""
+
+
+def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False,
+                           isolation_level=None)
+    _configure(conn, busy_timeout)
+    return conn
+
+
+def _configure(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    # WAL makes NORMAL sync crash-safe (a power cut may lose the last commits, never
+    # corrupt); a 64 MiB page cache keeps bulk ingests from thrashing the indexes.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA cache_size = -65536")
+    if not _has_math(conn):  # SQLite built without its math functions
+        conn.create_function("exp", 1, math.exp, deterministic=True)
 
 
 class Store:
@@ -143,40 +205,60 @@ class Store:
 
     ``Store.open(path)`` creates the file when ``create`` is true; otherwise a missing file
     is an error, so a typo in a path never silently yields an empty store.
+
+    Writes go through one connection behind a lock; each reading thread has its own
+    connection. A write waiting for another process's write lock (up to ``busy_timeout``
+    seconds, then ``StoreError``) therefore never holds up this process's reads, which in
+    WAL mode go on from the last committed snapshot meanwhile, and a slow read never
+    holds up another thread's. ``db`` is one more connection: the version counter's.
     """
 
-    def __init__(self, path: Path, db: sqlite_utils.Database):
+    def __init__(self, path: Path, db: sqlite_utils.Database, writer: sqlite3.Connection,
+                 busy_timeout: float = BUSY_TIMEOUT):
         self.path = path
-        self.db = db
+        self.db = db  # the read connection
+        self._writer = writer
+        self.busy_timeout = busy_timeout
         self._commits = 0
         self._lock = threading.RLock()
+        self._write_lock = threading.RLock()
+        self._local = threading.local()  # each thread's own read connection
+        self._readers: weakref.WeakSet = weakref.WeakSet()
 
     @classmethod
-    def open(cls, path: str | Path, create: bool = True) -> "Store":
+    def open(cls, path: str | Path, create: bool = True,
+             busy_timeout: float = BUSY_TIMEOUT) -> "Store":
         path = Path(path)
         if not create and not path.exists():
             raise StoreError(f"{path}: store not found (create one with `edgerec ingest`)")
+        if path.is_dir():
+            raise StoreError(f"{path}: is a directory, not a store file")
+        writer = reader = None
         try:
-            conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False,
-                                   isolation_level=None)
-            db = sqlite_utils.Database(conn)
-            db.execute("PRAGMA busy_timeout = 30000")
-            # WAL makes NORMAL sync crash-safe (a power cut may lose the last commits, never
-            # corrupt); a 64 MiB page cache keeps bulk ingests from thrashing the indexes.
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA cache_size = -65536")
-            store = cls(path, db)
+            writer = _connect(path, busy_timeout)
+            store = cls(path, None, writer, busy_timeout)
             store._check_schema(create)
-            if not _has_math(conn):  # SQLite built without its math functions
-                conn.create_function("exp", 1, math.exp, deterministic=True)
+            reader = _connect(path, busy_timeout)
+            store.db = sqlite_utils.Database(reader)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path}: not an edgerec store ({exc})") from None
+            for conn in (writer, reader):
+                if conn is not None:
+                    conn.close()
+            raise fault(exc, path) from None
+        except BaseException:
+            for conn in (writer, reader):
+                if conn is not None:
+                    conn.close()
+            raise
         return store
 
     def _check_schema(self, create: bool) -> None:
-        tables = set(self.db.table_names())
+        conn = self._writer
+        tables = {r[0] for r in _retry(lambda: conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall(), self.path,
+            self.busy_timeout)}
         if "meta" in tables:
-            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             found = row[0] if row else None
             if found == "1":
                 self._upgrade(_INACTIVE_INDEX + _EXPERIMENT_SCHEMA)
@@ -189,10 +271,11 @@ class Store:
             raise StoreError(f"{self.path}: not an edgerec store (tables: {', '.join(sorted(tables))})")
         if not create:
             raise StoreError(f"{self.path}: empty file, not an edgerec store")
-        self.db.enable_wal()
-        self.db.conn.executescript(
-            "BEGIN IMMEDIATE;" + _SCHEMA + _INACTIVE_INDEX + _EXPERIMENT_SCHEMA
-            + f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+        # Several processes may create the same new store at once: every statement is
+        # idempotent, and BEGIN IMMEDIATE (with retries) takes turns.
+        _retry(lambda: conn.execute("PRAGMA journal_mode = WAL"), self.path, self.busy_timeout)
+        self._script(_SCHEMA + _INACTIVE_INDEX + _EXPERIMENT_SCHEMA
+                     + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');")
 
     def _upgrade(self, additions: str) -> None:
         """Bring an older store to ``SCHEMA_VERSION`` in place: all of it or nothing.
@@ -200,36 +283,48 @@ class Store:
         The additions only create tables and indexes (IF NOT EXISTS), so two processes
         upgrading the same file at once both succeed; BEGIN IMMEDIATE serialises them.
         """
-        conn = self.db.conn
         try:
-            conn.executescript(
-                "BEGIN IMMEDIATE;" + additions
-                + f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'; COMMIT;")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{self.path}: cannot upgrade the store to schema version "
-                                 f"{SCHEMA_VERSION} ({exc})") from None
-            raise
+            self._script(additions + f"UPDATE meta SET value = '{SCHEMA_VERSION}' "
+                                     "WHERE key = 'schema_version';")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot upgrade the store to schema version "
+                             f"{SCHEMA_VERSION} ({exc})") from None
+
+    def _script(self, sql: str) -> None:
+        """Run DDL in one IMMEDIATE transaction on the write connection."""
+        conn = self._writer
+
+        def run():
+            try:
+                conn.executescript("BEGIN IMMEDIATE;" + sql + "COMMIT;")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        _retry(run, self.path, self.busy_timeout)
 
     def close(self) -> None:
-        with self._lock:
+        with self._write_lock, self._lock:
+            self._writer.close()
             self.db.conn.close()
+            for conn in list(self._readers):
+                conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """All writes inside commit together or not at all.
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All writes inside (on the yielded write connection) commit together or not at all.
 
-        The connection lock is held until the end, so other threads neither write into this
-        transaction nor read its rows before they are committed.
+        The write lock is held until the end, so other threads never write into this
+        transaction; they read through the other connection, which sees its rows only once
+        committed. SQLite errors come out as ``StoreError`` (see ``fault``).
         """
-        conn = self.db.conn
-        with self._lock:
-            _retry(lambda: conn.execute("BEGIN IMMEDIATE"), self.path)
+        conn = self._writer
+        with self._write_lock, _faults(self.path):
+            _retry(lambda: conn.execute("BEGIN IMMEDIATE"), self.path, self.busy_timeout)
             try:
-                yield
-                _retry(lambda: conn.execute("COMMIT"), self.path)
+                yield conn
+                _retry(lambda: conn.execute("COMMIT"), self.path, self.busy_timeout)
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -237,9 +332,24 @@ class Store:
             self._commits += 1
 
     def _rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
-        """A read under the connection lock (with retries while another process locks)."""
-        with self._lock:
-            return _retry(lambda: self.db.conn.execute(sql, params).fetchall(), self.path)
+        """A read on this thread's own connection (with retries while another process locks).
+
+        One connection per thread, so a slow query (popularity over millions of events)
+        never queues another thread's reads behind it; in WAL mode each read sees the last
+        commit made before it started.
+        """
+        with _faults(self.path):
+            conn = self._reader()
+            return _retry(lambda: conn.execute(sql, params).fetchall(), self.path, self.busy_timeout)
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _Reader(str(self.path), timeout=self.busy_timeout,
+                                              check_same_thread=False, isolation_level=None)
+            _configure(conn, self.busy_timeout)
+            self._readers.add(conn)
+        return conn
 
     def version(self) -> tuple[int, int]:
         """A value that changes whenever anyone commits to the store: the key for caches.
@@ -256,7 +366,7 @@ class Store:
         return int(row[0][0]) if row else 0
 
     def _bump_items_version(self) -> None:
-        self.db.conn.execute(
+        self._writer.execute(
             "INSERT INTO meta VALUES (?, '1') ON CONFLICT (key) DO UPDATE "
             "SET value = CAST(value AS INTEGER) + 1", (_ITEMS_VERSION,))
 
@@ -264,24 +374,32 @@ class Store:
 
     def _write_many(self, sql: str, rows: Iterable) -> int:
         """``sql`` for every row, inside the caller's transaction; returns rows written."""
-        before = self.db.conn.total_changes
-        self.db.conn.executemany(sql, rows)
-        return self.db.conn.total_changes - before
+        before = self._writer.total_changes
+        self._writer.executemany(sql, rows)
+        return self._writer.total_changes - before
 
     def add_events(self, rows: Iterable[EventRow]) -> int:
-        """Insert events in one transaction; returns how many were new (duplicates skipped)."""
+        """Insert events in one transaction; returns how many were new (duplicates skipped).
+
+        Every row is checked (``edgerec.validate``); the first bad one raises ``InputError``
+        naming its position and field, and nothing is written.
+        """
         with self.transaction():
             return self._write_many("INSERT OR IGNORE INTO events (user_id, item_id, event, "
-                                    "weight, ts) VALUES (?, ?, ?, ?, ?)", rows)
+                                    "weight, ts) VALUES (?, ?, ?, ?, ?)",
+                                    validate.rows(rows, validate.event, "event"))
 
     def add_items(self, rows: Iterable[ItemRow]) -> int:
-        """Insert or update catalogue items in one transaction; returns how many were written."""
+        """Insert or update catalogue items in one transaction; returns how many were written.
+
+        Checked like ``add_events``: metadata must be a JSON object of finite values.
+        """
         with self.transaction():
             written = self._write_many(
                 "INSERT INTO items (item_id, title, metadata) VALUES (?, ?, ?) "
                 "ON CONFLICT (item_id) DO UPDATE SET title = excluded.title, "
                 "metadata = excluded.metadata",
-                ((item_id, title, json.dumps(meta, sort_keys=True)) for item_id, title, meta in rows))
+                validate.rows(rows, validate.item, "item"))
             self._bump_items_version()
             return written
 
@@ -289,11 +407,20 @@ class Store:
         """Retire items (``active=False``: never recommended again) or bring them back.
 
         Items without a catalogue row get one, so an item known only from events can be
-        retired too. Returns how many items were given.
+        retired too; an id known from neither is an ``UnknownItemError`` (a typo must not
+        create a phantom catalogue row), and nothing is changed. Returns how many were given.
         """
-        ids = [(str(i),) for i in item_ids]
-        with self.transaction():
-            conn = self.db.conn
+        if isinstance(item_ids, (str, bytes)):
+            raise InputError("item_ids must be a list of ids, not one string")
+        ids = [(i,) for i in validate.rows(item_ids, lambda v: validate.identifier(v, "item_id"),
+                                           "item")]
+        with self.transaction() as conn:
+            unknown = [i for (i,) in ids if conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM items WHERE item_id = ?1) "
+                "OR EXISTS (SELECT 1 FROM events WHERE item_id = ?1)", (i,)).fetchone()[0] == 0]
+            if unknown:
+                raise UnknownItemError(f"{len(unknown)} unknown item(s), e.g. {unknown[0]!r} (in "
+                                       "neither the catalogue nor any event); nothing changed")
             conn.executemany("INSERT OR IGNORE INTO items (item_id) VALUES (?)", ids)
             conn.executemany(f"UPDATE items SET active = {int(bool(active))} WHERE item_id = ?", ids)
             self._bump_items_version()
@@ -457,6 +584,18 @@ class Store:
             "ts": np.array(cols[4], dtype=np.float64),
         }
 
+    def integrity(self) -> list[str]:
+        """SQLite's ``integrity_check`` (["ok"] when the file is sound) and the schema version."""
+        try:
+            with self._lock:
+                problems = [r[0] for r in self.db.conn.execute("PRAGMA integrity_check")]
+                version = self.db.conn.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        except sqlite3.DatabaseError as exc:  # too damaged to even check
+            return [str(exc)]
+        return problems if version == [(str(SCHEMA_VERSION),)] else problems + [
+            f"schema version {version[0][0] if version else None}, expected {SCHEMA_VERSION}"]
+
     def summary(self) -> dict:
         (n_events, n_users, n_items, t0, t1), = self._rows(
             "SELECT COUNT(*), COUNT(DISTINCT user_id), COUNT(DISTINCT item_id), MIN(ts), MAX(ts) "
@@ -481,8 +620,8 @@ class Store:
     def save_experiment(self, name: str, config: dict) -> None:
         """Store an experiment's config (replacing an older one, keeping its creation time),
         so that reports read shares, control, outcomes and bundles from the store alone."""
-        with self.transaction():
-            self.db.conn.execute(
+        with self.transaction() as conn:
+            conn.execute(
                 "INSERT INTO experiments (name, config, created_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET config = excluded.config",
                 (name, json.dumps(config, sort_keys=True), time.time()))
@@ -592,8 +731,8 @@ class Store:
         connection, so this store's writers are never blocked by it.
         """
         snapshot = Store.open(path)
-        conn = snapshot.db.conn
-        with snapshot._lock:
+        conn = snapshot._writer
+        with snapshot._write_lock:
             conn.execute("ATTACH DATABASE ? AS source", (str(self.path),))
             try:
                 with snapshot.transaction():

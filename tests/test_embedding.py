@@ -481,7 +481,8 @@ def test_cli_publish_verifies_before_replacing(mf, live, tmp_path):
     good = republished(mf, tmp_path / "good")
     assert run_cli("publish", good, live).returncode == 0
     assert json.loads((live / "manifest.json").read_text())["item_ids"][0] != "i0"
-    assert sorted(p.name for p in live.parent.iterdir()) == ["live"]  # no leftovers
+    kept = sorted(p.name for p in live.parent.iterdir() if p.name != "live")
+    assert len(kept) == bundles.KEEP_VERSIONS and all(n.startswith(".live.v-") for n in kept)
 
 
 # -- 8. diversity -------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ def test_republish_replaces_bundle_atomically(mf, tmp_path):
     bundles.write(dest, onnx_bytes, {**manifest, "metrics": {"run": {"ndcg@10": 1.0}}})
     bundles.write(dest, onnx_bytes, {**manifest, "metrics": {"run": {"ndcg@10": 2.0}}})
     assert bundles.describe(dest)["metrics"]["run"]["ndcg@10"] == 2.0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["current"]
+    kept = sorted(p.name for p in tmp_path.iterdir() if p.name != "current")
+    assert len(kept) == bundles.KEEP_VERSIONS and all(n.startswith(".current.v-") for n in kept)
 
 
 def test_publish_refuses_an_incomplete_bundle(tmp_path):

@@ -171,9 +171,9 @@ def test_malformed_rows_are_reported_with_line_and_field(store, tmp_path):
         (5, "missing user id in column 'user'"),
         (6, "missing item id in column 'item'"),
         (7, "bad weight 'lots' in column 'rating'"),
-        (8, "bad weight 'inf' in column 'rating' (not finite)"),
+        (8, "bad weight 'inf' (not finite, or beyond +-1e+09) in column 'rating'"),
         (9, "wrong number of fields: expected 4, found 3"),
-        (13, "bad timestamp '1e400' in column 'ts'"),
+        (13, "bad timestamp '1e400' in column 'ts' (outside 1970-01-01..2100-01-01)"),
     ]
     assert store.history("u9") == ["i9"]
     summary = report.summary()
@@ -196,7 +196,7 @@ def test_malformed_json_lines(store, tmp_path):
     assert [n for n, _ in report.malformed] == [2, 4, 5, 6]
     reasons = [r for _, r in report.malformed]
     assert reasons[0].startswith("invalid JSON (")
-    assert reasons[1:] == ["not a JSON object", "bad item id {'nested': 1} in column 'item_id'",
+    assert reasons[1:] == ["not a JSON object", "bad item id {'nested': 1} (not a string or an integer) in column 'item_id'",
                            "bad timestamp True in column 'ts'"]
 
 
