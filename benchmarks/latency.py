@@ -15,12 +15,12 @@ Writes DIR/latency.json and DIR/latency.png (default DIR: benchmarks/out). Secti
    requests each preceded (untimed) by another user's event, so the store version changes
    every time (on a copy of the store). Beside implicit's ALS ``recommend``
    (history handed over in memory) when implicit is installed, call by call.
-   With ``--kinds als,gan``: bundles trained by those kinds on that store, ``recommend``
-   timed side by side (a kind's own graph costs what it costs only in a trained bundle).
 3. batch: top-10 for every user through ``recommend_many``, with the SQLite read of every
    history timed alone, beside numpy (and implicit when installed).
-4. kinds: trained bundles of ``als`` and the item-neighbourhood kinds on the same store,
-   their repeat-request p50 taken in turns (ratio to als) and their model.onnx size: on
+4. kinds: trained bundles of ``als`` and the other kinds (``--kinds``; default: the
+   item-neighbourhood kinds and gan) on the same store, their repeat-request p50 taken in
+   turns (ratio to als; a kind's own graph costs what it costs only in a trained bundle)
+   and their model.onnx size: on
    the MovieLens-size store and, unless --quick or --skip-shop, on the ``demo:shop``
    purchases (30K users, 24K items).
 5. startup: import, open, first answer and peak RSS after 10,000 requests, in fresh
@@ -293,36 +293,6 @@ def bench_requests(cache: Path, name: str, n_users: int, n_items: int, n_events:
     return out
 
 
-def bench_kinds(cache: Path, name: str, kinds: list[str], provider: str, calls: int) -> dict:
-    """``recommend`` p50 of bundles *trained* by each kind on the ``name`` store, side by side.
-
-    The other sections serve synthetic factors; a kind's own graph (a fold-in, a generator,
-    neighbour tables) costs what it costs only in a trained bundle. Two epochs: speed does
-    not depend on how well the model learned. Ratios are against the first kind.
-    """
-    from edgerec import Recommender
-    from edgerec.exporters import train_bundle
-
-    store_path = cache / f"{name}.db"
-    recs = {}
-    for kind in kinds:
-        bundle, _ = train_bundle(store_path, cache / f"{name}-{kind}", model=kind, epochs=2)
-        recs[kind] = Recommender.open(bundle, store_path, provider=provider)
-    users = recs[kinds[0]].store.user_ids()
-    rng = np.random.default_rng(3)
-    args = [(users[i],) for i in rng.integers(0, len(users), calls)]
-    timed = time_calls({k: (lambda u, r=r: r.recommend(u, n=K)) for k, r in recs.items()}, args,
-                       warmup=min(200, calls // 5))
-    out = {kind: {**timed[kind], "ratio": timed[kind]["p50_us"] / timed[kinds[0]]["p50_us"],
-                  "model_onnx_bytes": (cache / f"{name}-{kind}" / "model.onnx").stat().st_size}
-           for kind in kinds}
-    for rec in recs.values():
-        rec.close()
-    print(f"{name}: recommend p50 per trained kind: " + "  ".join(
-        f"{k} {v['p50_us']:.1f} us ({v['ratio']:.2f}x)" for k, v in out.items()), flush=True)
-    return out
-
-
 def bench_after_writes(bundle: Path, store_path: Path, provider: str, users: list[str],
                        n_items: int) -> dict:
     """Requests of served users, each after another user's event, recorded outside the timer.
@@ -461,18 +431,19 @@ STARTUP_SCRIPT = textwrap.dedent("""
 
 # -- 4. model kinds ---------------------------------------------------------------------------
 
-KINDS = ("als", "itemknn", "rp3beta", "sparse_ease")
+KINDS = ("als", "itemknn", "rp3beta", "sparse_ease", "gan")
 
 
-def bench_kinds(cache: Path, store_path: Path, provider: str, calls: int) -> dict:
-    """Repeat-request latency of bundles trained on ``store_path``, one per kind, in turns.
+def bench_kinds(cache: Path, store_path: Path, kinds: list[str], provider: str, calls: int) -> dict:
+    """Repeat-request latency of bundles trained on ``store_path``, one per kind, in turns
+    (``als`` first: the reference of every ratio).
 
     Two epochs only: the epochs do not change a bundle's graph, only its weights."""
     from edgerec import Recommender
     from edgerec.exporters import train_bundle
 
     recs = {}
-    for kind in KINDS:
+    for kind in kinds:
         path = cache / f"{store_path.stem}-{kind}"
         if not (path / "manifest.json").exists():
             train_bundle(store_path, path, kind, epochs=2)
@@ -580,8 +551,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="cpu")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     parser.add_argument("--kinds", default="",
-                        help="comma-separated model kinds to train on the MovieLens-size store and "
-                             "time side by side (e.g. als,gan); the first is the reference")
+                        help="comma-separated model kinds to train and time side by side beside als "
+                             f"(the reference) [default: {','.join(KINDS)}]")
     args = parser.parse_args(argv)
     out = args.out
     cache = out / "cache"
@@ -598,16 +569,15 @@ def main(argv=None) -> dict:
     ml = (943, 1_682, 100_000) if not quick else (300, 1_682, 20_000)
     results["requests"] = {"ml100k": bench_requests(cache, "ml100k" if not quick else "ml100k-quick",
                                                     *ml, args.provider, calls)}
-    if args.kinds:
-        results["kinds"] = bench_kinds(cache, "ml100k" if not quick else "ml100k-quick",
-                                       args.kinds.split(","), args.provider, calls)
     if not quick and not args.skip_shop:
         results["requests"]["large_shop"] = bench_requests(cache, "shop", 100_000, 100_000, 10_000_000,
                                                            args.provider, calls)
     name = "ml100k" if not quick else "ml100k-quick"
-    results["kinds"] = {name: bench_kinds(cache, cache / f"{name}.db", args.provider, calls)}
+    kinds = ["als", *[k for k in (args.kinds.split(",") if args.kinds else KINDS) if k != "als"]]
+    results["kinds"] = {name: bench_kinds(cache, cache / f"{name}.db", kinds, args.provider, calls)}
     if not quick and not args.skip_shop:
-        results["kinds"]["demo_shop"] = bench_kinds(cache, shop_store(cache), args.provider, calls)
+        results["kinds"]["demo_shop"] = bench_kinds(cache, shop_store(cache), kinds, args.provider,
+                                                    calls)
     results["startup"] = bench_startup(cache / f"{name}-bundle", cache / f"{name}.db", args.provider)
     results["seconds"] = time.time() - started
     results["environment"]["load_average_end"] = os.getloadavg()

@@ -18,7 +18,7 @@ BENCH = Path(__file__).parent.parent / "benchmarks" / "latency.py"
 
 
 def test_latency_benchmark_quick(tmp_path):
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--out", str(tmp_path)],
+    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--kinds", "als,itemknn", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "latency.json").read_text())
@@ -34,7 +34,7 @@ def test_latency_benchmark_quick(tmp_path):
     ml = results["requests"]["ml100k"]
     assert ml["recommend"]["calls"] > 0 and 0 < ml["batch"]["users"] <= ml["users"]
     kinds = results["kinds"]["ml100k-quick"]
-    assert set(kinds) == {"als", "itemknn", "rp3beta", "sparse_ease"}
+    assert set(kinds) == {"als", "itemknn"}
     assert kinds["als"]["ratio_p50_to_als"] == 1.0
     assert all(row["recommend"]["p50_us"] > 0 and row["model_onnx_mb"] > 0 for row in kinds.values())
     startup = results["startup"]

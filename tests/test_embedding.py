@@ -210,8 +210,10 @@ def test_explanations_are_faithful_for_every_kind(trained, tmp_path, who):
         attached = rec.recommend(user, n=1, explain=True)[0]
         assert attached.because == why.because and attached.item_id == target
         # A top recommendation is owed to some history item, unless the model ignores this
-        # user's history and the bundle has no vectors for the similarity reading.
-        assert why.because or not b.has_vectors
+        # user's history and the bundle has no vectors for the similarity reading, or (a
+        # non-monotone model such as gan) no single history item's removal lowers the score:
+        # the leave-one-out check below recomputes every drop, so an empty list is earned.
+        assert why.because or not b.has_vectors or why.method == "leave-one-out"
         shares = [s for _, s in why.because]
         assert shares == sorted(shares, reverse=True) and sum(shares) <= 1 + 1e-9
         known = [i for i in history if i in b.item_index]
@@ -604,4 +606,4 @@ def test_evaluate_reports_diversity_effect(tmp_path):
     assert diverse["coverage@10"] >= 1.05 * plain["coverage@10"]
     assert 0.8 * plain["ndcg@10"] <= diverse["ndcg@10"] < plain["ndcg@10"]
     sampled = run_cli("evaluate", store, "--protocol", "leave-one-out-sampled", "--diversity", "0.5")
-    assert sampled.returncode == 1 and "temporal protocol" in sampled.stderr
+    assert sampled.returncode == 1 and "temporal or random protocol" in sampled.stderr

@@ -90,7 +90,7 @@ def test_ease_refuses_catalogue_over_limit():
 
     matrix = np.zeros((6, EASE.MAX_ITEMS + 1))
     matrix[:, :8] = np.random.default_rng(0).random((6, 8)) < 0.7
-    with pytest.raises(InputError, match=rf"ease .*{EASE.MAX_ITEMS + 1} items.*--model als"):
+    with pytest.raises(InputError, match=rf"ease .*{EASE.MAX_ITEMS + 1} items.*--model sparse_ease"):
         fit(_interactions(matrix), "ease")
 
 
