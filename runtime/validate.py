@@ -53,10 +53,7 @@ def identifier(value, field: str) -> str:
         raise Invalid(f"bad {field} {_show(value)} (not a string or an integer)")
     if not value.strip():
         raise Invalid(f"{field} is empty")
-    if len(value) > MAX_ID_LENGTH:
-        raise Invalid(f"{field} is {len(value)} characters long (at most {MAX_ID_LENGTH})")
-    _text(value, field)
-    return value
+    return _bounded_text(value, field, MAX_ID_LENGTH)
 
 
 def weight(value, field: str = "weight") -> float:
@@ -95,8 +92,13 @@ def title(value, field: str = "title") -> str | None:
         value = str(value)
     if not isinstance(value, str):
         raise Invalid(f"{field} must be text, not {type(value).__name__}")
-    if len(value) > MAX_TITLE_LENGTH:
-        raise Invalid(f"{field} is {len(value)} characters long (at most {MAX_TITLE_LENGTH})")
+    return _bounded_text(value, field, MAX_TITLE_LENGTH)
+
+
+def _bounded_text(value: str, field: str, limit: int) -> str:
+    """Ids and titles share one rule: at most ``limit`` characters of clean text."""
+    if len(value) > limit:
+        raise Invalid(f"{field} is {len(value)} characters long (at most {limit})")
     _text(value, field)
     return value
 

@@ -6,7 +6,9 @@ a small demo store and every behaviour test reuses it.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -166,3 +168,14 @@ def genre_precision(bundle, store, only: list[str] | None = None) -> float:
         liked = set(genres[np.argsort(-n, kind="stable")[:2]])
         hits += sum(genre.get(r.item_id) in liked for r in recs)
     return hits / (10 * len(lists))
+
+
+def variant(mf, dest: Path, tag: str) -> Path:
+    """A copy of the MF bundle at ``dest`` that differs only in its creation time (identity)."""
+    from edgerec import bundle as bundles
+
+    shutil.copytree(bundles.recover(mf.bundle), dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    manifest["created_at"] = tag
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest

@@ -8,10 +8,8 @@ must pass SQLite's integrity check holding all of an ingest or none of it.
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,18 +23,10 @@ from edgerec.recommender import Recommender
 from edgerec.serving import load, publish
 from edgerec.store import Store
 
-from conftest import run_cli
+from conftest import run_cli, variant
 
 EDGEREC = str(Path(sys.executable).with_name("edgerec"))
 KILLED = -signal.SIGKILL
-
-
-def variant(mf, dest: Path, tag: str) -> Path:
-    shutil.copytree(bundles.recover(mf.bundle), dest)
-    manifest = json.loads((dest / "manifest.json").read_text())
-    manifest["created_at"] = tag
-    (dest / "manifest.json").write_text(json.dumps(manifest))
-    return dest
 
 
 def serves(dest: Path, store: Path) -> str:

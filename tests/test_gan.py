@@ -7,7 +7,6 @@ in test_models.py, which checks parity, serving, fold-in and repeatability for e
 import numpy as np
 import pytest
 
-from edgerec import Recommender
 from edgerec.errors import InputError
 
 

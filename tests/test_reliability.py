@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edgerec import bundle as bundles
@@ -26,16 +25,7 @@ from edgerec.recommender import Recommender
 from edgerec.serving import publish
 from edgerec.store import Store, fault
 
-from conftest import run_cli
-
-
-def variant(mf, dest: Path, tag: str) -> Path:
-    """A copy of the MF bundle at ``dest`` that differs only in its creation time (identity)."""
-    shutil.copytree(bundles.recover(mf.bundle), dest)
-    manifest = json.loads((dest / "manifest.json").read_text())
-    manifest["created_at"] = tag
-    (dest / "manifest.json").write_text(json.dumps(manifest))
-    return dest
+from conftest import run_cli, variant
 
 
 def created(path: Path) -> str:
