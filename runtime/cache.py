@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -159,34 +159,41 @@ class Snapshot:
             need = limit * 4
 
 
+class _Ranking(NamedTuple):
+    rows: int  # rows asked of the store (fewer come back when fewer items exist)
+    ranked: list
+    last_id: int  # the store's newest event when it was computed
+    when: float
+    took: float
+
+    def fresh(self, last_id: int) -> bool:
+        return (time.monotonic() - self.when < max(POPULAR_MAX_AGE, 10 * self.took)
+                and last_id - self.last_id <= max(100, self.last_id // 100))
+
+
 class Popularity:
     """Popularity rankings shared by successive snapshots (see ``POPULAR_MAX_AGE``)."""
 
     def __init__(self):
-        # half_life -> (rows ranked, ranking, last_id it was computed at, when, seconds it took)
-        self._rankings: dict[float | None, tuple] = {}
+        self._rankings: dict[float | None, _Ranking] = {}
         self._refreshing = threading.Lock()
 
     def ranking(self, store, last_id: int, half_life: float | None, need: int) -> tuple[int, list]:
-        """(rows ranked, ranking) with at least ``need`` rows (or every item) for ``last_id``."""
+        """(rows ranked, ranking) with at least ``need`` rows (or every item) for ``last_id``.
+
+        A long enough ranking is served while fresh, or while another thread refreshes it;
+        a too short one makes this thread wait for the lock and compute it."""
         found = self._rankings.get(half_life)
-        if found is not None and found[0] >= need and self._fresh(found, last_id):
-            return found[0], found[1]
-        if found is not None and found[0] >= need and not self._refreshing.acquire(blocking=False):
-            return found[0], found[1]  # stale, while another thread refreshes it
-        if found is None or found[0] < need:
+        enough = found is not None and found.rows >= need
+        if enough and (found.fresh(last_id) or not self._refreshing.acquire(blocking=False)):
+            return found.rows, found.ranked
+        if not enough:
             self._refreshing.acquire()
         try:
             started = time.monotonic()
             ranked = store.popular(need, half_life=half_life)
-            self._rankings[half_life] = (need, ranked, last_id, time.monotonic(),
-                                         time.monotonic() - started)
+            now = time.monotonic()
+            self._rankings[half_life] = _Ranking(need, ranked, last_id, now, now - started)
             return need, ranked
         finally:
             self._refreshing.release()
-
-    @staticmethod
-    def _fresh(found: tuple, last_id: int) -> bool:
-        _, _, base_id, when, took = found
-        return (time.monotonic() - when < max(POPULAR_MAX_AGE, 10 * took)
-                and last_id - base_id <= max(100, base_id // 100))
