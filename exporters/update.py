@@ -28,7 +28,7 @@ import numpy as np
 from .. import serving
 from ..errors import InputError
 from ..replay import iso, replay, training_end
-from ..store import Store
+from ..store import Store, snapshots
 from ..trainer.train import Progress, _quiet, fit
 from .onnx import export_bundle
 
@@ -56,7 +56,7 @@ def update(store: str | Path | Store, current: str | Path, *, holdout: float = 0
         if trained_until is None:
             raise InputError(f"{current}: the bundle does not record when its training data ends "
                              "(re-train it with `edgerec train`)")
-        new = opened.times_after(trained_until)
+        new = snapshots.times_after(opened, trained_until)
         if not len(new):
             progress(f"no events since {iso(trained_until)}: {current} is up to date")
             return {"status": UP_TO_DATE, "since": trained_until}
@@ -64,7 +64,7 @@ def update(store: str | Path | Store, current: str | Path, *, holdout: float = 0
         progress(f"{len(new)} events since {iso(trained_until)}; gate on those after {iso(cut)}")
         with tempfile.TemporaryDirectory(prefix="edgerec-update-") as tmp:
             tmp = Path(tmp)
-            before = opened.snapshot_before(tmp / "before.db", cut)
+            before = snapshots.snapshot_before(opened, tmp / "before.db", cut)
             try:
                 gate = fit(before, warm_start=current, epochs=epochs, seed=seed, progress=progress)
             finally:

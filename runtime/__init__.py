@@ -4,13 +4,12 @@ The runtime (this package) needs only numpy, onnxruntime, sqlite-utils and click
 the trainer (``edgerec.trainer``) and exporter (``edgerec.exporters``) need TensorFlow.
 """
 
-__version__ = "0.1.0"
-
-from .errors import EdgerecError  # noqa: E402
-from .experiment import Experiment  # noqa: E402
-from .explain import Explanation, Reason  # noqa: E402
-from .recommender import Recommender  # noqa: E402
-from .results import Explained, Recommendation, Recommendations  # noqa: E402
+from .errors import EdgerecError
+from .experiment import Experiment
+from .explain import Explanation, Reason
+from .recommender import Recommender
+from .results import Explained, Recommendation, Recommendations
+from .version import __version__
 
 __all__ = ["EdgerecError", "Experiment", "Explained", "Explanation", "Reason",
            "Recommendation", "Recommendations", "Recommender", "__version__"]

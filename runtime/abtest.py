@@ -1,6 +1,6 @@
 """The A/B report: attributed outcomes per variant, intervals, tests, and a plot.
 
-Metrics (attribution, in SQL: ``Store.experiment_totals``): an outcome event goes to the
+Metrics (attribution, in SQL: ``edgerec.store.experiments.totals``): an outcome event goes to the
 most recent impression of that item to that user in the experiment that precedes it by at
 most the window; each outcome counts once, and an impression once per outcome kind.
 
@@ -36,9 +36,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import EdgerecError, InputError
-from .experiment import Config, Variant, stored_config
+from .abconfig import Config, Variant, stored_config
 from .replay import iso, replay
-from .store import Store, VariantTotals
+from .store import Store, experiments
+from .store.experiments import VariantTotals
 
 ALPHA = 0.05
 SRM_ALPHA = 0.001
@@ -296,7 +297,7 @@ def report(store: Store | str | Path, name: str, window_hours: float | None = No
         raise InputError(f"the attribution window (--window) must be a positive number of "
                          f"hours, not {window_hours!r}")
     query = (name, hours * 3600.0, config.outcomes["click"], config.outcomes["conversion"])
-    totals = {t.variant: t for t in store.experiment_totals(*query)}
+    totals = {t.variant: t for t in experiments.totals(store, *query)}
     results = {v.name: _variant_result(v, totals.get(v.name)) for v in config.variants}
     control = results[config.control]
     for result in results.values():
@@ -336,7 +337,7 @@ def _series(store: Store, query: tuple, totals: dict[str, VariantTotals],
     bucket = next((b for b in BUCKETS if span / b <= MAX_BUCKETS), BUCKETS[-1])
     out: dict[str, list[dict]] = {}
     sums = {}
-    for variant, start, imps, clicks, users, convs in store.experiment_series(*query, bucket):
+    for variant, start, imps, clicks, users, convs in experiments.series(store, *query, bucket):
         n, c, m, v = sums.get(variant, (0, 0, 0, 0))
         n, c, m, v = sums[variant] = (n + imps, c + clicks, m + users, v + convs)
         point = {"t": start + bucket, "impressions": n, "clicks": c, "users": m, "conversions": v}

@@ -31,6 +31,7 @@ from typing import Callable, Iterable, Sequence
 from . import serving
 from .batchscore import BatchScorer, Scored, worker_cpus
 from .errors import InputError
+from .filters import Filter
 from .histories import (export_histories, file_metadata, open_histories, parquet_chunks,
                         popularity, pyarrow, read_user_file, result_schema, results_batch,
                         store_chunks)
@@ -113,7 +114,7 @@ def batch(source: str | Path, bundle: str | Path, out: str | Path, n: int = 10, 
           engine: str = "local", workers: int | None = None, cpus_per_worker: int = 1,
           address: str | None = None, users: str | Path | None = None,
           include: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
-          exclude_seen: bool = True, provider: str = "cpu",
+          where: dict | None = None, exclude_seen: bool = True, provider: str = "cpu",
           progress: Progress | None = None) -> dict:
     """Top-n of every user in ``source`` (a store, or Parquet histories) into ``out``.
 
@@ -122,7 +123,9 @@ def batch(source: str | Path, bundle: str | Path, out: str | Path, n: int = 10, 
     ``workers`` of ``cpus_per_worker`` CPUs each (ONNX Runtime gets that many threads);
     ``address``: a Ray cluster address or Spark master URL (default: a local one).
     ``users``: a file of user ids (store sources only). ``include``/``exclude``: only /
-    never these item ids. ``progress(done, total)`` is called as local chunks finish.
+    never these item ids; ``where``: catalogue metadata to match, as in
+    ``Recommender.recommend`` (store sources only: Parquet histories carry no catalogue).
+    ``progress(done, total)`` is called as local chunks finish.
     Returns a summary: users, engine, seconds, out.
     """
     started = time.perf_counter()
@@ -136,10 +139,12 @@ def batch(source: str | Path, bundle: str | Path, out: str | Path, n: int = 10, 
         raise InputError(f"{out}: the {engine} engine writes Parquet; give --out a directory")
     served = serving.load(bundle, provider, threads=cpus_per_worker)  # a bad bundle fails here
     workers = workers or max(1, worker_cpus() // cpus_per_worker)
-    options = dict(n=n, exclude_seen=exclude_seen, include=include, exclude=exclude,
-                   threads=cpus_per_worker, provider=provider)
+    options = dict(n=n, exclude_seen=exclude_seen, exclude=exclude, threads=cpus_per_worker,
+                   provider=provider)
     if is_store(source):
         with contextlib.closing(Store.open(source, create=False)) as store:
+            include = allowed_items(store, include, where)
+            options["include"] = include
             scorer = BatchScorer(str(bundle), retired=sorted(store.inactive_items()),
                                  popular=popularity(store, n, len(exclude or ()), include is not None),
                                  **options)
@@ -147,12 +152,28 @@ def batch(source: str | Path, bundle: str | Path, out: str | Path, n: int = 10, 
     else:
         if users is not None:
             raise InputError("--users applies to a store source; filter the Parquet histories instead")
+        if where:
+            raise InputError("--where matches the catalogue of a store source; Parquet histories "
+                             "carry none: give --include item ids instead")
+        options["include"] = include
         dataset = open_histories(source)
         retired, popular = file_metadata(dataset)
         scorer = BatchScorer(str(bundle), retired=retired, popular=popular, **options)
         done = _run(scorer, served, None, dataset, None, out, engine, workers, address, progress)
     return {"users": done, "engine": engine, "workers": workers, "out": str(out),
             "seconds": time.perf_counter() - started}
+
+
+def allowed_items(store: Store, include: Sequence[str] | None,
+                  where: dict | None) -> list[str] | None:
+    """``include`` narrowed to the catalogue items matching ``where`` (None: no limit).
+
+    Batch scorers take item ids, not a store, so a metadata filter becomes the ids it
+    allows here, once per job, as ``Recommender.recommend`` does per request.
+    """
+    if not where:
+        return include
+    return sorted(Filter.of(include, None, where).allowed(store, frozenset()))
 
 
 def _run(scorer: BatchScorer, served, store: Store | None, dataset, users, out: Path, engine: str,

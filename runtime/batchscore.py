@@ -20,6 +20,7 @@ from itertools import chain
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Sequence
 
+from . import contract as C
 from . import filters, serving
 from .errors import InputError
 from .filters import Filter
@@ -174,7 +175,7 @@ class BatchScorer:
         flt = Filter.of(self.include, self.exclude)
         allowed = flt.allowed(None, retired) if flt is not None else None
         extra, mask = filters.eligibility(
-            flt, bundle.item_index, filters.indices(bundle.item_index, retired),
+            flt, bundle.item_index, C.known_indices(bundle.item_index, retired),
             lambda f: filters.mask(allowed, bundle.item_index, bundle.n_items) if f.restricts else None)
         skip = retired | (flt.exclude if flt is not None else frozenset())
         return _Model(served, extra, mask, allowed, skip, model_name(bundle))

@@ -4,8 +4,8 @@ and diversity. Trained bundles also hold ``trainer_state.npz``, the weights a wa
 continues from; the runtime never reads it.
 
 Crash-safe publishing. The bundle path (``models/m``) is a symbolic link to a sibling
-version directory (``models/.m.v-<time>-<pid>``). ``publish`` writes and fsyncs the new
-version completely, then points the link at it with one atomic ``rename`` of a new link
+version directory (``models/.m.v-<time>-<pid>``). ``install_staged`` writes and fsyncs the new
+version completely (``install_staged``), then points the link at it with one atomic ``rename`` of a new link
 over the old one, and fsyncs the directory: whenever the process dies (kill -9, power
 cut), the path names a complete bundle, the old or the new. The previous version is kept
 as a sibling (an app that opened it keeps reading it); older ones are removed. A bundle
@@ -41,10 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
-from . import __version__
 from . import contract as C
 from .errors import BundleError
 from .manifest import check_manifest
+from .version import __version__
 
 # Versions kept beside the bundle path: the one it names and the one before it.
 KEEP_VERSIONS = 2
@@ -212,7 +212,7 @@ def write(dest: str | Path, onnx_bytes: bytes, manifest: dict,
                     C.M_ONNX: {**manifest.get(C.M_ONNX, {}), "file": C.MODEL_FILE,
                                "sha256": hashlib.sha256(onnx_bytes).hexdigest()}}
         (tmp / C.MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        publish(tmp, dest)
+        install_staged(tmp, dest)
     except BaseException:
         discard(tmp, dest)
         raise
@@ -261,7 +261,7 @@ def read_trainer_state(path: str | Path) -> tuple[dict, list[np.ndarray]]:
 
 
 def staging(dest: str | Path) -> Path:
-    """A new, empty directory beside ``dest`` to build a bundle in, then ``publish``.
+    """A new, empty directory beside ``dest`` to build a bundle in, then ``install_staged``.
 
     Beside it, so the publishing rename never crosses file systems; named with this
     process's id, so a later publish knows it is abandoned once the process is gone; made
@@ -279,8 +279,11 @@ def staging(dest: str | Path) -> Path:
     return path
 
 
-def publish(src: str | Path, dest: str | Path) -> None:
+def install_staged(src: str | Path, dest: str | Path) -> None:
     """Make the complete bundle ``src`` (a directory beside ``dest``) the bundle at ``dest``.
+
+    The bare crash-safe switch: it checks only the manifest; ``edgerec.serving.publish``
+    copies a bundle from anywhere and verifies it completely before calling this.
 
     ``src`` is consumed: it (or the directory it links to) becomes the new version. On
     return the new bundle is on disk for good (files and directories fsynced); at any

@@ -31,6 +31,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from . import contract as C
 from . import filters
 from .filters import Filter
 from .topn import popular_unseen
@@ -80,7 +81,7 @@ class Catalogue:
     def __init__(self, store, bundle, version: int):
         self.store, self.bundle, self.version = store, bundle, version
         self.inactive = frozenset(store.inactive_items())
-        self.inactive_indices = filters.indices(bundle.item_index, self.inactive)
+        self.inactive_indices = C.known_indices(bundle.item_index, self.inactive)
         self._allowed: dict[Filter, frozenset | None] = {}
         self._masks: dict[Filter, np.ndarray] = {}
         self._new: list[str] | None = None

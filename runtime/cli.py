@@ -16,13 +16,23 @@ from .ingest import FORMATS
 from .session import CHOICES as PROVIDER_CHOICES
 
 
+# Old command names, kept working: each command is named after the function it wraps.
+ALIASES = {"items": "ingest-items", "demo-data": "write-demo", "similar": "similar-items",
+           "info": "describe"}
+
+
 class _Group(click.Group):
+    """Prints ``EdgerecError`` as one line (exit 1) and resolves the old names in ``ALIASES``."""
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except EdgerecError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
+
+    def get_command(self, ctx, cmd_name):
+        return super().get_command(ctx, ALIASES.get(cmd_name, cmd_name))
 
 
 def _echo_err(message: str) -> None:
@@ -91,6 +101,28 @@ def _filters(include, exclude, where) -> dict:
             "where": conditions or None}
 
 
+def request_options(command):
+    """The filters plus --diversity/--explain/--new-arrivals: ``Recommender.recommend``'s
+    keywords, shared by recommend and ab recommend (see ``_request``)."""
+    for option in reversed([
+        click.option("--diversity", type=float,
+                     help="0..1: re-rank by maximal marginal relevance over item vectors [default: 0]."),
+        click.option("--explain", is_flag=True, default=None,
+                     help="Show which history items each item is owed to."),
+        click.option("--new-arrivals", type=int,
+                     help="Slots for catalogue items the model does not know yet [default: 0]."),
+    ]):
+        command = option(command)
+    return filter_options(command)
+
+
+def _request(include, exclude, where, diversity, explain, new_arrivals) -> dict:
+    """The keywords given on the command line (unset ones keep the API's defaults, so an
+    experiment's variant may set them)."""
+    return _given({**_filters(include, exclude, where), "diversity": diversity,
+                   "explain": explain, "new_arrivals": new_arrivals})
+
+
 @click.group(cls=_Group)
 @click.version_option(package_name="edgerec")
 def main():
@@ -101,49 +133,52 @@ def main():
 @store_arg
 @file_arg
 @format_opt
-@click.option("--user-col")
-@click.option("--item-col")
-@click.option("--time-col")
-@click.option("--weight-col")
-@click.option("--event-col")
+@click.option("--user-col", help="Column of the user ids [default: guessed from the header].")
+@click.option("--item-col", help="Column of the item ids [default: guessed from the header].")
+@click.option("--time-col", help="Column of the timestamps [default: guessed from the header].")
+@click.option("--weight-col", help="Column of the weights [default: guessed from the header].")
+@click.option("--event-col", help="Column of the event types [default: guessed from the header].")
 @click.option("--strict", is_flag=True, help="Reject the whole file if any row is malformed.")
 def ingest(store, file, fmt, user_col, item_col, time_col, weight_col, event_col, strict):
     """Add interaction events from FILE to STORE (created if missing)."""
     from .ingest import ingest_events
     from .store import Store
 
-    report = ingest_events(Store.open(store), file, format=fmt, user_col=user_col,
-                           item_col=item_col, time_col=time_col, weight_col=weight_col,
-                           event_col=event_col, strict=strict)
+    with Store.open(store) as opened:
+        report = ingest_events(opened, file, format=fmt, user_col=user_col, item_col=item_col,
+                               time_col=time_col, weight_col=weight_col, event_col=event_col,
+                               strict=strict)
     click.echo(report.summary())
 
 
-@main.command()
+@main.command("ingest-items")
 @store_arg
 @file_arg
 @format_opt
-@click.option("--id-col")
-@click.option("--title-col")
-def items(store, file, fmt, id_col, title_col):
-    """Add or update the item catalogue (titles, categories) from FILE."""
-    from .ingest import ingest_items
+@click.option("--id-col", help="Column of the item ids [default: guessed from the header].")
+@click.option("--title-col", help="Column of the titles [default: guessed from the header].")
+def ingest_items(store, file, fmt, id_col, title_col):
+    """Add or update the item catalogue (titles, categories) from FILE (alias: items)."""
+    from .ingest import ingest_items as ingest
     from .store import Store
 
-    click.echo(ingest_items(Store.open(store), file, format=fmt, id_col=id_col,
-                            title_col=title_col).summary())
+    with Store.open(store) as opened:
+        report = ingest(opened, file, format=fmt, id_col=id_col, title_col=title_col)
+    click.echo(report.summary())
 
 
-@main.command("demo-data")
+@main.command("write-demo")
 @store_arg
-@click.option("--users", default=600, show_default=True)
-@click.option("--items", "n_items", default=400, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-def demo_data(store, users, n_items, seed):
-    """Write the built-in synthetic demo data (clustered tastes) into STORE."""
-    from .demo import write_demo
+@click.option("--users", default=600, show_default=True, help="Synthetic users.")
+@click.option("--items", "n_items", default=400, show_default=True, help="Synthetic items.")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+def write_demo(store, users, n_items, seed):
+    """Write the built-in synthetic demo data (clustered tastes) into STORE (alias: demo-data)."""
+    from .demo import write_demo as write
     from .store import Store
 
-    added = write_demo(Store.open(store), n_users=users, n_items=n_items, seed=seed)
+    with Store.open(store) as opened:
+        added = write(opened, n_users=users, n_items=n_items, seed=seed)
     click.echo(f"{store}: {added['events']} events and {added['items']} items added")
 
 
@@ -239,17 +274,35 @@ def evaluate(store, model, protocol, k, out, diversity, **params):
         click.echo(f"results: {out}")
 
 
+def _source(recs) -> str:
+    return "most popular (user unknown to the model)" if recs.fallback else "personalised"
+
+
+def _echo_recommendations(recs, store, as_json: bool, about: dict, heading: str) -> None:
+    """One list as JSON (``to_dict`` plus ``about``) or as text: ``heading``, then the
+    ranked items with titles, new-arrival slots and reasons (every list command's format)."""
+    if as_json:
+        click.echo(json.dumps({**recs.to_dict(), **about}))
+        return
+    named = {r.item_id for r in recs} | {i for r in recs for i, _ in getattr(r, "because", ())}
+    titles = store.item_titles(named)
+    click.echo(heading)
+    fresh = set(getattr(recs, "new_arrivals", ()))
+    for rank, r in enumerate(recs, 1):
+        title = f"  {titles[r.item_id]}" if r.item_id in titles else ""
+        score = "new" if r.item_id in fresh else f"{r.score:.4f}"
+        click.echo(f"{rank:3d}. {r.item_id}  {score}{title}")
+        if getattr(r, "because", None):
+            click.echo("       because of " + ", ".join(
+                f"{titles.get(i, i)} ({share:.0%})" for i, share in r.because))
+
+
 @main.command()
 @store_arg
 @bundle_arg
 @click.argument("user_id")
 @click.option("-n", default=10, show_default=True, help="How many items.")
-@filter_options
-@click.option("--diversity", default=0.0, show_default=True,
-              help="0..1: re-rank by maximal marginal relevance over item vectors.")
-@click.option("--explain", is_flag=True, help="Show which history items each item is owed to.")
-@click.option("--new-arrivals", default=0, show_default=True,
-              help="Slots for catalogue items the model does not know yet.")
+@request_options
 @click.option("--half-life-days", type=float, help="Recency-weighted popularity for cold start.")
 @json_opt
 @provider_opt
@@ -259,26 +312,13 @@ def recommend(store, bundle, user_id, n, include, exclude, where, diversity, exp
     from .recommender import Recommender
 
     with Recommender.open(bundle, store, provider=provider, half_life_days=half_life_days) as rec:
-        recs = rec.recommend(user_id, n=n, diversity=diversity, explain=explain,
-                             new_arrivals=new_arrivals, **_filters(include, exclude, where))
-        if as_json:
-            click.echo(json.dumps({**recs.to_dict(), "provider": rec.provider}))
-            return
-        named = {r.item_id for r in recs} | {i for r in recs for i, _ in getattr(r, "because", ())}
-        titles = rec.store.item_titles(named)
-        source = "most popular (user unknown to the model)" if recs.fallback else "personalised"
-        click.echo(f"user {user_id}: {source}, provider {rec.provider}")
-        fresh = set(recs.new_arrivals)
-        for rank, r in enumerate(recs, 1):
-            title = f"  {titles[r.item_id]}" if r.item_id in titles else ""
-            score = "new" if r.item_id in fresh else f"{r.score:.4f}"
-            click.echo(f"{rank:3d}. {r.item_id}  {score}{title}")
-            if getattr(r, "because", None):
-                click.echo("       because of " + ", ".join(
-                    f"{titles.get(i, i)} ({share:.0%})" for i, share in r.because))
+        recs = rec.recommend(user_id, n=n, **_request(include, exclude, where, diversity, explain,
+                                                      new_arrivals))
+        _echo_recommendations(recs, rec.store, as_json, {"provider": rec.provider},
+                              f"user {user_id}: {_source(recs)}, provider {rec.provider}")
 
 
-@main.command()
+@main.command("similar-items")
 @store_arg
 @bundle_arg
 @click.argument("item_id")
@@ -286,20 +326,20 @@ def recommend(store, bundle, user_id, n, include, exclude, where, diversity, exp
 @filter_options
 @json_opt
 @provider_opt
-def similar(store, bundle, item_id, n, include, exclude, where, as_json, provider):
-    """Items most similar to ITEM_ID (cosine of the model's item vectors)."""
+def similar_items(store, bundle, item_id, n, include, exclude, where, as_json, provider):
+    """Items most similar to ITEM_ID (cosine of the model's item vectors; alias: similar)."""
     from .recommender import Recommender
+    from .results import Recommendations
 
     with Recommender.open(bundle, store, provider=provider) as rec:
-        items = rec.similar_items(item_id, n=n, **_filters(include, exclude, where))
+        items = Recommendations(None, rec.similar_items(item_id, n=n,
+                                                        **_filters(include, exclude, where)))
         if as_json:
-            click.echo(json.dumps({"item_id": item_id, "items": [
-                {"item_id": i, "score": s} for i, s in items]}))
+            click.echo(json.dumps({"item_id": item_id, "items": items.to_dict()["items"]}))
             return
-        titles = rec.store.item_titles([item_id, *(i for i, _ in items)])
-        click.echo(f"similar to {item_id}{'  ' + titles[item_id] if item_id in titles else ''}")
-        for rank, (i, score) in enumerate(items, 1):
-            click.echo(f"{rank:3d}. {i}  {score:.4f}{'  ' + titles[i] if i in titles else ''}")
+        title = rec.store.item_titles([item_id]).get(item_id)
+        _echo_recommendations(items, rec.store, False, {},
+                              f"similar to {item_id}{'  ' + title if title else ''}")
 
 
 @main.command()
@@ -341,20 +381,35 @@ def record(store, user_id, item_id, event, weight, ts):
     from .feedback import record as record_event
     from .store import Store
 
-    new = record_event(Store.open(store, create=False), user_id, item_id, event, weight, ts)
+    with Store.open(store, create=False) as opened:
+        new = record_event(opened, user_id, item_id, event, weight, ts)
     click.echo(f"{store}: {'recorded' if new else 'already recorded'} {event} {user_id} -> {item_id}")
 
 
 @main.command()
 @store_arg
 @click.argument("item_ids", nargs=-1, required=True)
-@click.option("--restore", is_flag=True, help="Make the items eligible again.")
-def retire(store, item_ids, restore):
-    """Retire ITEM_IDS: never recommend them again (--restore undoes it)."""
+@click.option("--restore", "restore_", is_flag=True,
+              help="Make the items eligible again (the same as `edgerec restore`).")
+def retire(store, item_ids, restore_):
+    """Retire ITEM_IDS: never recommend them again (`Recommender.retire`)."""
+    _set_active(store, item_ids, restore_)
+
+
+@main.command()
+@store_arg
+@click.argument("item_ids", nargs=-1, required=True)
+def restore(store, item_ids):
+    """Make retired ITEM_IDS eligible again (`Recommender.restore`)."""
+    _set_active(store, item_ids, True)
+
+
+def _set_active(store, item_ids, active: bool) -> None:
     from .store import Store
 
-    count = Store.open(store, create=False).set_active(item_ids, restore)
-    click.echo(f"{store}: {count} item(s) {'restored' if restore else 'retired'}")
+    with Store.open(store, create=False) as opened:
+        count = opened.set_active(item_ids, active)
+    click.echo(f"{store}: {count} item(s) {'restored' if active else 'retired'}")
 
 
 @main.command()
@@ -423,12 +478,9 @@ def batch(source, bundle, out, n, engine, workers, cpus_per_worker, address, use
     """Top-N of every user in SOURCE (a store or Parquet histories) with BUNDLE, into OUT."""
     from .batch import batch as run_batch
 
-    chosen = _filters(include, exclude, where)
-    if chosen["where"]:
-        raise InputError("batch takes --include/--exclude item ids; --where needs a live store")
     options = dict(engine=engine, workers=workers, cpus_per_worker=cpus_per_worker,
-                   address=address, users=users_file, include=chosen["include"],
-                   exclude=chosen["exclude"], provider=provider or "cpu")
+                   address=address, users=users_file, provider=provider or "cpu",
+                   **_filters(include, exclude, where))
     if engine != "local":  # Ray and Spark show their own progress
         about = run_batch(source, bundle, out, n, **options)
     else:
@@ -463,13 +515,13 @@ def check(path, as_json):
 
 
 @main.command()
-@click.argument("bundle", type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(bundle, as_json):
-    """What a bundle is: model kind, sizes, metrics, checksum, opset."""
-    from .bundle import describe
+@bundle_arg
+@json_opt
+def describe(bundle, as_json):
+    """What a bundle is: model kind, sizes, metrics, checksum, opset (alias: info)."""
+    from .bundle import describe as describe_bundle
 
-    about = describe(bundle)
+    about = describe_bundle(bundle)
     if as_json:
         click.echo(json.dumps(about, indent=1))
         return
@@ -504,7 +556,7 @@ def ab():
 @click.argument("user_ids", nargs=-1, required=True)
 def ab_assign(config, user_ids):
     """Print the variant of each USER_ID in the experiment CONFIG (a hash: no store needed)."""
-    from .experiment import load_config
+    from .abconfig import load_config
 
     experiment = load_config(config)
     for user in user_ids:
@@ -516,27 +568,29 @@ def ab_assign(config, user_ids):
 @config_arg
 @click.argument("user_id")
 @click.option("-n", default=10, show_default=True, help="How many items.")
+@request_options
+@click.option("--ts", type=float, help="Seconds since the epoch stamped on the impressions "
+                                      "(default: now).")
 @json_opt
 @provider_opt
-def ab_recommend(store, config, user_id, n, as_json, provider):
-    """Top-N for USER_ID from their variant of CONFIG, logged as impressions in STORE."""
+def ab_recommend(store, config, user_id, n, include, exclude, where, diversity, explain,
+                 new_arrivals, ts, as_json, provider):
+    """Top-N for USER_ID from their variant of CONFIG, logged as impressions in STORE.
+
+    Options the variant itself sets (what the experiment compares) cannot be given.
+    """
     from .experiment import Experiment
 
     with Experiment.open(config, store, provider=provider) as experiment:
-        recs = experiment.recommend(user_id, n=n)
+        recs = experiment.recommend(user_id, n=n, ts=ts, **_request(
+            include, exclude, where, diversity, explain, new_arrivals))
         used = experiment.recommender(recs.variant).provider
-        about = {"experiment": experiment.name, "variant": recs.variant,
-                 "request_id": recs.request_id, "provider": used}
-        if as_json:
-            click.echo(json.dumps({**recs.to_dict(), **about}))
-            return
-        titles = experiment.store.item_titles(r.item_id for r in recs)
-        source = "most popular (user unknown to the model)" if recs.fallback else "personalised"
-        click.echo(f"user {user_id}: experiment {experiment.name}, variant {recs.variant}, "
-                   f"request {recs.request_id}, {source}, provider {used}")
-        for rank, r in enumerate(recs, 1):
-            title = f"  {titles[r.item_id]}" if r.item_id in titles else ""
-            click.echo(f"{rank:3d}. {r.item_id}  {r.score:.4f}{title}")
+        _echo_recommendations(
+            recs, experiment.store, as_json,
+            {"experiment": experiment.name, "variant": recs.variant,
+             "request_id": recs.request_id, "provider": used},
+            f"user {user_id}: experiment {experiment.name}, variant {recs.variant}, "
+            f"request {recs.request_id}, {_source(recs)}, provider {used}")
 
 
 @ab.command("report")

@@ -70,6 +70,15 @@ REQUIRED_KEYS = (
 )
 
 
+def known_indices(item_index: dict[str, int], ids) -> list[int]:
+    """Dense indices of the ``ids`` the model knows, in order (others cannot be scored).
+
+    The one way item ids become the rows ``padded`` takes: histories, exclusions and
+    filters all drop unknown ids the same way.
+    """
+    return [j for j in map(item_index.get, ids) if j is not None]
+
+
 def padded(rows: list[list[int]], pad: int, width: int | None = None) -> np.ndarray:
     """Rows of indices as one int64 matrix, right-padded with ``pad`` (= n_items)."""
     if width is None:

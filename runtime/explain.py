@@ -128,7 +128,7 @@ def explain_items(served, user_id: str, history: list[str], item_ids: list[str],
     otherwise (when the bundle has vectors), popularity for users the model cannot place.
     """
     b = served.bundle
-    seen = [j for j in map(b.item_index.get, history) if j is not None]
+    seen = C.known_indices(b.item_index, history)
     targets = [b.item_index[i] for i in item_ids]
     user = b.user_index.get(user_id, C.UNKNOWN_USER)
     if user == C.UNKNOWN_USER and not (b.folds_in and seen):

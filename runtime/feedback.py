@@ -73,3 +73,34 @@ def _event(e, weights: Mapping[str, float]) -> EventRow:
     except InputError as exc:
         raise validate.Invalid(str(exc)) from None
     raise validate.Invalid("an event is (user_id, item_id[, event[, weight[, ts]]]) or a dict")
+
+
+def event_weights(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The default event weights with ``overrides`` applied (what ``Recorder`` uses)."""
+    return {**DEFAULT_EVENT_WEIGHTS, **(overrides or {})}
+
+
+class Recorder:
+    """``record``/``record_many`` for a class that holds ``store`` and ``event_weights``.
+
+    ``Recommender`` and ``Experiment`` both take live feedback the same way (an experiment's
+    outcomes are ordinary events), so the one implementation lives here.
+    """
+
+    store: Store
+    event_weights: dict[str, float]
+
+    def record(self, user_id: str, item_id: str, event: str = "click",
+               weight: float | None = None, ts: float | None = None) -> bool:
+        """Store one event (weight from ``event_weights`` unless given; ts: now).
+
+        The next recommendation for the user sees it: the item is excluded as seen and, for
+        models that read the history, the user's representation changes; an experiment's
+        report attributes it. Returns False when the identical event (user, item, type, ts)
+        was already stored.
+        """
+        return record(self.store, user_id, item_id, event, weight, ts, self.event_weights)
+
+    def record_many(self, events: Iterable) -> int:
+        """Store many events in one transaction; see ``edgerec.feedback.record_many``."""
+        return record_many(self.store, events, self.event_weights)

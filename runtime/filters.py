@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import contract as C
 from .errors import InputError
 
 
@@ -60,25 +61,19 @@ class Filter:
         return ids
 
 
-def indices(item_index: dict[str, int], ids) -> list[int]:
-    """Dense indices of the ``ids`` the model knows (others cannot be scored anyway)."""
-    return [j for j in map(item_index.get, ids) if j is not None]
-
-
 def eligibility(flt: Filter | None, item_index: dict[str, int], inactive: list[int],
                 mask_of: Callable[[Filter], np.ndarray | None]) -> tuple[list[int], np.ndarray | None]:
     """(indices to exclude, ``item_mask`` or None): the ``inactive`` (retired) indices
     always, plus the filter's removals; ``mask_of(flt)`` gives its mask (cached or not)."""
     if flt is None:
         return inactive, None
-    return inactive + indices(item_index, flt.exclude), mask_of(flt)
+    return inactive + C.known_indices(item_index, flt.exclude), mask_of(flt)
 
 
 def mask(allowed: frozenset, item_index: dict[str, int], n_items: int) -> np.ndarray:
     """The scoring core's ``item_mask`` [1, n_items]: 0 for allowed items, -inf elsewhere."""
     out = np.full((1, n_items), -np.inf, dtype=np.float32)
-    rows = [j for j in map(item_index.get, allowed) if j is not None]
-    out[0, rows] = 0.0
+    out[0, C.known_indices(item_index, allowed)] = 0.0
     return out
 
 

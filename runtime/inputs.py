@@ -34,11 +34,10 @@ def model_inputs(bundle, histories: Mapping[str, list[str]], users: Sequence[str
     ``exclude_seen=False`` (offline re-ranking jobs) lets seen items come back; the
     history is still read for scoring.
     """
-    index = bundle.item_index.get
     known, folds_in = bundle.user_index, bundle.folds_in
     scored, seen = [], []
     for u in users:
-        items = [j for j in map(index, histories[u]) if j is not None]
+        items = C.known_indices(bundle.item_index, histories[u])
         if u in known or (folds_in and items):
             scored.append(u)
             seen.append(items)

@@ -84,11 +84,11 @@ def _pool(n: int) -> int:
     return max(3 * n, n + 20)
 
 
-class Recommender:
+class Recommender(feedback.Recorder):
     """A bundle served with ONNX Runtime over a store of user histories.
 
-    ``event_weights`` overrides the weights of event types for ``record`` (defaults in
-    ``edgerec.feedback.DEFAULT_EVENT_WEIGHTS``). ``half_life_days`` makes the popularity
+    ``event_weights`` overrides the weights of event types for ``record``/``record_many``
+    (``edgerec.feedback.Recorder``; defaults in ``edgerec.feedback.DEFAULT_EVENT_WEIGHTS``). ``half_life_days`` makes the popularity
     used for cold start recency-weighted (see ``Store.popular``).
     """
 
@@ -99,7 +99,7 @@ class Recommender:
         if half_life_days is not None and not half_life_days > 0:
             raise InputError(f"half_life_days must be positive, not {half_life_days}")
         self.store = store
-        self.event_weights = {**feedback.DEFAULT_EVENT_WEIGHTS, **(event_weights or {})}
+        self.event_weights = feedback.event_weights(event_weights)
         self.half_life_days = half_life_days
         self.reload_error: str | None = None
         self._served = serving.Served(bundle, scorer, serving.identity(bundle.manifest))
@@ -203,41 +203,35 @@ class Recommender:
                 for recs in chunk]
 
     def batch(self, out: str | Path, n: int = 10, users: Sequence[str] | None = None,
-              chunk_size: int | None = None, progress: Callable[[int], None] | None = None) -> int:
+              chunk_size: int | None = None, progress: Callable[[int], None] | None = None, *,
+              include: Iterable[str] | None = None, exclude: Iterable[str] | None = None,
+              where: dict | None = None) -> int:
         """Write top-n of every user (or ``users``) to a CSV file; returns rows written.
 
         Columns: user_id, rank, item_id, score. The local engine of ``edgerec.batch`` over
         this recommender's model and store: memory stays bounded by the chunk size, and
-        the file appears only when complete (written aside, then renamed).
+        the file appears only when complete (written aside, then renamed). ``include``,
+        ``exclude`` and ``where`` filter as in ``recommend``.
         """
-        from .batch import CsvSink, run_local
+        from .batch import CsvSink, allowed_items, run_local
         from .batchscore import BatchScorer
         from .histories import popularity, store_chunks
         from .staging import staged_file
 
+        Filter.of(include, exclude, where)  # the same argument checks as recommend's
+        include = allowed_items(self.store, None if include is None else list(include), where)
+        exclude = None if exclude is None else list(exclude)
         scorer = BatchScorer(str(self.bundle.path), n, retired=sorted(self.store.inactive_items()),
-                             popular=popularity(self.store, n, half_life=self._half_life))
+                             include=include, exclude=exclude,
+                             popular=popularity(self.store, n, len(exclude or ()), include is not None,
+                                                half_life=self._half_life))
         chunks = store_chunks(self.store, users, chunk_size or chunk_users(self.bundle.n_items))
         with staged_file(Path(out)) as tmp:
             sink = CsvSink(tmp)
             run_local(scorer.over(self._served), chunks, sink, BATCH_WORKERS, progress)
         return sink.rows
 
-    # -- live feedback and catalogue --------------------------------------------------------
-
-    def record(self, user_id: str, item_id: str, event: str = "click", weight: float | None = None,
-               ts: float | None = None) -> bool:
-        """Store one event (weight from ``event_weights`` unless given; ts: now).
-
-        The next ``recommend`` for the user sees it: the item is excluded as seen and, for
-        models that read the history, the user's representation changes. Returns False
-        when the identical event (user, item, type, ts) was already stored.
-        """
-        return feedback.record(self.store, user_id, item_id, event, weight, ts, self.event_weights)
-
-    def record_many(self, events: Iterable) -> int:
-        """Store many events in one transaction; see ``edgerec.feedback.record_many``."""
-        return feedback.record_many(self.store, events, self.event_weights)
+    # -- catalogue (live feedback: ``record``/``record_many`` from ``feedback.Recorder``) ------
 
     def retire(self, item_ids: Iterable[str]) -> int:
         """Never recommend these items again (until ``restore``); from any process."""

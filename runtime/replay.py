@@ -21,7 +21,7 @@ from . import contract as C
 from .bundle import read_manifest
 from .metrics import ranking_metrics
 from .recommender import Recommender
-from .store import Store
+from .store import Store, snapshots
 
 
 def training_end(bundle: str | Path) -> float | None:
@@ -44,7 +44,7 @@ def replay(store: Store, bundles: Mapping[str, tuple[str | Path, dict]], k: int 
                 "note": f"bundle(s) of {', '.join(unknown)} do not record when their training "
                         "data ends: no replay"}
     cutoff = max(ends.values())
-    truth = store.new_items_after(cutoff)
+    truth = snapshots.new_items_after(store, cutoff)
     if not truth:
         return {"cutoff": cutoff, "users": 0, "k": k, "variants": {},
                 "note": f"no events after {iso(cutoff)}, the end of the newest bundle's "
@@ -52,7 +52,7 @@ def replay(store: Store, bundles: Mapping[str, tuple[str | Path, dict]], k: int 
     users = sorted(truth)
     variants = {}
     with tempfile.TemporaryDirectory(prefix="edgerec-replay-") as tmp:
-        snapshot = store.snapshot_before(Path(tmp) / "before.db", cutoff)
+        snapshot = snapshots.snapshot_before(store, Path(tmp) / "before.db", cutoff)
         try:
             for name, (path, options) in bundles.items():
                 rec = Recommender.over(path, snapshot, provider)

@@ -8,7 +8,7 @@ finish on the old pair, which lives as long as they hold it.
 ``load`` verifies a bundle completely (manifest, ONNX checksum, vector checksum, an ONNX
 Runtime session) before anything is swapped, so a bad or half-copied bundle is rejected
 while the old one keeps serving. ``Watcher`` polls the bundle's manifest and calls back
-when it changes (``bundle.publish`` switches a link to a complete bundle, so a changed
+when it changes (``bundle.install_staged`` switches a link to a complete bundle, so a changed
 manifest means a new bundle).
 """
 
@@ -164,7 +164,7 @@ def publish(src: str | Path, dest: str | Path, provider: str | None = "cpu") -> 
 
     ``src`` is copied next to ``dest`` (so the final rename never crosses file systems),
     the copy is loaded as a reload would load it (checksums, a session, a test inference),
-    and only then published (``edgerec.bundle.publish``: crash-safe, old version kept); a
+    and only then published (``edgerec.bundle.install_staged``: crash-safe, old version kept); a
     running app's ``reload``/watcher picks it up. ``src`` is left as it was.
     """
     src, dest = Path(src), Path(dest)
@@ -176,7 +176,7 @@ def publish(src: str | Path, dest: str | Path, provider: str | None = "cpu") -> 
         except (OSError, shutil.Error) as exc:
             raise BundleError(f"{src}: cannot copy the bundle ({_first_line(exc)})") from None
         load(staged, provider, threads=1, verify_vectors=True)
-        bundles.publish(staged, dest)
+        bundles.install_staged(staged, dest)
     except BaseException:
         bundles.discard(staged, dest)
         raise

@@ -12,7 +12,7 @@ and without the SQLite store, so everything it needs from them is written once, 
   to recommend). Without a store these are empty: tiles show ids, and a visitor without
   history sees the catalogue in model order.
 
-The directory is written aside and renamed into place (``bundle.publish``), so a page
+The directory is written aside and renamed into place (``bundle.install_staged``), so a page
 being served from it never loads half of an export.
 """
 
@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from . import contract as C
-from .bundle import Bundle, publish
+from .bundle import Bundle, install_staged
 from .store import Store
 
 CATALOGUE_FILE = "catalogue.json"
@@ -49,7 +49,7 @@ def export_web(bundle: str | Path, out: str | Path, store: str | Path | None = N
         manifest[C.M_ONNX] = {**manifest[C.M_ONNX], "file": C.MODEL_FILE}
         (tmp / C.MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
         (tmp / CATALOGUE_FILE).write_text(json.dumps(catalogue, ensure_ascii=False), encoding="utf-8")
-        publish(tmp, out)
+        install_staged(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,6 +1,6 @@
 """Crash tests: real SIGKILLs during publish, ``train --out`` and ingest.
 
-Each child process is killed either at a named point of ``edgerec.bundle.publish`` (the
+Each child process is killed either at a named point of ``edgerec.bundle.install_staged`` (the
 ``EDGEREC_CRASH_AT`` hook makes it SIGKILL itself there) or at a seeded random moment.
 Afterwards the bundle path must serve a complete bundle, the old or the new, and a store
 must pass SQLite's integrity check holding all of an ingest or none of it.

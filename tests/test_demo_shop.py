@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgerec.demo import shop
-from edgerec.store import Store
+from edgerec.store import Store, snapshots
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 from quality import synthetic_store  # noqa: E402 - the benchmark's own entry point
@@ -66,7 +66,7 @@ def test_shop_is_seeded():
 def test_quality_benchmark_builds_the_small_shop(tmp_path):
     path = synthetic_store("shop-small", tmp_path / "shop.db")
     store = Store.open(path, create=False)
-    ev = store.events_array()
+    ev = snapshots.events_array(store)
     store.close()
     assert 2_500 < len(set(ev["user_id"].tolist())) <= 3_000
     assert set(ev["event"].tolist()) == {"purchase"}

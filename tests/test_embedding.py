@@ -22,7 +22,7 @@ from edgerec import bundle as bundles
 from edgerec import contract as C
 from edgerec.errors import BundleError, InputError, UnknownItemError
 from edgerec.similarity import mmr, unit_rows
-from edgerec.store import Store
+from edgerec.store import Store, snapshots
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_record_is_seen_by_the_next_request_with_event_weights(mf, store_copy):
         assert rec.record(user, first[1].item_id, "wishlist", ts=2e9 + 1)
         assert rec.record(user, first[2].item_id, "view", weight=0.5, ts=2e9 + 2)
         assert ids(rec.recommend(user, n=2)) == ids(first[3:5])
-        events = rec.store.events_array()
+        events = snapshots.events_array(rec.store)
     mine = {(i, e): w for u, i, e, w in zip(events["user_id"], events["item_id"], events["event"],
                                             events["weight"]) if u == user and e != "rating"}
     assert mine == {(first[0].item_id, "purchase"): 5.0, (first[1].item_id, "wishlist"): 4.0,
@@ -395,7 +395,7 @@ def test_reload_switches_only_to_a_new_verified_bundle(mf, live, tmp_path):
 
         half = republished(mf, tmp_path / "half")  # a new model, its ONNX file cut short
         (half / "model.onnx").write_bytes((half / "model.onnx").read_bytes()[:1000])
-        bundles.publish(half, live)
+        bundles.install_staged(half, live)
         with pytest.raises(BundleError, match="sha256 does not match"):
             rec.reload()
         assert "sha256" in rec.reload_error

@@ -15,8 +15,9 @@ from edgerec import Experiment, Recommender
 from edgerec.abtest import (Comparison, Rate, SampleRatio, chi2_sf, normal_sf, offline_replay, plot, ratio_variance,
                             report)
 from edgerec.errors import EdgerecError, InputError
-from edgerec.experiment import load_config, parse_config, register, unit_hash
-from edgerec.store import _SCHEMA, Store
+from edgerec.abconfig import load_config, parse_config, register, unit_hash
+from edgerec.store import Store, experiments
+from edgerec.store.schema import VERSION_1
 
 HOUR = 3600.0
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -110,10 +111,10 @@ def test_changing_the_assignment_of_a_running_experiment_is_refused(tmp_path, ch
     store = Store.open(tmp_path / "s.db")
     register(store, load_config(design("home")))
     register(store, load_config(design("home", window_hours=48)))  # attribution may change
-    assert store.experiment_config("home")["window_hours"] == 48
+    assert experiments.config(store, "home")["window_hours"] == 48
     with pytest.raises(InputError, match="already runs .* new name"):
         register(store, load_config(changed))
-    stored = store.experiment_config("home")
+    stored = experiments.config(store, "home")
     assert stored["salt"] == "home" and [v["share"] for v in stored["variants"]] == [0.5, 0.5]
 
 
@@ -121,7 +122,7 @@ def test_changing_the_assignment_of_a_running_experiment_is_refused(tmp_path, ch
 
 def _v1_store(path, extra_sql=""):
     conn = sqlite3.connect(path)
-    conn.executescript(_SCHEMA + extra_sql + "INSERT INTO meta VALUES ('schema_version', '1');"
+    conn.executescript(VERSION_1 + extra_sql + "INSERT INTO meta VALUES ('schema_version', '1');"
                        "INSERT INTO events (user_id, item_id, event, weight, ts) "
                        "VALUES ('u1', 'i1', 'click', 2.0, 100.0);")
     conn.commit()
@@ -143,10 +144,10 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path):
     _v1_store(path)
     store = Store.open(path, create=False)
     assert store.history("u1") == ["i1"]
-    store.add_impressions([("x", "A", "r", "u1", "i1", 1, 50.0)])
+    experiments.add_impressions(store, [("x", "A", "r", "u1", "i1", 1, 50.0)])
     store.close()
     assert _schema(path) == ("2", {"meta", "items", "events", "experiments", "impressions"})
-    assert Store.open(path, create=False).experiment_totals("x", HOUR, ["click"], [])[0].clicked == 1
+    assert experiments.totals(Store.open(path, create=False), "x", HOUR, ["click"], [])[0].clicked == 1
 
 
 def test_a_failed_upgrade_leaves_the_version_1_store_as_it_was(tmp_path):
@@ -162,7 +163,7 @@ def test_a_failed_upgrade_leaves_the_version_1_store_as_it_was(tmp_path):
 def test_attribution_on_a_hand_built_log_gives_the_known_counts(tmp_path):
     store = Store.open(tmp_path / "s.db")
     t = 10_000.0
-    store.add_impressions([
+    experiments.add_impressions(store, [
         ("x", "A", "r1", "u", "a", 1, t), ("x", "A", "r1", "u", "b", 2, t),
         ("x", "A", "r1", "u", "c", 3, t), ("x", "A", "r1", "u", "d", 4, t),
         ("x", "A", "r2", "u", "a", 1, t + 1000),  # a shown again: later outcomes go here
@@ -181,16 +182,16 @@ def test_attribution_on_a_hand_built_log_gives_the_known_counts(tmp_path):
         ("w", "a", "click", 2, t),  # at the impression's own time: counts
         ("w", "b", "purchase", 5, t + 20),  # conversion without a click
     ])
-    totals = {v.variant: v for v in store.experiment_totals("x", HOUR, ["click"], ["purchase"])}
+    totals = {v.variant: v for v in experiments.totals(store, "x", HOUR, ["click"], ["purchase"])}
     a, b = totals["A"], totals["B"]
     assert (a.users, a.impressions, a.clicked, a.converted) == (1, 5, 2, 1)
     assert (b.users, b.impressions, b.clicked, b.converted) == (1, 2, 1, 1)
     assert (a.sum_nn, a.sum_cc, a.sum_nc) == (25, 4, 10)
     # A longer window reaches c's late click; purchases may count as clicks too.
-    wider = {v.variant: v for v in store.experiment_totals("x", 2 * HOUR, ["click", "purchase"], [])}
+    wider = {v.variant: v for v in experiments.totals(store, "x", 2 * HOUR, ["click", "purchase"], [])}
     assert (wider["A"].clicked, wider["A"].converted, wider["B"].clicked) == (3, 0, 2)
     # Over time: r2 and the conversion fall in the later bucket.
-    series = store.experiment_series("x", HOUR, ["click"], ["purchase"], 1000)
+    series = experiments.series(store, "x", HOUR, ["click"], ["purchase"], 1000)
     assert series == [("A", t, 4, 1, 1, 0), ("A", t + 1000, 1, 1, 0, 1), ("B", t, 2, 1, 1, 1)]
 
 
@@ -246,7 +247,7 @@ def simulate(store, name, ctr, seed, users=400, shares=(0.5, 0.5), drop=None, **
                 events.append((user, f"i{r * 5 + p}", "click", 2.0, ts + 30))
                 if bought[r, p]:
                     events.append((user, f"i{r * 5 + p}", "purchase", 5.0, ts + 90))
-    store.add_impressions(impressions)
+    experiments.add_impressions(store, impressions)
     store.add_events(events)
 
 

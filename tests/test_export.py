@@ -49,7 +49,7 @@ def test_publish_refuses_an_incomplete_bundle(tmp_path):
     half.mkdir()
     (half / "model.onnx").write_bytes(b"\x08\x07")
     with pytest.raises(BundleError, match="no manifest.json"):
-        bundles.publish(half, tmp_path / "current")
+        bundles.install_staged(half, tmp_path / "current")
     assert not (tmp_path / "current").exists()
 
 

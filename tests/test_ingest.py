@@ -8,7 +8,7 @@ import pytest
 
 from edgerec.errors import InputError
 from edgerec.ingest import IngestReport, ingest_events, ingest_items
-from edgerec.store import Store
+from edgerec.store import Store, snapshots
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def write(tmp_path, name, text, encoding="utf-8"):
 
 def events(store):
     """All events as sorted (user, item, event, weight, ts) tuples."""
-    a = store.events_array()
+    a = snapshots.events_array(store)
     ts = [None if t != t else float(t) for t in a["ts"]]  # NaN means no timestamp
     return sorted(zip(a["user_id"], a["item_id"], a["event"], a["weight"].tolist(), ts))
 

@@ -312,7 +312,7 @@ def test_reload_refuses_a_bundle_that_cannot_serve_and_keeps_the_old_one(mf, tmp
         with pytest.raises(BundleError, match="do not belong together"):
             publish(wrong, live)  # publish verifies too: nothing replaced
         assert created(live) == rec.bundle.manifest["created_at"]
-        bundles.publish(wrong, live)  # forced in below the verification
+        bundles.install_staged(wrong, live)  # forced in below the verification
         with pytest.raises(BundleError, match="do not belong together"):
             rec.reload()
         assert rec.recommend("u1", n=5) == before

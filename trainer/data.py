@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..store import Store
+from ..store import Store, snapshots
 
 
 @dataclass
@@ -78,7 +78,7 @@ def history_length_for(train: Interactions, cap: int) -> int:
 
 def load_interactions(store: Store) -> Interactions:
     """Read every event from the store and collapse it to unique (user, item) pairs."""
-    ev = store.events_array()
+    ev = snapshots.events_array(store)
     if len(ev["user_id"]) == 0:
         raise InputError(f"{store.path}: the store has no events to train on (run `edgerec ingest`)")
     user_ids, users = np.unique(ev["user_id"].astype(str), return_inverse=True)

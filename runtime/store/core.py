@@ -1,4 +1,7 @@
-"""The SQLite store of items and interaction events: the only module that speaks SQL.
+"""The store's core: the file, its connections and transactions, events and the catalogue.
+
+With ``schema`` (tables and migrations), ``experiments`` (impressions, attribution) and
+``snapshots`` (replay, update and training exports), the only modules that speak SQL.
 
 Why SQLite: an embedding app already has a file system and nothing else; SQLite gives it
 transactions (an ingest either fully lands or leaves the store as it was), WAL mode (readers
@@ -15,6 +18,16 @@ Dedupe rule: an event is identified by (user, item, event type, timestamp). Addi
 event again is ignored, so re-ingesting a file never doubles the data. Events without a
 timestamp count as timestamp "unknown": repeating one of those adds nothing either; give the
 repetition count as a weight instead.
+
+Why the writes do not go through ``sqlite-utils`` (``insert_all``, ``upsert_all``): the store's
+atomicity and locking model (issue 11) needs every write inside one ``BEGIN IMMEDIATE``
+transaction that this class opens on its own autocommit write connection (see
+``transaction``), with retries while another process holds the file's write lock, and
+with reads on separate per-thread connections so that such a wait never holds them up. sqlite-utils' bulk methods batch rows into
+several statements, each committed by ``with conn:``, which would commit such a transaction
+half way and break "an ingest fully lands or leaves the store as it was"; plain
+``executemany`` inside the transaction is also what they would run. sqlite-utils serves
+the read side: ``Store.db`` is a ``sqlite_utils.Database`` for an app's own ad-hoc queries.
 """
 
 from __future__ import annotations
@@ -28,90 +41,19 @@ import time
 import weakref
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import Iterable, Iterator, Sequence
 
-import numpy as np
 import sqlite_utils
 
-from . import validate
-from .errors import InputError, StoreError, UnknownItemError
-
-SCHEMA_VERSION = 2
+from .. import validate
+from ..errors import InputError, StoreError, UnknownItemError
+from .schema import CREATE, MIGRATIONS, SCHEMA_VERSION
 
 # (user_id, item_id, event, weight, ts); ts is seconds since the epoch or None.
 EventRow = tuple[str, str, str, float, "float | None"]
 # (item_id, title, metadata)
 ItemRow = tuple[str, "str | None", dict]
-# (experiment, variant, request_id, user_id, item_id, position, ts)
-ImpressionRow = tuple[str, str, str, str, str, int, float]
 
-
-class VariantTotals(NamedTuple):
-    """One variant's attributed counts, with the per-user sums that variances need.
-
-    ``clicked``: impressions with an attributed click-like outcome; ``converted``: users
-    with an attributed conversion. The sums of squares and products run over users
-    (n = a user's impressions, c = their clicked impressions), which is what the
-    user-level (delta method) variance of a ratio of sums needs.
-    """
-
-    variant: str
-    users: int
-    impressions: int
-    clicked: int
-    converted: int
-    first_ts: float
-    last_ts: float
-    sum_nn: float
-    sum_cc: float
-    sum_nc: float
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    item_id TEXT PRIMARY KEY,
-    title TEXT,
-    metadata TEXT NOT NULL DEFAULT '{}',
-    active INTEGER NOT NULL DEFAULT 1
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    item_id TEXT NOT NULL,
-    event TEXT NOT NULL,
-    weight REAL NOT NULL,
-    ts REAL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS events_identity ON events (user_id, item_id, event, ifnull(ts, -1));
-CREATE INDEX IF NOT EXISTS events_user_history ON events (user_id, ts DESC, item_id);
-CREATE INDEX IF NOT EXISTS events_item ON events (item_id);
-"""
-# Version 2 adds A/B experiments (see the "experiments" section of ``Store``): what was
-# shown to whom, so outcomes can be attributed to it. Additive, so a version 1 store is
-# upgraded in place, in one transaction, when it is opened.
-_EXPERIMENT_SCHEMA = """
-CREATE TABLE IF NOT EXISTS experiments (
-    name TEXT PRIMARY KEY,
-    config TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS impressions (
-    id INTEGER PRIMARY KEY,
-    experiment TEXT NOT NULL,
-    variant TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    item_id TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    ts REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS impressions_attribution ON impressions (experiment, user_id, item_id, ts);
-CREATE INDEX IF NOT EXISTS impressions_variant ON impressions (experiment, variant, ts);
-"""
-
-# Retired items are read after every write, so they have their own (tiny) partial index;
-# version 1 stores made before it existed get it with the upgrade.
-_INACTIVE_INDEX = "CREATE INDEX IF NOT EXISTS items_inactive ON items (item_id) WHERE active = 0;"
 
 # Bumped by every catalogue write, so catalogue-derived caches (retired items, filter
 # results) survive the far more frequent event writes.
@@ -260,8 +202,8 @@ class Store:
         if "meta" in tables:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             found = row[0] if row else None
-            if found == "1":
-                self._upgrade(_INACTIVE_INDEX + _EXPERIMENT_SCHEMA)
+            if found in MIGRATIONS:
+                self._upgrade(MIGRATIONS[found])
                 return
             if found != str(SCHEMA_VERSION):
                 raise StoreError(f"{self.path}: store schema version {found}, this edgerec "
@@ -274,8 +216,7 @@ class Store:
         # Several processes may create the same new store at once: every statement is
         # idempotent, and BEGIN IMMEDIATE (with retries) takes turns.
         _retry(lambda: conn.execute("PRAGMA journal_mode = WAL"), self.path, self.busy_timeout)
-        self._script(_SCHEMA + _INACTIVE_INDEX + _EXPERIMENT_SCHEMA
-                     + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');")
+        self._script(CREATE)
 
     def _upgrade(self, additions: str) -> None:
         """Bring an older store to ``SCHEMA_VERSION`` in place: all of it or nothing.
@@ -311,6 +252,12 @@ class Store:
             for conn in list(self._readers):
                 conn.close()
 
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """All writes inside (on the yielded write connection) commit together or not at all.
@@ -331,7 +278,7 @@ class Store:
                 raise
             self._commits += 1
 
-    def _rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+    def read(self, sql: str, params: Sequence | dict = ()) -> list[tuple]:
         """A read on this thread's own connection (with retries while another process locks).
 
         One connection per thread, so a slow query (popularity over millions of events)
@@ -341,6 +288,21 @@ class Store:
         with _faults(self.path):
             conn = self._reader()
             return _retry(lambda: conn.execute(sql, params).fetchall(), self.path, self.busy_timeout)
+
+    @contextmanager
+    def attached(self, path: str | Path, alias: str) -> Iterator[None]:
+        """Another store file attached to the write connection as ``alias`` (for copies
+        made by SQL, e.g. ``snapshots.snapshot_before``), detached on the way out.
+
+        Holds the write lock throughout, so no other thread's transaction sees the alias.
+        """
+        conn = self._writer
+        with self._write_lock, _faults(self.path):
+            conn.execute("ATTACH DATABASE ? AS " + alias, (str(path),))
+            try:
+                yield
+            finally:
+                conn.execute("DETACH DATABASE " + alias)
 
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -362,7 +324,7 @@ class Store:
 
     def items_version(self) -> int:
         """Changes with every catalogue write (items added, updated, retired)."""
-        row = self._rows("SELECT value FROM meta WHERE key = ?", (_ITEMS_VERSION,))
+        row = self.read("SELECT value FROM meta WHERE key = ?", (_ITEMS_VERSION,))
         return int(row[0][0]) if row else 0
 
     def _bump_items_version(self) -> None:
@@ -372,7 +334,7 @@ class Store:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _write_many(self, sql: str, rows: Iterable) -> int:
+    def write_many(self, sql: str, rows: Iterable) -> int:
         """``sql`` for every row, inside the caller's transaction; returns rows written."""
         before = self._writer.total_changes
         self._writer.executemany(sql, rows)
@@ -385,7 +347,7 @@ class Store:
         naming its position and field, and nothing is written.
         """
         with self.transaction():
-            return self._write_many("INSERT OR IGNORE INTO events (user_id, item_id, event, "
+            return self.write_many("INSERT OR IGNORE INTO events (user_id, item_id, event, "
                                     "weight, ts) VALUES (?, ?, ?, ?, ?)",
                                     validate.rows(rows, validate.event, "event"))
 
@@ -395,7 +357,7 @@ class Store:
         Checked like ``add_events``: metadata must be a JSON object of finite values.
         """
         with self.transaction():
-            written = self._write_many(
+            written = self.write_many(
                 "INSERT INTO items (item_id, title, metadata) VALUES (?, ?, ?) "
                 "ON CONFLICT (item_id) DO UPDATE SET title = excluded.title, "
                 "metadata = excluded.metadata",
@@ -441,7 +403,7 @@ class Store:
 
     def history(self, user_id: str, limit: int | None = None) -> list[str]:
         """The user's item ids, newest first (all of them unless ``limit``)."""
-        items = json.loads(self._rows(self._HISTORY, (user_id,))[0][0])
+        items = json.loads(self.read(self._HISTORY, (user_id,))[0][0])
         return items if limit is None else items[:limit]
 
     def histories(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -450,7 +412,7 @@ class Store:
         for start in range(0, len(user_ids), 500):  # stay under SQLite's parameter limit
             chunk = list(user_ids[start:start + 500])
             sql = self._HISTORIES.format(",".join("?" * len(chunk)))
-            for user, items in self._rows(sql, chunk):
+            for user, items in self.read(sql, chunk):
                 out[user] = json.loads(items)
         return out
 
@@ -465,7 +427,7 @@ class Store:
         """Every user with events as (user_id, history newest first, newest ts), in pages."""
         after = ""
         while True:
-            rows = self._rows(self._HISTORY_PAGE, (after, page))
+            rows = self.read(self._HISTORY_PAGE, (after, page))
             if not rows:
                 return
             yield [(user, json.loads(items), ts) for user, items, ts in rows]
@@ -476,17 +438,17 @@ class Store:
         out: dict[str, float | None] = {}
         for start in range(0, len(user_ids), 500):  # stay under SQLite's parameter limit
             chunk = list(user_ids[start:start + 500])
-            out.update(self._rows("SELECT user_id, MAX(ts) FROM events WHERE user_id IN "
+            out.update(self.read("SELECT user_id, MAX(ts) FROM events WHERE user_id IN "
                                   f"({','.join('?' * len(chunk))}) GROUP BY user_id", chunk))
         return out
 
     def user_count(self) -> int:
         """How many users have events."""
-        return self._rows("SELECT COUNT(DISTINCT user_id) FROM events")[0][0]
+        return self.read("SELECT COUNT(DISTINCT user_id) FROM events")[0][0]
 
     def longest_history(self) -> int:
         """The most events any one user has (0 for an empty store)."""
-        return self._rows("SELECT ifnull(MAX(c), 0) FROM (SELECT COUNT(*) AS c FROM events "
+        return self.read("SELECT ifnull(MAX(c), 0) FROM (SELECT COUNT(*) AS c FROM events "
                           "INDEXED BY events_user_history GROUP BY user_id)")[0][0]
 
     def max_event_id(self) -> int:
@@ -495,18 +457,18 @@ class Store:
         Events are append-only and ``id`` only grows, so events committed after this read
         have larger ids: what ``users_with_events_after`` finds.
         """
-        return self._rows("SELECT ifnull(MAX(id), 0) FROM events")[0][0]
+        return self.read("SELECT ifnull(MAX(id), 0) FROM events")[0][0]
 
     def users_with_events_after(self, event_id: int) -> set[str]:
         """Users with an event whose id is above ``event_id`` (a range of the primary key).
 
         Deduplicated here: with DISTINCT, SQLite scans the whole (user, ts) index instead.
         """
-        return {r[0] for r in self._rows("SELECT user_id FROM events WHERE id > ?", (event_id,))}
+        return {r[0] for r in self.read("SELECT user_id FROM events WHERE id > ?", (event_id,))}
 
     def user_ids(self) -> list[str]:
         """Every user with at least one event, in a stable order."""
-        return [r[0] for r in self._rows("SELECT DISTINCT user_id FROM events ORDER BY user_id")]
+        return [r[0] for r in self.read("SELECT DISTINCT user_id FROM events ORDER BY user_id")]
 
     def popular(self, n: int, exclude: Iterable[str] = (),
                 half_life: float | None = None) -> list[tuple[str, float]]:
@@ -526,7 +488,7 @@ class Store:
             score = ("SUM(e.weight * exp((ifnull(e.ts, (SELECT MIN(ts) FROM events)) - "
                      "(SELECT MAX(ts) FROM events)) * ?))")
             params = [math.log(2) / half_life]
-        rows = self._rows(
+        rows = self.read(
             f"SELECT e.item_id, {score} AS score FROM events e "
             "LEFT JOIN items i ON i.item_id = e.item_id WHERE ifnull(i.active, 1) = 1 "
             "GROUP BY e.item_id ORDER BY score DESC, e.item_id LIMIT ?", params + [n + len(skip)])
@@ -534,7 +496,7 @@ class Store:
 
     def inactive_items(self) -> set[str]:
         """Retired item ids (``set_active(..., False)``): never to be recommended."""
-        return {r[0] for r in self._rows("SELECT item_id FROM items WHERE active = 0")}
+        return {r[0] for r in self.read("SELECT item_id FROM items WHERE active = 0")}
 
     def matching_items(self, where: dict) -> set[str]:
         """Active catalogue items whose metadata matches every ``key: value`` of ``where``.
@@ -557,32 +519,19 @@ class Store:
                 either.append(f"EXISTS (SELECT 1 FROM json_each(metadata, ?) WHERE value IN ({marks}))")
                 params += [f'$."{name}"', *values]
             clauses.append("(" + " OR ".join(either) + ")")
-        return {r[0] for r in self._rows(f"SELECT item_id FROM items WHERE {' AND '.join(clauses)}", params)}
+        return {r[0] for r in self.read(f"SELECT item_id FROM items WHERE {' AND '.join(clauses)}", params)}
 
     def newest_items(self) -> list[str]:
         """Active catalogue item ids, most recently added first (insertion order)."""
-        return [r[0] for r in self._rows("SELECT item_id FROM items WHERE active = 1 ORDER BY rowid DESC")]
+        return [r[0] for r in self.read("SELECT item_id FROM items WHERE active = 1 ORDER BY rowid DESC")]
 
     def item_titles(self, item_ids: Iterable[str]) -> dict[str, str]:
         ids = list(item_ids)
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        return {i: t for i, t in self._rows(
+        return {i: t for i, t in self.read(
             f"SELECT item_id, title FROM items WHERE item_id IN ({marks}) AND title IS NOT NULL", ids)}
-
-    def events_array(self) -> dict[str, np.ndarray]:
-        """Every event as columns (user_id, item_id, event, weight, ts) for training."""
-        rows = self._rows(
-            "SELECT user_id, item_id, event, weight, ifnull(ts, 'nan') FROM events ORDER BY id")
-        cols = list(zip(*rows)) if rows else [(), (), (), (), ()]
-        return {
-            "user_id": np.array(cols[0], dtype=object),
-            "item_id": np.array(cols[1], dtype=object),
-            "event": np.array(cols[2], dtype=object),
-            "weight": np.array(cols[3], dtype=np.float64),
-            "ts": np.array(cols[4], dtype=np.float64),
-        }
 
     def integrity(self) -> list[str]:
         """SQLite's ``integrity_check`` (["ok"] when the file is sound) and the schema version."""
@@ -597,153 +546,12 @@ class Store:
             f"schema version {version[0][0] if version else None}, expected {SCHEMA_VERSION}"]
 
     def summary(self) -> dict:
-        (n_events, n_users, n_items, t0, t1), = self._rows(
+        (n_events, n_users, n_items, t0, t1), = self.read(
             "SELECT COUNT(*), COUNT(DISTINCT user_id), COUNT(DISTINCT item_id), MIN(ts), MAX(ts) "
             "FROM events")
         return {"events": n_events, "users": n_users, "items": n_items,
-                "catalogue_items": self._rows("SELECT COUNT(*) FROM items")[0][0],
+                "catalogue_items": self.read("SELECT COUNT(*) FROM items")[0][0],
                 "first_ts": t0, "last_ts": t1}
-
-    # -- experiments (A/B tests, schema version 2) ---------------------------------------
-    # ``edgerec.experiment`` logs every served list here as impressions; outcomes are the
-    # ordinary events. Attribution joins the two in SQL, so a report needs nothing but the
-    # store file (the experiment's config is stored with it).
-
-    def experiment_config(self, name: str) -> dict | None:
-        """The config stored for experiment ``name``, or None when it was never opened here."""
-        rows = self._rows("SELECT config FROM experiments WHERE name = ?", (name,))
-        return json.loads(rows[0][0]) if rows else None
-
-    def experiment_names(self) -> list[str]:
-        return [r[0] for r in self._rows("SELECT name FROM experiments ORDER BY name")]
-
-    def save_experiment(self, name: str, config: dict) -> None:
-        """Store an experiment's config (replacing an older one, keeping its creation time),
-        so that reports read shares, control, outcomes and bundles from the store alone."""
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO experiments (name, config, created_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET config = excluded.config",
-                (name, json.dumps(config, sort_keys=True), time.time()))
-
-    def add_impressions(self, rows: Iterable[ImpressionRow]) -> int:
-        """Log served items in one transaction (a list is logged whole or not at all)."""
-        with self.transaction():
-            return self._write_many(
-                "INSERT INTO impressions (experiment, variant, request_id, user_id, item_id, "
-                "position, ts) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-
-    # One row per impression of the experiment with 0/1 flags ``clicked`` and ``converted``.
-    # Attribution rule: an outcome event (user, item, type, ts) goes to the most recent
-    # impression of that item to that user in this experiment with
-    # impression ts <= event ts <= impression ts + window (latest id on equal times), so
-    # each outcome is attributed at most once; an impression is flagged once however many
-    # outcomes of a kind it got. Events without a timestamp are never attributed.
-    _SCORED = """
-    WITH imp AS (SELECT id, variant, user_id, ts FROM impressions WHERE experiment = :name),
-    hits AS (
-        SELECT (SELECT i.id FROM impressions i
-                WHERE i.experiment = :name AND i.user_id = e.user_id AND i.item_id = e.item_id
-                  AND i.ts BETWEEN e.ts - :window AND e.ts
-                ORDER BY i.ts DESC, i.id DESC LIMIT 1) AS impression,
-               e.event IN (SELECT value FROM json_each(:clicks)) AS click,
-               e.event IN (SELECT value FROM json_each(:conversions)) AS conversion
-        FROM (SELECT DISTINCT user_id, item_id FROM impressions WHERE experiment = :name) p
-        JOIN events e ON e.user_id = p.user_id AND e.item_id = p.item_id
-        WHERE e.ts IS NOT NULL AND (e.event IN (SELECT value FROM json_each(:clicks))
-                                    OR e.event IN (SELECT value FROM json_each(:conversions)))),
-    flags AS (SELECT impression, MAX(click) AS clicked, MAX(conversion) AS converted
-              FROM hits WHERE impression IS NOT NULL GROUP BY impression),
-    scored AS (SELECT imp.variant, imp.user_id, imp.ts, ifnull(f.clicked, 0) AS clicked,
-                      ifnull(f.converted, 0) AS converted
-               FROM imp LEFT JOIN flags f ON f.impression = imp.id),
-    per_user AS (SELECT variant, user_id, COUNT(*) AS n, SUM(clicked) AS c, MAX(converted) AS v,
-                        MIN(ts) AS first_ts, MAX(ts) AS last_ts,
-                        MIN(CASE WHEN converted THEN ts END) AS converted_ts
-                 FROM scored GROUP BY variant, user_id)
-    """
-
-    def _scored(self, select: str, name: str, window: float, clicks: Sequence[str],
-                conversions: Sequence[str], **params) -> list[tuple]:
-        return self._rows(self._SCORED + select, {
-            "name": name, "window": float(window), "clicks": json.dumps(list(clicks)),
-            "conversions": json.dumps(list(conversions)), **params})
-
-    def experiment_totals(self, name: str, window: float, clicks: Sequence[str],
-                          conversions: Sequence[str]) -> list[VariantTotals]:
-        """Per variant (by name): users, impressions and attributed outcomes.
-
-        ``window`` is the attribution window in seconds; ``clicks``/``conversions`` are
-        the event types of each outcome kind (see the attribution rule above).
-        """
-        rows = self._scored(
-            "SELECT variant, COUNT(*), SUM(n), SUM(c), SUM(v), MIN(first_ts), MAX(last_ts), "
-            "SUM(n * n), SUM(c * c), SUM(n * c) FROM per_user GROUP BY variant ORDER BY variant",
-            name, window, clicks, conversions)
-        return [VariantTotals(*row) for row in rows]
-
-    def experiment_series(self, name: str, window: float, clicks: Sequence[str],
-                          conversions: Sequence[str], bucket: float) -> list[tuple]:
-        """Per (variant, time bucket): impressions, clicked impressions, users first exposed
-        and users first converted in it, for plotting cumulative metrics over time.
-
-        Buckets start at multiples of ``bucket`` seconds; outcomes count at the time of
-        the impression they are attributed to. Rows are (variant, bucket start,
-        impressions, clicked, new users, new converted users), in time order.
-        """
-        return self._scored(
-            """SELECT variant, start, SUM(imps), SUM(hits), SUM(users), SUM(convs) FROM (
-                   SELECT variant, CAST(ts / :bucket AS INTEGER) * :bucket AS start,
-                          1 AS imps, clicked AS hits, 0 AS users, 0 AS convs FROM scored
-                   UNION ALL SELECT variant, CAST(first_ts / :bucket AS INTEGER) * :bucket,
-                          0, 0, 1, 0 FROM per_user
-                   UNION ALL SELECT variant, CAST(converted_ts / :bucket AS INTEGER) * :bucket,
-                          0, 0, 0, 1 FROM per_user WHERE converted_ts IS NOT NULL)
-               GROUP BY variant, start ORDER BY variant, start""",
-            name, window, clicks, conversions, bucket=float(bucket))
-
-    def new_items_after(self, ts: float) -> dict[str, list[str]]:
-        """Per user, the items they interacted with after ``ts`` and never at or before it.
-
-        The ground truth of an offline replay: what each user went on to find, with items
-        they already had (which a recommender excludes as seen) left out.
-        """
-        rows = self._rows(
-            "SELECT user_id, json_group_array(DISTINCT item_id) FROM events e WHERE e.ts > :ts "
-            "AND NOT EXISTS (SELECT 1 FROM events o WHERE o.user_id = e.user_id AND "
-            "o.item_id = e.item_id AND ifnull(o.ts, -1) <= :ts) GROUP BY user_id ORDER BY user_id",
-            {"ts": float(ts)})
-        return {user: json.loads(items) for user, items in rows}
-
-    def times_after(self, ts: float) -> np.ndarray:
-        """Timestamps of the events after ``ts``, ascending.
-
-        ``edgerec update`` cuts the events a bundle never saw at a quantile of these.
-        """
-        rows = self._rows("SELECT ts FROM events WHERE ts > ? ORDER BY ts", (float(ts),))
-        return np.array([r[0] for r in rows], dtype=np.float64)
-
-    def snapshot_before(self, path: str | Path, ts: float) -> "Store":
-        """A new store at ``path``: this catalogue and the events at or before ``ts``.
-
-        An offline replay serves from it, so models see the history as it was at ``ts``
-        (events without a timestamp count as old). The copy is made by the new store's
-        connection, so this store's writers are never blocked by it.
-        """
-        snapshot = Store.open(path)
-        conn = snapshot._writer
-        with snapshot._write_lock:
-            conn.execute("ATTACH DATABASE ? AS source", (str(self.path),))
-            try:
-                with snapshot.transaction():
-                    conn.execute("INSERT INTO main.events (user_id, item_id, event, weight, ts) "
-                                 "SELECT user_id, item_id, event, weight, ts FROM source.events "
-                                 "WHERE ts IS NULL OR ts <= ? ORDER BY id", (float(ts),))
-                    conn.execute("INSERT INTO main.items (item_id, title, metadata, active) "
-                                 "SELECT item_id, title, metadata, active FROM source.items")
-            finally:
-                conn.execute("DETACH DATABASE source")
-        return snapshot
 
 
 def _has_math(conn: sqlite3.Connection) -> bool:
