@@ -37,6 +37,8 @@ def unit_hash(salt: str, user_id: str) -> float:
 
 @dataclass(frozen=True)
 class Variant:
+    """One arm of an experiment: its bundle, share of users and recommend options."""
+
     name: str
     bundle: Path
     share: float
@@ -66,6 +68,7 @@ class Config:
         return self.variants[-1]  # shares sum to 1 within rounding
 
     def variant(self, name: str) -> Variant:
+        """The variant called ``name``."""
         return next(v for v in self.variants if v.name == name)
 
     @property

@@ -122,6 +122,7 @@ class Rate:
 
     @classmethod
     def of(cls, successes: float, trials: float, variance: float) -> "Rate":
+        """The rate ``hits / n`` with its user-level variance and Wilson interval."""
         if not trials > 0:
             return cls(None, None, None, None, 1.0)
         r = successes / trials
@@ -143,6 +144,7 @@ class Comparison:
 
     @classmethod
     def of(cls, control: Rate, variant: Rate, alpha: float = ALPHA) -> "Comparison":
+        """A variant's rate against control's: difference, lift with its interval, z-test."""
         a, b, va, vb = control.value, variant.value, control.variance, variant.variance
         if a is None or b is None or va is None or vb is None:
             return cls(None, None, None, None, None, False)
@@ -168,6 +170,7 @@ class SampleRatio:
 
     @classmethod
     def of(cls, observed: dict[str, int], shares: dict[str, float]) -> "SampleRatio":
+        """Users per variant against the configured shares (chi-square goodness of fit)."""
         total = sum(observed.values())
         expected = {v: share * total for v, share in shares.items()}
         df = len(shares) - 1
@@ -182,6 +185,8 @@ class SampleRatio:
 
 @dataclass
 class VariantResult:
+    """One variant's row of the report: counts, rates, and the comparison with control."""
+
     name: str
     share: float
     bundle: str
@@ -198,6 +203,8 @@ class VariantResult:
 
 @dataclass
 class Report:
+    """An experiment's report: per-variant results, the sample ratio check, the method."""
+
     experiment: str
     control: str
     window_hours: float
@@ -215,6 +222,7 @@ class Report:
                        "experiment, at most window_hours before the outcome"})
 
     def to_dict(self) -> dict:
+        """The report as plain JSON-ready data (what ``ab report --json`` prints)."""
         return _finite(asdict(self))
 
     def render(self) -> str:

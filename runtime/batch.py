@@ -56,12 +56,14 @@ class CsvSink:
         self.rows = 0
 
     def write(self, scored: Scored, model: str) -> None:
+        """Append one chunk's ranked rows."""
         for user, items, scores in zip(scored.users, scored.items, scored.scores):
             self.writer.writerows((user, rank, i, f"{s:.6g}")
                                   for rank, (i, s) in enumerate(zip(items, scores), 1))
             self.rows += len(items)
 
     def close(self) -> None:
+        """Flush and close the file (the caller moves it into place)."""
         self.fh.close()
 
 
@@ -75,10 +77,12 @@ class ParquetSink:
         self.rows = 0
 
     def write(self, scored: Scored, model: str) -> None:
+        """Append one chunk as a row group."""
         self.writer.write_batch(results_batch(scored, model))
         self.rows += sum(map(len, scored.items))
 
     def close(self) -> None:
+        """Finish the Parquet file (footer written; the caller moves it into place)."""
         self.writer.close()
 
 

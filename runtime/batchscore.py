@@ -67,7 +67,7 @@ def worker_cpus() -> int:
 
 def model_name(bundle) -> str:
     """The ``model`` column: the bundle's kind and ONNX checksum (which model made a list)."""
-    return f"{bundle.kind}:{bundle.manifest['onnx']['sha256'][:16]}"
+    return f"{bundle.kind}:{bundle.manifest.onnx.sha256[:16]}"
 
 
 @dataclass

@@ -56,6 +56,7 @@ _STALE_SECONDS = 3600.0
 
 
 def sha256_file(path: Path) -> str:
+    """The file's sha256, read in 1 MiB blocks (model files can be large)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -68,7 +69,7 @@ class Bundle:
     """An opened, verified bundle with the id maps the runtime needs."""
 
     path: Path  # as given: the stable path a reload re-reads
-    manifest: dict
+    manifest: C.Manifest
     user_index: dict[str, int]
     item_ids: np.ndarray  # dense index -> item id; one extra "" for the padding index
     item_index: dict[str, int]
@@ -80,50 +81,50 @@ class Bundle:
 
     @property
     def has_vectors(self) -> bool:
-        return C.M_VECTORS in self.manifest
+        """Whether the bundle holds item vectors (similar items, explanations, diversity)."""
+        return self.manifest.has_vectors
 
     def item_vectors(self) -> np.ndarray:
         """[n_items, d] float32 item embeddings (read and checksummed on first use)."""
         if self._vectors is None:
-            about = self.manifest.get(C.M_VECTORS)
+            about = self.manifest.item_vectors
             if about is None:
                 raise BundleError(f"{self.path}: bundle has no item vectors (model kind "
                                   f"{self.kind!r} does not provide them, or the bundle was "
                                   "exported before they existed: re-export it)")
-            file = self.directory / about["file"]
-            try:
-                data = file.read_bytes()
-            except OSError as exc:
-                raise BundleError(f"{file}: cannot read item vectors ({exc.strerror})") from None
-            if hashlib.sha256(data).hexdigest() != about["sha256"]:
-                raise BundleError(f"{file}: sha256 does not match the manifest (corrupted, partly "
-                                  "copied, or replaced since the bundle was opened)")
+            file = self.directory / about.file
+            data = read_checked(file, about, "item vectors", "(corrupted, partly copied, or "
+                                "replaced since the bundle was opened)")
             vectors = np.load(io.BytesIO(data), allow_pickle=False)
-            if vectors.shape != (self.n_items, about["shape"][1]):
+            if vectors.shape != (self.n_items, about.shape[1]):
                 raise BundleError(f"{file}: shape {vectors.shape} does not fit {self.n_items} items")
             self._vectors = vectors
         return self._vectors
 
     @property
     def onnx_path(self) -> Path:
-        return self.directory / self.manifest[C.M_ONNX]["file"]
+        """The scoring core's file in the version directory opened."""
+        return self.directory / self.manifest.onnx.file
 
     @property
     def n_items(self) -> int:
-        return self.manifest[C.M_DIMS]["n_items"]
+        """Items the model scores (dense indices 0..n_items-1; n_items pads)."""
+        return self.manifest.dims.n_items
 
     @property
     def history_length(self) -> int:
-        return self.manifest[C.M_DIMS]["history_length"]
+        """How many recent history items the scoring core reads (0: none)."""
+        return self.manifest.dims.history_length
 
     @property
     def folds_in(self) -> bool:
         """Whether the model scores users it was not trained on from their history."""
-        return bool(self.manifest[C.M_DIMS].get("folds_in", False))
+        return self.manifest.dims.folds_in
 
     @property
     def kind(self) -> str:
-        return self.manifest[C.M_MODEL_KIND]
+        """The model kind (``mf``, ``als``, ``seq``, ...)."""
+        return self.manifest.model_kind
 
     @classmethod
     def open(cls, path: str | Path, verify: bool = True) -> "Bundle":
@@ -133,31 +134,46 @@ class Bundle:
         manifest = read_manifest(directory)
         if verify:
             verify_files(directory, manifest)
-        item_ids = np.array(list(manifest[C.M_ITEM_IDS]) + [""], dtype=object)
+        item_ids = np.array(list(manifest.item_ids) + [""], dtype=object)
         return cls(path, manifest,
-                   {u: i for i, u in enumerate(manifest[C.M_USER_IDS])},
+                   {u: i for i, u in enumerate(manifest.user_ids)},
                    item_ids,
-                   {it: i for i, it in enumerate(manifest[C.M_ITEM_IDS])}, directory)
+                   {it: i for i, it in enumerate(manifest.item_ids)}, directory)
 
 
-def verify_files(directory: Path, manifest: dict) -> None:
+def verify_files(directory: Path, manifest: C.Manifest) -> None:
     """The ONNX file's checksum and the vector file's size, against the manifest."""
-    onnx_file = directory / manifest[C.M_ONNX]["file"]
+    onnx_file = directory / manifest.onnx.file
     if not onnx_file.is_file():
         raise BundleError(f"{directory}: bundle has no {onnx_file.name}")
-    if sha256_file(onnx_file) != manifest[C.M_ONNX]["sha256"]:
+    if sha256_file(onnx_file) != manifest.onnx.sha256:
         raise BundleError(f"{onnx_file}: sha256 does not match the manifest (corrupted or "
                           "partly copied bundle)")
-    vectors = manifest.get(C.M_VECTORS)
+    vectors = manifest.item_vectors
     if vectors is not None:
-        file = directory / vectors["file"]
+        file = directory / vectors.file
         size = file.stat().st_size if file.is_file() else None
-        if size != vectors["bytes"]:
+        if size != vectors.bytes:
             raise BundleError(f"{file}: {'missing' if size is None else f'{size} bytes'}, the "
-                              f"manifest says {vectors['bytes']} (partly copied bundle)")
+                              f"manifest says {vectors.bytes} (partly copied bundle)")
 
 
-def read_manifest(path: Path) -> dict:
+def read_checked(file: Path, about: C.FileEntry, what: str, why: str = "(corrupted or partly copied)") -> bytes:
+    """The bytes of a bundle file whose sha256 must match its manifest entry ``about``.
+
+    Read whole, then hashed, so what is checked is exactly what is used (a file replaced
+    in between cannot slip through).
+    """
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"{file}: cannot read {what} ({exc.strerror})") from None
+    if hashlib.sha256(data).hexdigest() != about.sha256:
+        raise BundleError(f"{file}: sha256 does not match the manifest {why}")
+    return data
+
+
+def read_manifest(path: Path) -> C.Manifest:
     """The manifest, after checking it against the schema (``edgerec.manifest``)."""
     file = path / C.MANIFEST_FILE
     if not path.is_dir():
@@ -170,8 +186,7 @@ def read_manifest(path: Path) -> dict:
         raise BundleError(f"{file}: cannot read the manifest ({exc.strerror or exc})") from None
     except (ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors
         raise BundleError(f"{file}: unreadable manifest ({str(exc)[:200]})") from None
-    check_manifest(manifest, file)
-    return manifest
+    return check_manifest(manifest, file)
 
 
 def describe(path: str | Path) -> dict:
@@ -236,21 +251,15 @@ def _write_array_file(file: Path, save, *args, **kwargs) -> dict:
     return {"file": file.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
-def read_trainer_state(path: str | Path) -> tuple[dict, list[np.ndarray]]:
+def read_trainer_state(path: str | Path) -> tuple[C.Manifest, list[np.ndarray]]:
     """(manifest, weights) of a bundle's trainer state, checksum verified, for warm starts."""
     path = recover(Path(path))
     manifest = read_manifest(path)
-    about = manifest.get(C.M_TRAINER_STATE)
+    about = manifest.trainer_state
     if about is None:
         raise BundleError(f"{path}: bundle has no trainer state to warm-start from (exported "
                           "from factors, or by an older edgerec): train from scratch")
-    file = path / about["file"]
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise BundleError(f"{file}: cannot read trainer state ({exc.strerror})") from None
-    if hashlib.sha256(data).hexdigest() != about["sha256"]:
-        raise BundleError(f"{file}: sha256 does not match the manifest (corrupted or partly copied)")
+    data = read_checked(path / about.file, about, "trainer state")
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
         return manifest, [arrays[f"w{n}"] for n in range(len(arrays.files))]
 

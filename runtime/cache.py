@@ -134,6 +134,7 @@ class Snapshot:
         self.popularity = previous.popularity if same else Popularity()
 
     def history(self, store, user_id: str) -> list[str]:
+        """The user's history, newest first, cached for this store version."""
         return _cached(self.histories, user_id, lambda: store.history(user_id), HISTORY_CACHE_USERS)
 
     def plain_inputs(self, user_id: str, build: Callable[[], object]):

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import bundle as bundles
-from . import contract as C
 from .serving import load
 from .store import SCHEMA_VERSION, Store
 
@@ -39,8 +38,8 @@ def check_bundle(path: str | Path) -> dict:
     """Verify a bundle completely; raises ``BundleError`` naming what is wrong."""
     served = load(path, "cpu", threads=1, verify_vectors=True)
     b = served.bundle
-    if C.M_TRAINER_STATE in b.manifest:
+    if b.manifest.trainer_state is not None:
         bundles.read_trainer_state(b.directory)
     return {"path": str(path), "kind": "bundle", "ok": True, "problems": [],
             "directory": str(b.directory), "model_kind": b.kind, "n_items": b.n_items,
-            "n_users": len(b.user_index), "created_at": b.manifest.get(C.M_CREATED_AT)}
+            "n_users": len(b.user_index), "created_at": b.manifest.created_at}

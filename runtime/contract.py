@@ -25,6 +25,11 @@ A bundle may also hold ``item_vectors.npy`` ([n_items, d] float32, the model's i
 embeddings): similar items, explanations and diversity read it with numpy, not ONNX.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 import numpy as np
 
 FORMAT_VERSION = 1
@@ -68,6 +73,177 @@ REQUIRED_KEYS = (
     M_FORMAT_VERSION, M_EDGEREC_VERSION, M_MODEL_KIND, M_USER_IDS, M_ITEM_IDS,
     M_DIMS, M_TRAINING, M_METRICS, M_ONNX,
 )
+
+# -- the manifest's schema (JSON Schema, draft 2020-12) ------------------------------------
+# The one statement of what a valid manifest.json holds: ``edgerec.manifest.check_manifest``
+# walks it for every bundle opened, tests validate exported manifests against it with the
+# ``jsonschema`` package, and docs/manifest.schema.json is this dict written out. Each
+# ``description`` that starts with "must" is also the error message for its key. What JSON
+# Schema cannot say (id lists as long as ``dims`` says, vectors with one row per item) is
+# checked in ``edgerec.manifest`` after the walk.
+
+# Far above any catalogue a device serves, far below what would exhaust memory on open.
+MAX_ROWS = 50_000_000
+MAX_DIM = 65_536
+MAX_HISTORY = 100_000
+MAX_BYTES = 1 << 40
+SHA256_PATTERN = "^[0-9a-f]{64}$"
+# A plain file name: no directories, no drive letters, not "." or "..", no NUL.
+FILE_PATTERN = "^(?![.][.]?$)[^/\\\\:\x00]+$"
+ID_PATTERN = "^[^\x00]+$"
+
+
+def _count(high: int, low: int = 0) -> dict:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+def _ids() -> dict:
+    return {"type": "array", "uniqueItems": True,
+            "items": {"type": "string", "pattern": ID_PATTERN,
+                      "description": "must hold non-empty strings without NUL"}}
+
+
+def _file_entry(sized: bool, **more) -> dict:
+    entry = {"type": "object", "required": ["file", "sha256"] + (["bytes"] if sized else []),
+             "properties": {
+                 "file": {"type": "string", "pattern": FILE_PATTERN,
+                          "description": "must name a file inside the bundle directory"},
+                 "sha256": {"type": "string", "pattern": SHA256_PATTERN,
+                            "description": "must be 64 lower-case hex digits"},
+                 **({"bytes": {**_count(MAX_BYTES), "description": "must be a byte count"}}
+                    if sized else {}),
+                 **more}}
+    return entry
+
+
+MANIFEST_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://edgerec.invalid/manifest.schema.json",
+    "title": "edgerec bundle manifest",
+    "type": "object",
+    "required": list(REQUIRED_KEYS),
+    "properties": {
+        M_FORMAT_VERSION: {"const": FORMAT_VERSION},
+        M_EDGEREC_VERSION: {"type": "string"},
+        M_MODEL_KIND: {"type": "string"},
+        M_CREATED_AT: {"type": "string"},
+        M_USER_IDS: _ids(),
+        M_ITEM_IDS: _ids(),
+        M_DIMS: {"type": "object", "required": ["n_items", "n_users", "dim", "history_length"],
+                 "properties": {"n_items": _count(MAX_ROWS, low=1), "n_users": _count(MAX_ROWS),
+                                "dim": _count(MAX_DIM), "history_length": _count(MAX_HISTORY),
+                                "folds_in": {"type": "boolean"}}},
+        M_TRAINING: {"type": "object", "properties": {
+            "data": {"type": "object", "properties": {
+                "last_ts": {"type": ["number", "null"]},
+                "interactions": {"type": "integer", "minimum": 0}}},
+            "params": {"type": "object"},
+            "seconds": {"type": "number"}}},
+        M_METRICS: {"type": "object"},
+        M_ONNX: _file_entry(False, opset={"type": "integer"}),
+        M_VECTORS: _file_entry(True, shape={
+            "type": "array", "minItems": 2, "maxItems": 2, "items": _count(MAX_DIM),
+            "description": "must be [n_items, d]"}),
+        M_TRAINER_STATE: _file_entry(True),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Dims:
+    """The model's sizes (``dims`` in the manifest)."""
+
+    n_users: int
+    n_items: int
+    dim: int
+    history_length: int
+    folds_in: bool = False
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file of the bundle with its checksum (``onnx``, ``item_vectors``, ``trainer_state``)."""
+
+    file: str
+    sha256: str
+    bytes: int | None = None
+    shape: tuple[int, ...] | None = None
+
+    @classmethod
+    def of(cls, entry: Mapping | None) -> "FileEntry | None":
+        """The typed entry of a checked manifest entry (None stays None)."""
+        if entry is None:
+            return None
+        shape = entry.get("shape")
+        return cls(entry["file"], entry["sha256"], entry.get("bytes"),
+                   None if shape is None else tuple(shape))
+
+
+@dataclass(frozen=True, eq=False)
+class Manifest(Mapping):
+    """A checked ``manifest.json`` as a typed object (``Manifest.of`` after ``check_manifest``).
+
+    Readers use the fields and accessors (``dims.n_items``, ``trained_until``, ...), so a
+    renamed key breaks here, at one place, not silently in ``update`` or warm start. It is
+    also a read-only ``Mapping`` over the JSON as written, for tools that copy or show it
+    whole (``edgerec describe``, the web export) and for the JavaScript runtime, which reads
+    the same file. ``version`` is the bundle format version (``FORMAT_VERSION``).
+    """
+
+    version: int
+    edgerec_version: str
+    model_kind: str
+    created_at: str | None
+    user_ids: list[str]
+    item_ids: list[str]
+    dims: Dims
+    onnx: FileEntry
+    item_vectors: FileEntry | None
+    trainer_state: FileEntry | None
+    training: dict
+    metrics: dict
+    json: dict = field(repr=False)
+
+    @classmethod
+    def of(cls, data: dict) -> "Manifest":
+        """The typed view of a manifest already checked against ``MANIFEST_SCHEMA``."""
+        dims = data[M_DIMS]
+        return cls(data[M_FORMAT_VERSION], data[M_EDGEREC_VERSION], data[M_MODEL_KIND],
+                   data.get(M_CREATED_AT), data[M_USER_IDS], data[M_ITEM_IDS],
+                   Dims(dims["n_users"], dims["n_items"], dims["dim"], dims["history_length"],
+                        bool(dims.get("folds_in", False))),
+                   FileEntry.of(data[M_ONNX]), FileEntry.of(data.get(M_VECTORS)),
+                   FileEntry.of(data.get(M_TRAINER_STATE)), data[M_TRAINING], data[M_METRICS],
+                   data)
+
+    @property
+    def trained_until(self) -> float | None:
+        """The newest event's timestamp in the training data (None when not recorded)."""
+        return self.training.get("data", {}).get("last_ts")
+
+    @property
+    def training_data(self) -> dict:
+        """The summary of the data trained on (events, interactions, users, items, times)."""
+        return self.training.get("data", {})
+
+    @property
+    def training_params(self) -> dict:
+        """The parameters the model was trained with (``model``, ``trained_epochs``, ...)."""
+        return self.training.get("params", {})
+
+    @property
+    def has_vectors(self) -> bool:
+        """Whether the bundle holds item vectors."""
+        return self.item_vectors is not None
+
+    def __getitem__(self, key: str):
+        return self.json[key]
+
+    def __iter__(self):
+        return iter(self.json)
+
+    def __len__(self) -> int:
+        return len(self.json)
 
 
 def known_indices(item_index: dict[str, int], ids) -> list[int]:

@@ -32,7 +32,6 @@ import uuid
 from pathlib import Path
 from typing import Mapping
 
-from . import contract as C
 from . import feedback
 from .abconfig import Config, load_config, register
 from .abtest import Report, report
@@ -73,9 +72,9 @@ class Experiment(feedback.Recorder):
         config = config if isinstance(config, Config) else load_config(config)
         for i, variant in enumerate(config.variants):  # fail now, not at some user's request
             manifest = read_manifest(variant.bundle)
-            if variant.options.get("diversity") and C.M_VECTORS not in manifest:
+            if variant.options.get("diversity") and not manifest.has_vectors:
                 raise InputError(f"{config.source}: variants[{i}].options.diversity: bundle "
-                                 f"{variant.bundle} ({manifest[C.M_MODEL_KIND]}) has no item "
+                                 f"{variant.bundle} ({manifest.model_kind}) has no item "
                                  "vectors to diversify with")
         owns = not isinstance(store, Store)
         opened = Store.open(store, create=False) if owns else store
@@ -90,6 +89,7 @@ class Experiment(feedback.Recorder):
 
     @property
     def name(self) -> str:
+        """The experiment's name (its key in the store)."""
         return self.config.name
 
     def variant_for(self, user_id: str) -> str:
@@ -135,6 +135,7 @@ class Experiment(feedback.Recorder):
         return report(self.store, self.name, window_hours=window_hours, offline=offline)
 
     def close(self) -> None:
+        """Stop the variants' watchers; close the store if this experiment opened it."""
         for rec in self._recommenders.values():
             rec.unwatch()
         if self._owns_store:

@@ -41,6 +41,8 @@ NOT_MODELLED = "not-modelled"  # the item is unknown to the model (e.g. a new ar
 
 
 class Reason(NamedTuple):
+    """A history item and its share of an item's positive contributions."""
+
     item_id: str
     share: float
 
@@ -55,6 +57,7 @@ class Explanation(NamedTuple):
     because: list[Reason]
 
     def to_dict(self) -> dict:
+        """Plain JSON-ready data (what ``edgerec explain --json`` prints)."""
         return {"user_id": self.user_id, "item_id": self.item_id,
                 "score": None if np.isnan(self.score) else self.score, "method": self.method,
                 "because": [{"item_id": r.item_id, "share": r.share} for r in self.because]}

@@ -53,12 +53,14 @@ def pyarrow():
 
 
 def history_schema():
+    """The Arrow schema of histories: user_id, history (item ids, newest first)."""
     pa = pyarrow()
     return pa.schema([pa.field("user_id", pa.string(), nullable=False),
                       pa.field("history", pa.list_(pa.string()))])
 
 
 def result_schema():
+    """The Arrow schema of batch results (see the module docstring)."""
     pa = pyarrow()
     return pa.schema([pa.field("user_id", pa.string(), nullable=False),
                       pa.field("items", pa.list_(pa.string())),

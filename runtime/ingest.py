@@ -76,6 +76,7 @@ class IngestReport:
     malformed: list[tuple[int, str]]
 
     def summary(self, show: int = 5) -> str:
+        """One line: file, format, rows, added, duplicates, malformed."""
         text = (f"{self.path} ({self.format}): {self.rows} rows, {self.added} added, "
                 f"{self.duplicates} duplicates, {len(self.malformed)} malformed")
         if self.malformed:

@@ -144,6 +144,7 @@ class Recommender(feedback.Recorder):
 
     @property
     def scorer(self) -> Scorer:
+        """The ONNX Runtime session serving now (changes on reload)."""
         return self._served.scorer
 
     @property
@@ -152,6 +153,7 @@ class Recommender(feedback.Recorder):
         return self._served.scorer.provider
 
     def close(self) -> None:
+        """Stop the watcher and close the store this recommender opened."""
         self.unwatch()
         self.store.close()
 

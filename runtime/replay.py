@@ -17,7 +17,6 @@ from typing import Mapping
 
 import numpy as np
 
-from . import contract as C
 from .bundle import read_manifest
 from .metrics import ranking_metrics
 from .recommender import Recommender
@@ -26,7 +25,7 @@ from .store import Store, snapshots
 
 def training_end(bundle: str | Path) -> float | None:
     """When the bundle's training data ends (its newest event's timestamp), if recorded."""
-    return read_manifest(Path(bundle)).get(C.M_TRAINING, {}).get("data", {}).get("last_ts")
+    return read_manifest(Path(bundle)).trained_until
 
 
 def replay(store: Store, bundles: Mapping[str, tuple[str | Path, dict]], k: int = 10,
@@ -77,4 +76,5 @@ def _list_metrics(lists: list[list[str]], relevant: list[list[str]], k: int) -> 
 
 
 def iso(ts: float) -> str:
+    """``ts`` (seconds since the epoch) as a UTC date and time, for reports."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))

@@ -14,6 +14,8 @@ from .explain import Reason
 
 
 class Recommendation(NamedTuple):
+    """One recommended item and its score (NaN for a new-arrival slot)."""
+
     item_id: str
     score: float
 
@@ -42,6 +44,7 @@ class Recommendations(list):
         self.new_arrivals: list[str] = []
 
     def to_dict(self) -> dict:
+        """Plain JSON-ready data (what ``--json`` prints): NaN scores become null."""
         fresh = set(self.new_arrivals)
 
         def item(r: Recommendation) -> dict:

@@ -49,10 +49,10 @@ class Served:
         return unit_rows(self.bundle.item_vectors())
 
 
-def identity(manifest: dict) -> tuple:
+def identity(manifest: C.Manifest) -> tuple:
     """What makes two bundles the same model: their checksums and creation time."""
-    return (manifest[C.M_ONNX].get("sha256"), manifest.get(C.M_VECTORS, {}).get("sha256"),
-            manifest.get(C.M_CREATED_AT))
+    vectors = manifest.item_vectors
+    return manifest.onnx.sha256, vectors and vectors.sha256, manifest.created_at
 
 
 def load(path: str | Path, provider: str | None = None, threads: int | None = None,
@@ -68,8 +68,8 @@ def load(path: str | Path, provider: str | None = None, threads: int | None = No
     if verify_vectors and bundle.has_vectors:
         bundle.item_vectors()
     if threads is None:
-        dims = bundle.manifest[C.M_DIMS]
-        threads = 1 if dims["n_items"] * dims["dim"] <= SMALL_MODEL_WEIGHTS else 0
+        dims = bundle.manifest.dims
+        threads = 1 if dims.n_items * dims.dim <= SMALL_MODEL_WEIGHTS else 0
     try:
         scorer = Scorer(bundle.onnx_path, provider, threads)
     except ProviderError:
@@ -145,9 +145,11 @@ class Watcher(threading.Thread):
         self._seen = stamp(self.path)
 
     def stop(self) -> None:
+        """Ask the thread to stop after its current poll."""
         self._stop_event.set()
 
     def run(self) -> None:
+        """Poll the bundle path; call ``on_change`` when it names a new bundle."""
         while not self._stop_event.wait(self.interval):
             now = stamp(self.path)
             if now == self._seen:

@@ -57,6 +57,7 @@ def identifier(value, field: str) -> str:
 
 
 def weight(value, field: str = "weight") -> float:
+    """A finite event weight (numbers or numeric strings); ``Invalid`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, (Real, str)):
         raise Invalid(f"{field} must be a number, not {type(value).__name__}")
     try:
@@ -86,6 +87,7 @@ def timestamp(value, field: str = "ts") -> float | None:
 
 
 def title(value, field: str = "title") -> str | None:
+    """A title of bounded length, or None; ``Invalid`` otherwise."""
     if value is None:
         return None
     if isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value):

@@ -63,7 +63,7 @@ def _catalogue(bundle: Bundle, path: str | Path | None) -> dict:
     store = Store.open(path, create=False)
     try:
         popular = store.popular(store.summary()["items"])
-        ids = list(dict.fromkeys([*bundle.manifest[C.M_ITEM_IDS], *(i for i, _ in popular)]))
+        ids = list(dict.fromkeys([*bundle.manifest.item_ids, *(i for i, _ in popular)]))
         titles: dict[str, str] = {}
         for start in range(0, len(ids), _TITLE_CHUNK):
             titles.update(store.item_titles(ids[start:start + _TITLE_CHUNK]))

@@ -170,6 +170,7 @@ class Store:
     @classmethod
     def open(cls, path: str | Path, create: bool = True,
              busy_timeout: float = BUSY_TIMEOUT) -> "Store":
+        """Open the store at ``path`` (see the class docstring); ``StoreError`` if unusable."""
         path = Path(path)
         if not create and not path.exists():
             raise StoreError(f"{path}: store not found (create one with `edgerec ingest`)")
@@ -246,6 +247,7 @@ class Store:
         _retry(run, self.path, self.busy_timeout)
 
     def close(self) -> None:
+        """Close every connection (writer, readers of all threads)."""
         with self._write_lock, self._lock:
             self._writer.close()
             self.db.conn.close()
@@ -526,6 +528,7 @@ class Store:
         return [r[0] for r in self.read("SELECT item_id FROM items WHERE active = 1 ORDER BY rowid DESC")]
 
     def item_titles(self, item_ids: Iterable[str]) -> dict[str, str]:
+        """Titles of the given items that have one (ids without a title are absent)."""
         ids = list(item_ids)
         if not ids:
             return {}
@@ -546,6 +549,7 @@ class Store:
             f"schema version {version[0][0] if version else None}, expected {SCHEMA_VERSION}"]
 
     def summary(self) -> dict:
+        """Counts (events, users, items, catalogue items) and the events' time span."""
         (n_events, n_users, n_items, t0, t1), = self.read(
             "SELECT COUNT(*), COUNT(DISTINCT user_id), COUNT(DISTINCT item_id), MIN(ts), MAX(ts) "
             "FROM events")
