@@ -25,9 +25,9 @@ $(JS_STAMP): js/package.json js/package-lock.json
 
 demo: $(STAMP)
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
-	$(BIN)/edgerec demo-data $(DEMO)/store.db
+	$(BIN)/edgerec write-demo $(DEMO)/store.db
 	$(BIN)/edgerec train $(DEMO)/store.db --model mf --out $(DEMO)/models/mf $(DEMO_TRAIN_ARGS)
-	$(BIN)/edgerec info $(DEMO)/models/mf
+	$(BIN)/edgerec describe $(DEMO)/models/mf
 	$(BIN)/edgerec recommend $(DEMO)/store.db $(DEMO)/models/mf u0 -n 10
 	$(BIN)/edgerec recommend $(DEMO)/store.db $(DEMO)/models/mf new-visitor -n 5
 	$(BIN)/edgerec record $(DEMO)/store.db new-visitor i0 --event purchase
