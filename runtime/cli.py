@@ -59,7 +59,8 @@ def _given(params: dict) -> dict:
 
 file_arg = click.argument("file", type=click.Path(dir_okay=False))
 format_opt = click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto",
-                          show_default=True)
+                          show_default=True,
+                          help="The file's format (auto: from its name and first lines).")
 store_arg = click.argument("store", type=click.Path(dir_okay=False))
 provider_opt = click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default=None,
                             help="Execution provider (default: $EDGEREC_PROVIDER or auto).")
@@ -226,7 +227,7 @@ def train(store, model, out, warm_start, fp16, **params):
               help="Publish if the candidate's NDCG@k is at most this much (relative) lower.")
 @click.option("-k", "k", default=10, show_default=True, help="Cut-off of the gate's NDCG.")
 @click.option("--epochs", type=int, help="Warm-start epochs [default: a quarter of the bundle's].")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Random seed of the warm start.")
 @click.option("--keep", type=click.Path(file_okay=False), help="Also write the candidate bundle here.")
 @json_opt
 def update(store, bundle, holdout, tolerance, k, epochs, seed, keep, as_json):
@@ -287,7 +288,7 @@ def _echo_recommendations(recs, store, as_json: bool, about: dict, heading: str)
     named = {r.item_id for r in recs} | {i for r in recs for i, _ in getattr(r, "because", ())}
     titles = store.item_titles(named)
     click.echo(heading)
-    fresh = set(getattr(recs, "new_arrivals", ()))
+    fresh = set(recs.new_arrivals)
     for rank, r in enumerate(recs, 1):
         title = f"  {titles[r.item_id]}" if r.item_id in titles else ""
         score = "new" if r.item_id in fresh else f"{r.score:.4f}"
@@ -462,9 +463,9 @@ def export_histories(store, out, users_file, since):
 @click.argument("bundle", type=click.Path(file_okay=False))
 @click.option("--out", required=True, type=click.Path(),
               help="Directory of Parquet results, or a .csv file (local engine).")
-@click.option("-n", default=10, show_default=True)
+@click.option("-n", default=10, show_default=True, help="How many items per user.")
 @click.option("--engine", type=click.Choice(["local", "ray", "spark"]), default="local",
-              show_default=True)
+              show_default=True, help="Where to score: this process, Ray Data or Spark.")
 @click.option("--workers", type=int, help="Parallel workers [default: CPUs / cpus-per-worker].")
 @click.option("--cpus-per-worker", default=1, show_default=True,
               help="CPUs (ONNX Runtime threads) of each worker.")
