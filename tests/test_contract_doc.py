@@ -40,7 +40,8 @@ def test_every_documented_name_has_its_value_in_the_code():
 
 def test_every_contract_constant_is_documented():
     table = _table()
-    constants = [name for name in vars(contract) if name.isupper()]
+    # MANIFEST_SCHEMA is documented whole as docs/manifest.schema.json (test_manifest_schema.py)
+    constants = [name for name in vars(contract) if name.isupper() and name != "MANIFEST_SCHEMA"]
     assert "INPUT_ITEM_MASK" in constants
     missing = [name for name in constants if name not in table]
     assert not missing, f"docs/bundle-contract.md lacks {missing}"
