@@ -6,6 +6,7 @@ code 1; the trainer (TensorFlow) is imported only by ``train`` and ``evaluate``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -485,10 +486,14 @@ def batch(source, bundle, out, n, engine, workers, cpus_per_worker, address, use
     if engine != "local":  # Ray and Spark show their own progress
         about = run_batch(source, bundle, out, n, **options)
     else:
-        with click.progressbar(length=1, label="users", file=sys.stderr, show_pos=True) as bar:
-            def progress(done, total):
-                bar.length = total
-                bar.update(done - bar.pos)
+        with contextlib.ExitStack() as stack:
+            bars = []
+
+            def progress(done, total):  # the bar starts with the work: errors stay one line
+                if not bars:
+                    bars.append(stack.enter_context(click.progressbar(
+                        length=total, label="users", file=sys.stderr, show_pos=True)))
+                bars[0].update(done - bars[0].pos)
 
             about = run_batch(source, bundle, out, n, progress=progress, **options)
     click.echo(f"{out}: {about['users']} users ({engine}, {about['workers']} workers, "

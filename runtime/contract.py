@@ -87,7 +87,7 @@ MAX_ROWS = 50_000_000
 MAX_DIM = 65_536
 MAX_HISTORY = 100_000
 MAX_BYTES = 1 << 40
-SHA256_PATTERN = "^[0-9a-f]{64}$"
+CHECKSUM_PATTERN = "^[0-9a-f]{64}$"
 # A plain file name: no directories, no drive letters, not "." or "..", no NUL.
 FILE_PATTERN = "^(?![.][.]?$)[^/\\\\:\x00]+$"
 ID_PATTERN = "^[^\x00]+$"
@@ -104,11 +104,13 @@ def _ids() -> dict:
 
 
 def _file_entry(sized: bool, **more) -> dict:
-    entry = {"type": "object", "required": ["file", "sha256"] + (["bytes"] if sized else []),
+    """A {"file", "sha256"[, "bytes"]} entry; ``more``: further properties, all required."""
+    entry = {"type": "object",
+             "required": ["file", "sha256"] + (["bytes"] if sized else []) + list(more),
              "properties": {
                  "file": {"type": "string", "pattern": FILE_PATTERN,
                           "description": "must name a file inside the bundle directory"},
-                 "sha256": {"type": "string", "pattern": SHA256_PATTERN,
+                 "sha256": {"type": "string", "pattern": CHECKSUM_PATTERN,
                             "description": "must be 64 lower-case hex digits"},
                  **({"bytes": {**_count(MAX_BYTES), "description": "must be a byte count"}}
                     if sized else {}),
@@ -140,7 +142,7 @@ MANIFEST_SCHEMA: dict = {
             "params": {"type": "object"},
             "seconds": {"type": "number"}}},
         M_METRICS: {"type": "object"},
-        M_ONNX: _file_entry(False, opset={"type": "integer"}),
+        M_ONNX: _file_entry(False),
         M_VECTORS: _file_entry(True, shape={
             "type": "array", "minItems": 2, "maxItems": 2, "items": _count(MAX_DIM),
             "description": "must be [n_items, d]"}),

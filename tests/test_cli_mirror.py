@@ -114,6 +114,6 @@ def test_restore_mirrors_recommender_restore(mf, store_copy):
 
 def test_a_closed_store_refuses_further_use(tmp_path):
     with Store.open(tmp_path / "s.db") as store:
-        store.add_events([("u", "i", "click", 1.0, 1.0)])
+        assert store.add_events([("u", "i", "click", 1.0, 1.0)]) == 1
     with pytest.raises(StoreError, match="closed database"):
-        store.history("u")  # the with block closed every connection
+        store.add_events([("u", "j", "click", 1.0, 1.0)])  # the with block closed it
