@@ -148,8 +148,7 @@ def batch(source: str | Path, bundle: str | Path, out: str | Path, n: int = 10, 
     if is_store(source):
         with contextlib.closing(Store.open(source, create=False)) as store:
             include = allowed_items(store, include, where)
-            options["include"] = include
-            scorer = BatchScorer(str(bundle), retired=sorted(store.inactive_items()),
+            scorer = BatchScorer(str(bundle), include=include, retired=sorted(store.inactive_items()),
                                  popular=popularity(store, n, len(exclude or ()), include is not None),
                                  **options)
             done = _run(scorer, served, store, None, users, out, engine, workers, address, progress)
@@ -159,10 +158,10 @@ def batch(source: str | Path, bundle: str | Path, out: str | Path, n: int = 10, 
         if where:
             raise InputError("--where matches the catalogue of a store source; Parquet histories "
                              "carry none: give --include item ids instead")
-        options["include"] = include
         dataset = open_histories(source)
         retired, popular = file_metadata(dataset)
-        scorer = BatchScorer(str(bundle), retired=retired, popular=popular, **options)
+        scorer = BatchScorer(str(bundle), include=include, retired=retired, popular=popular,
+                             **options)
         done = _run(scorer, served, None, dataset, None, out, engine, workers, address, progress)
     return {"users": done, "engine": engine, "workers": workers, "out": str(out),
             "seconds": time.perf_counter() - started}
