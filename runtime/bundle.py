@@ -90,16 +90,10 @@ class Bundle:
                 raise BundleError(f"{self.path}: bundle has no item vectors (model kind "
                                   f"{self.kind!r} does not provide them, or the bundle was "
                                   "exported before they existed: re-export it)")
-            file = self.directory / about["file"]
-            try:
-                data = file.read_bytes()
-            except OSError as exc:
-                raise BundleError(f"{file}: cannot read item vectors ({exc.strerror})") from None
-            if hashlib.sha256(data).hexdigest() != about["sha256"]:
-                raise BundleError(f"{file}: sha256 does not match the manifest (corrupted, partly "
-                                  "copied, or replaced since the bundle was opened)")
+            data = read_checked(self.directory, about, "item vectors")
             vectors = np.load(io.BytesIO(data), allow_pickle=False)
             if vectors.shape != (self.n_items, about["shape"][1]):
+                file = self.directory / about["file"]
                 raise BundleError(f"{file}: shape {vectors.shape} does not fit {self.n_items} items")
             self._vectors = vectors
         return self._vectors
@@ -236,25 +230,18 @@ def _write_array_file(file: Path, save, *args, **kwargs) -> dict:
     return {"file": file.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
-def read_trainer_state(path: str | Path) -> tuple[dict, list[np.ndarray]]:
-    """(manifest, weights) of a bundle's trainer state, checksum verified, for warm starts."""
-    path = recover(Path(path))
-    manifest = read_manifest(path)
-    about = manifest.get(C.M_TRAINER_STATE)
-    if about is None:
-        raise BundleError(f"{path}: bundle has no trainer state to warm-start from (exported "
-                          "from factors, or by an older edgerec): train from scratch")
-    file = path / about["file"]
+def read_checked(directory: Path, about: dict, what: str) -> bytes:
+    """The bytes of the bundle file that manifest entry ``about`` ({"file", "sha256"})
+    describes, checksum verified: a truncated or replaced file is a one-line error."""
+    file = directory / about["file"]
     try:
         data = file.read_bytes()
     except OSError as exc:
-        raise BundleError(f"{file}: cannot read trainer state ({exc.strerror})") from None
+        raise BundleError(f"{file}: cannot read {what} ({exc.strerror})") from None
     if hashlib.sha256(data).hexdigest() != about["sha256"]:
-        raise BundleError(f"{file}: sha256 does not match the manifest (corrupted or partly copied)")
-    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-        return manifest, [arrays[f"w{n}"] for n in range(len(arrays.files))]
-
-
+        raise BundleError(f"{file}: sha256 does not match the manifest (corrupted, partly "
+                          "copied, or replaced since the bundle was opened)")
+    return data
 
 
 # -- publishing (see the module docstring) -------------------------------------------------

@@ -40,7 +40,7 @@ def check_bundle(path: str | Path) -> dict:
     served = load(path, "cpu", threads=1, verify_vectors=True)
     b = served.bundle
     if C.M_TRAINER_STATE in b.manifest:
-        bundles.read_trainer_state(b.directory)
+        bundles.read_checked(b.directory, b.manifest[C.M_TRAINER_STATE], "trainer state")
     return {"path": str(path), "kind": "bundle", "ok": True, "problems": [],
             "directory": str(b.directory), "model_kind": b.kind, "n_items": b.n_items,
             "n_users": len(b.user_index), "created_at": b.manifest.get(C.M_CREATED_AT)}
