@@ -33,8 +33,9 @@ demo: $(STAMP)
 	$(BIN)/edgerec record $(DEMO)/store.db new-visitor i0 --event purchase
 	$(BIN)/edgerec recommend $(DEMO)/store.db $(DEMO)/models/mf new-visitor -n 5
 
+# The import contracts first (pyproject's [tool.importlinter], README "Layout").
 test: $(STAMP) $(JS_STAMP)
-	$(BIN)/lint-imports
+	$(BIN)/python tools/lint_imports.py
 	$(BIN)/python -m pytest -q
 
 # Latency (JSON + PNG in benchmarks/out); `make bench ARGS=--quick` for a smoke run,

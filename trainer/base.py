@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import keras, tf
+from .backend import keras
 from .data import Interactions, NegativeSampler
 
 # reads_history: a trained user's scores depend on their recent items (False: they come
