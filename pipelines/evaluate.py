@@ -56,17 +56,16 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
 from ..errors import InputError
 from ..exporters import export_bundle
-from ..metrics import ranking_metrics
+from ..metrics import id_rows, ranking_metrics
 from ..recommender import Recommender
 from ..store import Store
-from ..trainer import AUTO, Interactions, Progress, fit, load_interactions, model_kind, quiet
-from ..trainer import temporal_split
+from ..trainer import (AUTO, Interactions, Progress, fit, load_interactions, model_kind, quiet,
+                       temporal_split)
 from ..trainer.validation import popularity, popularity_baseline, popularity_metrics
 
 PROTOCOLS = ("temporal", "leave-one-out-sampled", "random", "new-users")
@@ -249,12 +248,9 @@ def serving_store(data: Interactions, path: Path) -> Path:
     return path
 
 
-def _top_rows(recs, index: Mapping[str, int], k: int) -> np.ndarray:
+def _top_rows(recs, index: dict[str, int], k: int) -> np.ndarray:
     """[users, k] dense item indices of the served lists (-1 pads a short list)."""
-    top = np.full((len(recs), k), -1, dtype=np.int64)
-    for row, user_recs in zip(top, recs):
-        row[:len(user_recs)] = [index[r.item_id] for r in user_recs]
-    return top
+    return id_rows([[r.item_id for r in user_recs] for user_recs in recs], index, k)
 
 
 def _plain(metrics: dict) -> dict:
@@ -301,7 +297,7 @@ def full_ranking_metrics(rec: Recommender, train: Interactions, test: Interactio
     recs = rec.recommend_many(train.user_ids[eval_users].tolist(), n=k, diversity=diversity)
     if any(r.fallback for r in recs):  # every test user has train events: cannot happen
         raise RuntimeError("evaluation: the bundle does not know a test user")
-    top = _top_rows(recs, rec.bundle.item_index, k)
+    top = _top_rows(recs, dict(rec.bundle.item_index), k)
     relevant = test.items_by_user()
     return ranking_metrics(top, [relevant[u] for u in eval_users], k, train.n_items)
 
