@@ -100,9 +100,9 @@ def test_warm_start_matches_weights_by_name_not_position(train_once, tmp_path):
     from edgerec.trainer.train import build_model
     from edgerec.trainer.warm import WarmStart, read_trainer_state
 
-    seq = train_once("seq")  # its attention and feed-forward kernels share one shape
-    bundle = tmp_path / "seq"
-    shutil.copytree(seq.bundle, bundle)
+    trained = train_once("neumf")  # its two branches' tables share their shapes
+    bundle = tmp_path / "neumf"
+    shutil.copytree(trained.bundle, bundle)
     manifest, weights = read_trainer_state(bundle)
     names, rows = manifest["trainer_state"]["names"], manifest["trainer_state"]["rows"]
     a, b = next((i, j) for i in range(len(weights)) for j in range(i + 1, len(weights))
@@ -111,12 +111,12 @@ def test_warm_start_matches_weights_by_name_not_position(train_once, tmp_path):
     order[a], order[b] = b, a
     _rewrite_state(bundle, [names[n] for n in order], [rows[n] for n in order], [weights[n] for n in order])
 
-    store = Store.open(seq.store, create=False)
+    store = Store.open(trained.store, create=False)
     data = load_interactions(store)
     store.close()
-    kind = MODEL_KINDS["seq"]
+    kind = MODEL_KINDS["neumf"]
     loaded = []
-    for path in (seq.bundle, bundle):
+    for path in (trained.bundle, bundle):
         warm = WarmStart(path)
         net = build_model(kind, data, 0, {**kind.defaults, **warm.params}, data)
         warm.load_into(net, data)
