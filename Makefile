@@ -33,7 +33,9 @@ demo: $(STAMP)
 	$(BIN)/edgerec record $(DEMO)/store.db new-visitor i0 --event purchase
 	$(BIN)/edgerec recommend $(DEMO)/store.db $(DEMO)/models/mf new-visitor -n 5
 
+# The import contracts first (pyproject's [tool.importlinter], README "Layout").
 test: $(STAMP) $(JS_STAMP)
+	$(BIN)/python tools/lint_imports.py
 	$(BIN)/python -m pytest -q
 
 # Latency (JSON + PNG in benchmarks/out); `make bench ARGS=--quick` for a smoke run,
@@ -61,7 +63,7 @@ kiosk-screenshot: $(STAMP) $(JS_STAMP)
 DIST ?= dist
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' runtime/__init__.py)
 WHEEL = $(DIST)/edgerec-$(VERSION)-py3-none-any.whl
-PACKAGE := pyproject.toml MANIFEST.in README.md LICENSE $(wildcard runtime/*.py trainer/*.py exporters/*.py)
+PACKAGE := pyproject.toml MANIFEST.in README.md LICENSE $(wildcard runtime/*.py trainer/*.py exporters/*.py pipelines/*.py)
 KIOSK_VENV ?= .venv-kiosk
 KIOSK_WORK ?= build/kiosk
 
@@ -81,7 +83,8 @@ kiosk-exe: $(KIOSK_VENV)/.installed
 	$(KIOSK_VENV)/bin/pyinstaller --noconfirm --log-level WARN --onedir --name kiosk \
 	    --distpath $(DIST) --workpath $(KIOSK_WORK) --specpath $(KIOSK_WORK) \
 	    --exclude-module tensorflow --exclude-module edgerec.trainer \
-	    --exclude-module edgerec.exporters examples/kiosk_app/kiosk.py
+	    --exclude-module edgerec.exporters --exclude-module edgerec.pipelines \
+	    examples/kiosk_app/kiosk.py
 	@du -sh $(DIST)/kiosk && du -h $(DIST)/kiosk/kiosk
 
 shipping: kiosk-exe

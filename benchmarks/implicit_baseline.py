@@ -48,7 +48,7 @@ def implicit_scores(train, test, params: dict, k: int = 10) -> dict:
 
 def tuned_implicit(data) -> dict:
     """The grid on validation, the winner on test: {"params", "validation", "metrics"}."""
-    from edgerec.exporters.evaluate import split
+    from edgerec.pipelines.evaluate import split
     from edgerec.trainer.data import temporal_split
 
     train_mask, test_mask = split(data, "temporal")
@@ -70,7 +70,7 @@ def main(argv=None) -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
     from quality import store_for
 
-    from edgerec.exporters.evaluate import evaluate
+    from edgerec.pipelines.evaluate import evaluate
     from edgerec.store import Store
     from edgerec.trainer.data import load_interactions
 

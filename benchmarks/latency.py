@@ -440,7 +440,7 @@ def bench_kinds(cache: Path, store_path: Path, kinds: list[str], provider: str, 
 
     Two epochs only: the epochs do not change a bundle's graph, only its weights."""
     from edgerec import Recommender
-    from edgerec.exporters import train_bundle
+    from edgerec.pipelines import train_bundle
 
     recs = {}
     for kind in kinds:

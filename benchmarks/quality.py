@@ -101,7 +101,7 @@ def table(rows: list[dict], protocol: str) -> str:
 
 def main(argv=None) -> list[dict]:
     from edgerec.errors import InputError
-    from edgerec.exporters.evaluate import evaluate
+    from edgerec.pipelines.evaluate import evaluate
     from edgerec.trainer import MODEL_KINDS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

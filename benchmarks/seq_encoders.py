@@ -50,7 +50,7 @@ def gru_kind():
 
 
 def main(argv=None) -> dict:
-    from edgerec.exporters.evaluate import _restrict_to_train, split
+    from edgerec.pipelines.evaluate import restrict_to_train, split
     from edgerec.store import Store
     from edgerec.trainer import MODEL_KINDS, fit, load_interactions
 
@@ -60,7 +60,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     data = load_interactions(Store.open(store_for(args.data, args.out), create=False))
-    train, _ = _restrict_to_train(data, *split(data))
+    train, _ = restrict_to_train(data, *split(data))
     MODEL_KINDS["seq-gru"] = gru_kind()
     results = {}
     try:

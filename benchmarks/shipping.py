@@ -64,7 +64,7 @@ def install_sizes(wheel: Path, work: Path) -> dict:
 def demo_data(work: Path) -> Path:
     """A demo store and an MF bundle (needs the trainer: run from the dev venv)."""
     from edgerec.demo import write_demo
-    from edgerec.exporters import train_bundle
+    from edgerec.pipelines import train_bundle
     from edgerec.store import Store
 
     home = work / "data"

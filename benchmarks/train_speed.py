@@ -26,7 +26,7 @@ import numpy as np
 
 
 def edgerec_fit(data, factors: int, iterations: int) -> float:
-    from edgerec.trainer.models import MODEL_KINDS
+    from edgerec.trainer import MODEL_KINDS
 
     net = MODEL_KINDS["als"](data.n_users, data.n_items, seed=0, dim=factors)
     t0 = time.perf_counter()
@@ -54,8 +54,8 @@ def confidence_matrix(data):
     """The user x item matrix of edgerec's confidences, as implicit takes it."""
     from scipy.sparse import csr_matrix
 
-    from edgerec.trainer.linear import confidence_weights
-    from edgerec.trainer.models import MODEL_KINDS
+    from edgerec.trainer.als import confidence_weights
+    from edgerec.trainer import MODEL_KINDS
 
     params = MODEL_KINDS["als"].defaults
     conf = 1.0 + params["alpha"] * confidence_weights(data, params["weighting"])
@@ -69,7 +69,7 @@ def main(argv=None) -> dict:
 
     from edgerec.store import Store
     from edgerec.trainer.data import load_interactions
-    from edgerec.trainer.models import MODEL_KINDS
+    from edgerec.trainer import MODEL_KINDS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", nargs="?", default="demo:shop", type=Path)

@@ -35,8 +35,8 @@ from quality import store_for  # noqa: E402 - the same DATA forms as quality.py
 def main(argv=None) -> list[dict]:
     import numpy as np
 
-    from edgerec.exporters.evaluate import _restrict_to_train, serving_store, split
-    from edgerec.exporters.onnx import export_bundle
+    from edgerec.pipelines.evaluate import restrict_to_train, serving_store, split
+    from edgerec.exporters import export_bundle
     from edgerec.store import Store
     from edgerec.trainer import MODEL_KINDS, fit, load_interactions
 
@@ -51,11 +51,11 @@ def main(argv=None) -> list[dict]:
     args.out.mkdir(parents=True, exist_ok=True)
     store = Store.open(store_for(args.data, args.out), create=False)
     data = load_interactions(store)
-    train, test = _restrict_to_train(data, *split(data))
+    train, test = restrict_to_train(data, *split(data))
     if args.validation:
-        train, test = _restrict_to_train(train, *split(train))
+        train, test = restrict_to_train(train, *split(train))
     cut = np.quantile(train.ts, 1.0 - args.new)
-    old, _ = _restrict_to_train(train, train.ts <= cut, train.ts > cut)
+    old, _ = restrict_to_train(train, train.ts <= cut, train.ts > cut)
     print(f"train {len(train.users)} interactions ({train.n_users} users, {train.n_items} items); "
           f"yesterday's {len(old.users)} ({old.n_users} users, {old.n_items} items); "
           f"test {len(test.users)}", flush=True)
@@ -86,14 +86,14 @@ def _served(result, serving: Path, train, test, out: Path) -> dict:
     """Test NDCG@10 of the fitted model as the runtime serves it, and its training time."""
     import numpy as np
 
-    from edgerec.exporters.evaluate import _temporal_model
-    from edgerec.exporters.onnx import export_bundle
+    from edgerec.pipelines.evaluate import full_ranking_metrics
+    from edgerec.exporters import export_bundle
     from edgerec.recommender import Recommender
 
     bundle = export_bundle(result, out)
     users = np.flatnonzero(np.bincount(test.users, minlength=train.n_users))
     with Recommender.open(bundle, serving, provider="cpu") as rec:
-        metrics = _temporal_model(rec, train, test, users, 10)
+        metrics = full_ranking_metrics(rec, train, test, users, 10)
     return {"ndcg@10": float(metrics["ndcg@10"]), "recall@10": float(metrics["recall@10"]),
             "train_seconds": round(result.seconds, 1)}
 

@@ -1,8 +1,9 @@
-"""Export (tf2onnx): a fitted model becomes an ONNX scoring core inside a bundle."""
+"""Export (tf2onnx): a fitted model becomes an ONNX scoring core inside a bundle.
 
-from .. import trainer  # noqa: F401 - first, so TensorFlow starts with its log level set
-from .onnx import ExportError, export_bundle, export_factors, train_bundle  # noqa: E402
-from .evaluate import evaluate  # noqa: E402
-from .update import update  # noqa: E402
+Only the model -> ONNX step: conversion, the parity check against Keras, and packing the
+bundle. Training it first, evaluating it and the nightly update are ``edgerec.pipelines``.
+"""
 
-__all__ = ["ExportError", "evaluate", "export_bundle", "export_factors", "train_bundle", "update"]
+from .onnx import ExportError, export_bundle, export_factors
+
+__all__ = ["ExportError", "export_bundle", "export_factors"]

@@ -10,15 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from .. import bundle
 from .. import contract as C
 from ..errors import EdgerecError
 from ..session import Scorer
+from ..trainer.backend import tf
 from ..trainer.data import Interactions
-from ..trainer.models import MatrixFactorization
-from ..trainer.train import FitResult, Progress, _quiet, fit, score_users
+from ..trainer.mf import MatrixFactorization
+from ..trainer.train import FitResult, Progress, quiet
+from ..trainer.validation import score_users
 from ..trainer.warm import state_of
 
 NETWORK_SIGNATURE = [
@@ -178,7 +179,8 @@ def float16_weights(graph, min_elements: int = 1 << 12) -> int:
     return len(big)
 
 
-def _check_weights_dtype(weights_dtype: str) -> None:
+def check_weights_dtype(weights_dtype: str) -> None:
+    """A one-line error for an unknown ``weights_dtype``, before any work is done."""
     if weights_dtype not in PARITY_TOL:
         raise ValueError(f"weights_dtype must be one of {', '.join(PARITY_TOL)}, not {weights_dtype!r}")
 
@@ -192,7 +194,7 @@ def to_onnx(net, weights_dtype: str = "float32") -> bytes:
     import onnx
     import tf2onnx
 
-    _check_weights_dtype(weights_dtype)
+    check_weights_dtype(weights_dtype)
     tables = net.neighbour_tables()
     if tables is not None:
         proto = neighbour_graph(*tables)
@@ -244,7 +246,7 @@ def check_parity(net, onnx_model: bytes, data, n_users: int = 64, k: int = 20,
     return {"users": len(users), "k": k, "max_abs_diff": worst}
 
 
-def export_bundle(result: FitResult, out: str | Path, progress: Progress = _quiet,
+def export_bundle(result: FitResult, out: str | Path, progress: Progress = quiet,
                   with_state: bool = True, weights_dtype: str = "float32") -> Path:
     """Convert, check parity, and publish the bundle atomically at ``out``.
 
@@ -279,9 +281,9 @@ def export_bundle(result: FitResult, out: str | Path, progress: Progress = _quie
 
 def _item_vectors(net) -> np.ndarray | None:
     """The kind's item embeddings for the runtime's numpy features, checked for shape."""
-    vectors = net.item_vectors()
-    if vectors is None:
+    if not net.has_item_vectors:
         return None
+    vectors = net.item_vectors()
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != net.n_items or not np.isfinite(vectors).all():
         raise ExportError(f"{net.kind}.item_vectors() must be finite [n_items={net.n_items}, d], "
@@ -291,7 +293,7 @@ def _item_vectors(net) -> np.ndarray | None:
 
 def export_factors(out: str | Path, user_factors: np.ndarray, item_factors: np.ndarray,
                    user_ids=None, item_ids=None, user_bias=None, item_bias=None,
-                   metrics: dict | None = None, progress: Progress = _quiet,
+                   metrics: dict | None = None, progress: Progress = quiet,
                    weights_dtype: str = "float32") -> Path:
     """Export matrix-factorisation factors computed elsewhere (numpy ALS, synthetic
     benchmarks) through the same scoring core, parity check and bundle as a trained MF.
@@ -313,11 +315,3 @@ def export_factors(out: str | Path, user_factors: np.ndarray, item_factors: np.n
         empty, empty, np.zeros(0), {"interactions": 0, "source": "factors"})
     result = FitResult(net, data, metrics or {}, {"model": "mf", "seed": 0, "dim": dim})
     return export_bundle(result, out, progress, with_state=False, weights_dtype=weights_dtype)
-
-
-def train_bundle(store, out: str | Path, model: str | None = None, progress: Progress = _quiet,
-                 weights_dtype: str = "float32", **params) -> tuple[Path, FitResult]:
-    """Fit a model on the store and export it as a bundle: ``edgerec train`` in one call."""
-    _check_weights_dtype(weights_dtype)  # before the training, not after
-    result = fit(store, model, progress=progress, **params)
-    return export_bundle(result, out, progress, weights_dtype=weights_dtype), result

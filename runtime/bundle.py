@@ -251,19 +251,6 @@ def _write_array_file(file: Path, save, *args, **kwargs) -> dict:
     return {"file": file.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
-def read_trainer_state(path: str | Path) -> tuple[C.Manifest, list[np.ndarray]]:
-    """(manifest, weights) of a bundle's trainer state, checksum verified, for warm starts."""
-    path = recover(Path(path))
-    manifest = read_manifest(path)
-    about = manifest.trainer_state
-    if about is None:
-        raise BundleError(f"{path}: bundle has no trainer state to warm-start from (exported "
-                          "from factors, or by an older edgerec): train from scratch")
-    data = read_checked(path / about.file, about, "trainer state")
-    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-        return manifest, [arrays[f"w{n}"] for n in range(len(arrays.files))]
-
-
 
 
 # -- publishing (see the module docstring) -------------------------------------------------

@@ -38,8 +38,9 @@ def check_bundle(path: str | Path) -> dict:
     """Verify a bundle completely; raises ``BundleError`` naming what is wrong."""
     served = load(path, "cpu", threads=1, verify_vectors=True)
     b = served.bundle
-    if b.manifest.trainer_state is not None:
-        bundles.read_trainer_state(b.directory)
+    state = b.manifest.trainer_state
+    if state is not None:
+        bundles.read_checked(b.directory / state.file, state, "trainer state")
     return {"path": str(path), "kind": "bundle", "ok": True, "problems": [],
             "directory": str(b.directory), "model_kind": b.kind, "n_items": b.n_items,
             "n_users": len(b.user_index), "created_at": b.manifest.created_at}

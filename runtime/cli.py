@@ -187,10 +187,10 @@ def write_demo(store, users, n_items, seed):
 def _trainer():
     """The trainer package (TensorFlow), or a one-line error saying how to install it."""
     try:
-        from . import exporters
+        from . import pipelines
     except ImportError as exc:
         raise EdgerecError(f"training needs TensorFlow: pip install 'edgerec[train]' ({exc})") from None
-    return exporters
+    return pipelines
 
 
 @main.command()
@@ -237,7 +237,7 @@ def update(store, bundle, holdout, tolerance, k, epochs, seed, keep, as_json):
     Exit status 0: published, or nothing new; 3: the candidate was worse, BUNDLE kept.
     """
     run_update = _trainer().update
-    from .exporters.update import REFUSED
+    from .pipelines.update import REFUSED
 
     result = run_update(store, bundle, holdout=holdout, tolerance=tolerance, k=k, epochs=epochs,
                         seed=seed, keep=keep, progress=_echo_err)

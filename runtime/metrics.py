@@ -11,6 +11,16 @@ from typing import Sequence
 import numpy as np
 
 
+def id_rows(lists: Sequence[Sequence[str]], index: dict[str, int], k: int) -> np.ndarray:
+    """[len(lists), k] indices of each list's first k ids, -1 padding a short list: served
+    id lists as ``ranking_metrics`` takes them. An id ``index`` lacks is added to it, with
+    the next free index (so relevant ids can be mapped through the same ``index`` after)."""
+    top = np.full((len(lists), k), -1, dtype=np.int64)
+    for row, ids in zip(top, lists):
+        row[:min(len(ids), k)] = [index.setdefault(i, len(index)) for i in ids[:k]]
+    return top
+
+
 def ranking_metrics(top_items: np.ndarray, relevant: Sequence[np.ndarray], k: int,
                     n_items: int) -> dict[str, float]:
     """NDCG, Recall, HR and MAP at ``k`` (binary gains), plus catalogue coverage.

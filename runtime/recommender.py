@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
+
 from . import explain as X
 from . import feedback, serving, validate
 from .bundle import Bundle
@@ -203,6 +205,30 @@ class Recommender(feedback.Recorder):
         ids = [str(u) for u in user_ids]
         return [recs for chunk in self._chunks(ids, n, chunk_size, _Options.of(**options))
                 for recs in chunk]
+
+    def scores(self, user_ids: Sequence[str], chunk_size: int = 256) -> np.ndarray:
+        """[len(user_ids), n_items] float32: the model's score of every catalogue item (in
+        ``bundle.item_ids`` order) for each user, their seen items -inf.
+
+        For offline protocols that rank candidates of their own (``edgerec.pipelines``'
+        sampled evaluation): no filters, no fallback; a user the model cannot score gets
+        a row of -inf. The scoring core is asked for all of its items at once.
+        """
+        served = self._served
+        b = served.bundle
+        ids = [str(u) for u in user_ids]
+        out = np.full((len(ids), b.n_items + 1), -np.inf, dtype=np.float32)  # + the padding
+        for start in range(0, len(ids), chunk_size):
+            chunk = ids[start:start + chunk_size]
+            inputs = model_inputs(b, self.store.histories(chunk), chunk, [], None)
+            if inputs.users:
+                rows = np.full((len(inputs.users), b.n_items + 1), -np.inf, dtype=np.float32)
+                items, values = served.scorer.top_k(inputs.user_index, inputs.history,
+                                                    inputs.exclude, b.n_items)
+                np.put_along_axis(rows, items, values, axis=1)
+                where = {u: start + n for n, u in enumerate(chunk)}
+                out[[where[u] for u in inputs.users]] = rows
+        return out[:, :b.n_items]
 
     def batch(self, out: str | Path, n: int = 10, users: Sequence[str] | None = None,
               chunk_size: int | None = None, progress: Callable[[int], None] | None = None, *,

@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 
 from .bundle import read_manifest
-from .metrics import ranking_metrics
+from .metrics import id_rows, ranking_metrics
 from .recommender import Recommender
 from .store import Store, snapshots
 
@@ -67,9 +67,7 @@ def replay(store: Store, bundles: Mapping[str, tuple[str | Path, dict]], k: int 
 def _list_metrics(lists: list[list[str]], relevant: list[list[str]], k: int) -> dict:
     """NDCG, recall and HR at k of id lists, through ``ranking_metrics`` (ids as indices)."""
     index: dict[str, int] = {}
-    top = np.full((len(lists), k), -1, dtype=np.int64)
-    for row, ids in zip(top, lists):
-        row[:len(ids)] = [index.setdefault(i, len(index)) for i in ids[:k]]
+    top = id_rows(lists, index, k)
     truth = [np.array([index.setdefault(i, len(index)) for i in items]) for items in relevant]
     metrics = ranking_metrics(top, truth, k, len(index))
     return {name: float(metrics[name]) for name in (f"ndcg@{k}", f"recall@{k}", f"hr@{k}")}

@@ -50,7 +50,7 @@ def _model_kinds() -> list[str]:
 @pytest.fixture(scope="session")
 def train_once(demo_store, tmp_path_factory):
     """Train each model kind at most once per session, on the demo store."""
-    from edgerec.exporters import train_bundle
+    from edgerec.pipelines import train_bundle
 
     cache: dict[str, Trained] = {}
 

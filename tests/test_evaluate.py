@@ -29,8 +29,8 @@ MEASURED = {"temporal": 0.3687, "leave-one-out-sampled": 0.57, "new-users": 0.36
 
 
 def test_temporal_mf_reaches_its_floor_and_writes_json(small_demo, tmp_path):
-    from edgerec.exporters import evaluate
-    from edgerec.exporters.evaluate import split
+    from edgerec.pipelines import evaluate
+    from edgerec.pipelines.evaluate import split
     from edgerec.trainer.data import load_interactions
 
     out = tmp_path / "res" / "mf.json"
@@ -66,8 +66,8 @@ def _hand_store(path):
 
 
 def test_protocols_on_a_hand_made_store(tmp_path):
-    from edgerec.exporters import evaluate
-    from edgerec.exporters.evaluate import split
+    from edgerec.pipelines import evaluate
+    from edgerec.pipelines.evaluate import split
     from edgerec.trainer.data import load_interactions, temporal_split, tie_break_key
 
     path = tmp_path / "hand.db"
@@ -134,7 +134,7 @@ def test_protocols_on_a_hand_made_store(tmp_path):
 
 
 def test_sampled_ranking_counts_ties_against_the_held_out_item():
-    from edgerec.exporters.evaluate import _sampled_metrics
+    from edgerec.pipelines.evaluate import _sampled_metrics
 
     scores = np.array([[0.5, 0.5, 0.1, 0.9]], dtype=np.float32)
     candidates = [np.array([1, 0, 2, 3])]  # held-out item 1 ties with item 0, below item 3
@@ -148,7 +148,7 @@ def test_sampled_ranking_counts_ties_against_the_held_out_item():
 
 
 def test_leave_one_out_sampled_beats_popularity(small_demo):
-    from edgerec.exporters import evaluate
+    from edgerec.pipelines import evaluate
 
     report = evaluate(small_demo, "mf", protocol="leave-one-out-sampled", epochs=20, seed=0)
     assert report["protocol"] == "leave-one-out-sampled"
@@ -180,8 +180,8 @@ def test_cli_evaluate(small_demo, tmp_path):
 
 def test_new_users_protocol_serves_left_out_users_from_history(small_demo, tmp_path):
     """Users the model never trained on get fold-in lists that beat popularity."""
-    from edgerec.exporters import evaluate
-    from edgerec.exporters.evaluate import split
+    from edgerec.pipelines import evaluate
+    from edgerec.pipelines.evaluate import split
     from edgerec.trainer import load_interactions
 
     report = evaluate(small_demo, "mf", protocol="new-users", epochs=15, seed=0)

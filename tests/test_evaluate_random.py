@@ -23,7 +23,7 @@ def _data(counts: list[int]):
 
 
 def test_random_split_holds_out_a_quarter_of_each_item():
-    from edgerec.exporters.evaluate import split
+    from edgerec.pipelines.evaluate import split
 
     counts = [1, 2, 3, 4, 5, 8, 10, 40]
     data = _data(counts)

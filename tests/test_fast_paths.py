@@ -100,7 +100,8 @@ def test_float16_weights_export_and_serve(mf, tmp_path):
 
 
 def test_unknown_weights_dtype_is_refused_before_training(mf, tmp_path):
-    from edgerec.exporters import export_factors, train_bundle
+    from edgerec.exporters import export_factors
+    from edgerec.pipelines import train_bundle
 
     with pytest.raises(ValueError, match="weights_dtype"):
         train_bundle(mf.store, tmp_path / "b", weights_dtype="int8")

@@ -41,7 +41,7 @@ def test_an_item_repeated_in_the_history_counts_once(gan):
     not pairs) must score as if it appeared once, in Keras and in the exported core."""
     from edgerec import contract as C
     from edgerec.session import Scorer
-    from edgerec.trainer.train import score_users
+    from edgerec.trainer.validation import score_users
 
     data, net = gan.result.data, gan.result.model
     items = data.items_by_user()[2][:6].tolist()

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from edgerec import Recommender, contract
-from edgerec.bundle import Bundle, read_trainer_state
+from edgerec.bundle import Bundle
 from edgerec.store import Store
 from edgerec.web import CATALOGUE_FILE, export_web
 
@@ -99,6 +99,7 @@ def users(parity_store) -> list[str]:
 def bundles(train_once, tmp_path_factory) -> dict[str, Path]:
     """A kind that folds in unknown users (seq) and one that does not (MF from factors)."""
     from edgerec.exporters import export_factors
+    from edgerec.trainer.warm import read_trainer_state
 
     mf = Bundle.open(train_once("mf").bundle)
     _, weights = read_trainer_state(mf.path)

@@ -43,8 +43,8 @@ def _interactions(matrix: np.ndarray, weights: np.ndarray | None = None):
 def test_ease_matches_closed_form_on_known_matrix(monkeypatch):
     import tensorflow as tf
 
-    from edgerec.trainer import linear
-    from edgerec.trainer.linear import EASE
+    from edgerec.trainer import ease
+    from edgerec.trainer.ease import EASE
 
     x = np.array([[1, 1, 0, 0, 1],
                   [1, 0, 1, 0, 0],
@@ -70,8 +70,8 @@ def test_ease_matches_closed_form_on_known_matrix(monkeypatch):
     np.testing.assert_allclose(weights[:5], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(weights[5], 0.0)  # the padding row
     # The float32 solve used for large catalogues gives the same B.
-    monkeypatch.setattr(linear, "_EASE_FLOAT64_ITEMS", 0)
-    np.testing.assert_allclose(linear.ease_weights(data, reg), expected, rtol=1e-4, atol=1e-6)
+    monkeypatch.setattr(ease, "_EASE_FLOAT64_ITEMS", 0)
+    np.testing.assert_allclose(ease.ease_weights(data, reg), expected, rtol=1e-4, atol=1e-6)
     assert net.history_length == 4  # the most items any user has
 
     users = np.arange(6)
@@ -86,7 +86,7 @@ def test_ease_matches_closed_form_on_known_matrix(monkeypatch):
 
 def test_ease_refuses_catalogue_over_limit():
     from edgerec.trainer import fit
-    from edgerec.trainer.linear import EASE
+    from edgerec.trainer.ease import EASE
 
     matrix = np.zeros((6, EASE.MAX_ITEMS + 1))
     matrix[:, :8] = np.random.default_rng(0).random((6, 8)) < 0.7
@@ -95,7 +95,7 @@ def test_ease_refuses_catalogue_over_limit():
 
 
 def test_als_sweeps_lower_the_weighted_loss():
-    from edgerec.trainer.linear import AlternatingLeastSquares
+    from edgerec.trainer.als import AlternatingLeastSquares
 
     rng = np.random.default_rng(1)
     x = (rng.random((40, 30)) < 0.2).astype(np.float64)
@@ -115,7 +115,7 @@ def test_als_sweeps_lower_the_weighted_loss():
 def test_als_half_sweep_solves_each_rows_least_squares_problem():
     """The compiled CG sweep, given as many steps as dimensions, lands on numpy's exact
     solution of every row's weighted ridge problem (rows without entries go to zero)."""
-    from edgerec.trainer.linear import _CSR, als_half_sweep
+    from edgerec.trainer.als import _CSR, als_half_sweep
 
     rng = np.random.default_rng(3)
     rows, cols = np.nonzero(rng.random((25, 18)) < 0.3)
@@ -132,7 +132,7 @@ def test_als_half_sweep_solves_each_rows_least_squares_problem():
 
 
 def test_validation_ranks_a_seeded_sample_of_holdout_users():
-    from edgerec.trainer.train import holdout_users
+    from edgerec.trainer.validation import holdout_users
 
     rng = np.random.default_rng(4)
     data = _interactions((rng.random((300, 20)) < 0.3).astype(np.float64))

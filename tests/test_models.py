@@ -27,7 +27,7 @@ def test_onnx_core_scores_equal_the_keras_model(trained):
     item's score from the ONNX core (k = all items) against the Keras model, for known
     users and for the same histories as visitors the model never saw (fold-in)."""
     from edgerec.session import Scorer
-    from edgerec.trainer.train import score_users
+    from edgerec.trainer.validation import score_users
 
     data, net = trained.result.data, trained.result.model
     users = np.arange(0, data.n_users, 5)
@@ -71,7 +71,7 @@ def test_served_lists_follow_each_users_genres(trained, tmp_path):
 
 def test_runtime_top_n_equals_reference_from_weights(trained):
     """What the runtime serves equals the model's own scores ranked in numpy."""
-    from edgerec.trainer.train import score_users
+    from edgerec.trainer.validation import score_users
 
     data, net = trained.result.data, trained.result.model
     seen = data.items_by_user()
@@ -176,7 +176,7 @@ DEGRADED_AFTER_2_EPOCHS = {"mf", "neumf", "seq"}
 
 
 def test_auto_tries_every_kind_and_keeps_the_best(demo_store, tmp_path):
-    from edgerec.exporters import train_bundle
+    from edgerec.pipelines import train_bundle
     from edgerec.trainer import MODEL_KINDS
 
     path, result = train_bundle(demo_store, tmp_path / "auto", model="auto", epochs=3)
@@ -221,3 +221,35 @@ def test_auto_plans_by_value_per_second_and_says_why_it_skips(demo_store):
     assert result.metrics["auto"]["chosen"] == plan[0]["model"] == result.model.kind
     assert all("available" in t["skipped"] for t in tried[1:])
     assert any(line.startswith("[auto] stopped after") for line in lines)
+
+
+def test_every_kind_declares_its_capabilities(trained):
+    """Each kind states every capability as True or False, and they say what the bundle
+    holds: fold-in in the manifest, item vectors in the bundle, a trainer state or not."""
+    from edgerec.trainer.base import CAPABILITIES
+
+    net = trained.result.model
+    assert all(isinstance(getattr(type(net), name), bool) for name in CAPABILITIES)
+    with Recommender.open(trained.bundle, trained.store) as rec:
+        assert rec.bundle.folds_in is net.folds_in
+        assert rec.bundle.has_vectors is net.has_item_vectors
+        assert ("trainer_state" in rec.bundle.manifest) is net.warm_starts
+
+
+def test_a_kind_that_leaves_a_capability_out_cannot_be_defined():
+    from edgerec.trainer.base import ScoringModel
+
+    with pytest.raises(TypeError, match="'half' .* must declare has_item_vectors, warm_starts"):
+        class Half(ScoringModel):  # noqa: F841 - defining it is the test
+            kind = "half"
+            reads_history = True
+            folds_in = False
+
+
+def test_unknown_kind_is_one_line_listing_the_choices(demo_store):
+    from edgerec.errors import InputError
+    from edgerec.trainer import MODEL_KINDS, fit
+
+    with pytest.raises(InputError) as error:
+        fit(demo_store, "svd")
+    assert str(error.value) == f"unknown model kind 'svd'; choose from {', '.join(MODEL_KINDS)}, auto"

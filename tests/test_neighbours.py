@@ -24,7 +24,7 @@ def _store(path: Path, histories: dict) -> Path:
 
 
 def _served(tmp_path, kind: str, **params) -> tuple[Path, Path]:
-    from edgerec.exporters import train_bundle
+    from edgerec.pipelines import train_bundle
 
     store = _store(tmp_path / "tiny.db", TINY)
     bundle, _ = train_bundle(store, tmp_path / kind, kind, **params)
@@ -71,7 +71,7 @@ def test_sparse_ease_on_every_item_is_ease_kept_to_its_positive_weights():
     """With every item a candidate (all pairs co-occur here), each item's regression is
     EASE's column: the tables hold exactly the positive entries of EASE's B."""
     from edgerec.trainer import Interactions, fit
-    from edgerec.trainer.linear import ease_weights
+    from edgerec.trainer.ease import ease_weights
 
     rng = np.random.default_rng(0)
     users, items = np.nonzero(rng.random((60, 12)) < 0.5)
@@ -92,7 +92,7 @@ def test_bundle_grows_with_items_times_neighbours(tmp_path):
     """model.onnx holds an int32 index and a float32 weight per kept neighbour, plus a
     few kilobytes of graph: O(items x K), never items^2 (one graph serves all three kinds)."""
     from edgerec.demo import write_demo
-    from edgerec.exporters import train_bundle
+    from edgerec.pipelines import train_bundle
 
     store = Store.open(tmp_path / "s.db")
     write_demo(store, n_users=400, n_items=600, mean_events=40, seed=2)

@@ -77,7 +77,8 @@ def test_wheel_holds_the_runtime_license_and_readme(dist):
     info = f"edgerec-{version}.dist-info/"
     modules = {n for n in names if not n.startswith(info)}
     expected = {f"edgerec/{sub}{p.name}" for folder, sub in
-                (("runtime", ""), ("trainer", "trainer/"), ("exporters", "exporters/"))
+                (("runtime", ""), ("trainer", "trainer/"), ("exporters", "exporters/"),
+                 ("pipelines", "pipelines/"))
                 for p in (ROOT / folder).glob("*.py")}
     assert modules == expected  # every module, and nothing from tests, benchmarks or examples
     assert f"{info}licenses/LICENSE" in names
@@ -92,7 +93,7 @@ def test_sdist_builds_the_wheel_and_holds_no_tests(dist):
     top = f"edgerec-{edgerec.__version__}/"
     names = {n[len(top):] for n in tarfile.open(dist.sdist).getnames()}
     assert {"LICENSE", "README.md", "pyproject.toml", "runtime/recommender.py",
-            "trainer/train.py", "exporters/onnx.py"} <= names
+            "trainer/train.py", "exporters/onnx.py", "pipelines/update.py"} <= names
     assert not {n for n in names if n.split("/")[0] in {"tests", "benchmarks", "examples", "tools"}}
 
 

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from conftest import genre_precision, run_cli
 from edgerec import Recommender
+from edgerec.errors import InputError
 from edgerec.store import Store
 
 LATER = 2e9  # after every demo event
@@ -40,15 +41,15 @@ def _store_with_new_events(trained, path, users=20):
 
 def test_warm_start_copies_known_rows_by_id_and_grows_the_tables(mf, tmp_path):
     from edgerec.trainer import load_interactions
-    from edgerec.trainer.models import MODEL_KINDS
-    from edgerec.trainer.train import _build
+    from edgerec.trainer import MODEL_KINDS
+    from edgerec.trainer.train import build_model
     from edgerec.trainer.warm import WarmStart
 
     store = Store.open(_store_with_new_events(mf, tmp_path / "s.db"), create=False)
     data = load_interactions(store)
     warm = WarmStart(mf.bundle)
     kind = MODEL_KINDS["mf"]
-    net = _build(kind, data, 0, {**kind.defaults, **warm.params}, data)
+    net = build_model(kind, data, 0, {**kind.defaults, **warm.params}, data)
     grown = warm.load_into(net, data)
     old = mf.result.model
     assert grown["new_users"] == 20 and grown["new_items"] == 1
@@ -66,7 +67,7 @@ def test_warm_start_copies_known_rows_by_id_and_grows_the_tables(mf, tmp_path):
     np.testing.assert_array_equal(net.fold_in.map.numpy(), old.fold_in.map.numpy())
     # The new rows (20 users, 1 item) hold exactly what a fresh model built for today's
     # data holds there: initialised, not zero, not copied from some other id.
-    fresh = _build(kind, data, 0, {**kind.defaults, **warm.params}, data)
+    fresh = build_model(kind, data, 0, {**kind.defaults, **warm.params}, data)
     fresh.score_all(tf.zeros([1], tf.int64), tf.fill([1, fresh.history_length], np.int64(fresh.n_items)))
     new_users = [new_user_row[f"new{n}"] for n in range(20)]
     for table, rows in (("user_embedding", new_users), ("user_bias", new_users),
@@ -77,9 +78,64 @@ def test_warm_start_copies_known_rows_by_id_and_grows_the_tables(mf, tmp_path):
     store.close()
 
 
+def _rewrite_state(bundle, names: list, rows: list, weights: list) -> None:
+    """Replace the bundle's trainer state (file, checksum and description) with these."""
+    import hashlib
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"w{n}": w for n, w in enumerate(weights)})
+    (bundle / "trainer_state.npz").write_bytes(buffer.getvalue())
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["trainer_state"].update(names=names, rows=rows, bytes=len(buffer.getvalue()),
+                                     sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_warm_start_matches_weights_by_name_not_position(train_once, tmp_path):
+    """Two same-shaped weights saved in each other's places (as if the layers had been made
+    in another order) still land in their own tables; a copy by position would swap them
+    without an error. A weight that only one side has is a one-line error naming it."""
+    from edgerec.trainer import MODEL_KINDS, load_interactions
+    from edgerec.trainer.train import build_model
+    from edgerec.trainer.warm import WarmStart, read_trainer_state
+
+    trained = train_once("neumf")  # its two branches' tables share their shapes
+    bundle = tmp_path / "neumf"
+    shutil.copytree(trained.bundle, bundle)
+    manifest, weights = read_trainer_state(bundle)
+    names, rows = manifest["trainer_state"]["names"], manifest["trainer_state"]["rows"]
+    a, b = next((i, j) for i in range(len(weights)) for j in range(i + 1, len(weights))
+                if weights[i].shape == weights[j].shape and not np.array_equal(weights[i], weights[j]))
+    order = list(range(len(weights)))
+    order[a], order[b] = b, a
+    _rewrite_state(bundle, [names[n] for n in order], [rows[n] for n in order], [weights[n] for n in order])
+
+    store = Store.open(trained.store, create=False)
+    data = load_interactions(store)
+    store.close()
+    kind = MODEL_KINDS["neumf"]
+    loaded = []
+    for path in (trained.bundle, bundle):
+        warm = WarmStart(path)
+        net = build_model(kind, data, 0, {**kind.defaults, **warm.params}, data)
+        warm.load_into(net, data)
+        loaded.append(net.get_weights())
+    for original, reordered in zip(*loaded):
+        np.testing.assert_array_equal(reordered, original)
+    np.testing.assert_array_equal(loaded[1][a], weights[a])  # the trained value, in place
+
+    _rewrite_state(bundle, ["renamed" if n == a else names[n] for n in range(len(names))], rows, weights)
+    with pytest.raises(InputError) as error:
+        WarmStart(bundle).load_into(build_model(kind, data, 0, {**kind.defaults, **warm.params}, data), data)
+    message = str(error.value)
+    assert "\n" not in message and f"lacks {names[a]}" in message and "has renamed" in message
+    assert message.endswith("train from scratch")
+
+
 def test_warm_started_bundle_serves_new_items_and_users(trained, tmp_path):
     """Every kind: the continued model knows the new item and places the new users."""
-    from edgerec.exporters import train_bundle
+    from edgerec.pipelines import train_bundle
     from edgerec.trainer import MODEL_KINDS
 
     store_path = _store_with_new_events(trained, tmp_path / "s.db")
@@ -160,7 +216,7 @@ def test_update_publishes_a_candidate_that_is_not_worse(mf, tmp_path):
 def test_update_refuses_a_worse_candidate_and_keeps_the_bundle(mf, tmp_path):
     """A "current" bundle that has in fact trained on the held-out events ranks them better
     than any candidate can: update must refuse and leave it untouched."""
-    from edgerec.exporters import train_bundle
+    from edgerec.pipelines import train_bundle
 
     store_path = _store_with_new_events(mf, tmp_path / "s.db")
     bundle, _ = train_bundle(store_path, tmp_path / "current", model="mf", epochs=20, seed=3)

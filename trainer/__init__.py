@@ -1,18 +1,13 @@
 """Training (TensorFlow/Keras): interactions from the store in, a fitted model out.
 
 Import this only where TensorFlow is installed (``pip install edgerec[train]``); the
-runtime never does.
+runtime never does. TensorFlow itself is imported in one place, ``backend``, which sets
+its environment first.
 """
 
-import os
+from .data import Interactions, load_interactions, temporal_split
+from .registry import AUTO, MODEL_KINDS, model_kind
+from .train import FitResult, Progress, fit, quiet
 
-# TensorFlow's C++ start-up chatter (oneDNN, CPU features) would bury training progress;
-# oneDNN's reordered float sums would also make runs differ in the last bits.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
-from .data import Interactions, load_interactions, temporal_split  # noqa: E402
-from .models import MODEL_KINDS  # noqa: E402
-from .train import FitResult, fit  # noqa: E402
-
-__all__ = ["FitResult", "Interactions", "MODEL_KINDS", "fit", "load_interactions", "temporal_split"]
+__all__ = ["AUTO", "FitResult", "Interactions", "MODEL_KINDS", "Progress", "fit",
+           "load_interactions", "model_kind", "quiet", "temporal_split"]

@@ -16,10 +16,9 @@ the exported scoring core, for users sent as index -1.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
 
+from .backend import keras, tf
 from .data import Interactions
 
 DEFAULT_HISTORY = 50
@@ -74,8 +73,6 @@ class FoldsIn:
     reads ``history_length`` recent items (``params["fold_in_history"]``; 0 turns fold-in
     off, e.g. for factors computed elsewhere that no map was fitted for).
     """
-
-    known_users_read_history = False  # the history only places users without a row
 
     def _init_fold_in(self) -> None:
         self.history_length = int(self.params["fold_in_history"])

@@ -42,13 +42,12 @@ from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from ..errors import InputError
+from .backend import keras, tf
+from .base import ScoringModel
 from .data import Interactions
-from .models import ScoringModel
 
 # Floats of [n_items x hidden] tables the bundle may hold: the generator's two tables plus
 # the item vectors, 3 x n_items x hidden x 4 bytes <= ~40 MB at any catalogue size.
@@ -71,7 +70,9 @@ class CollaborativeGAN(ScoringModel):
     """CFGAN with zero reconstruction and partial masking (CFGAN_ZP); scores are G's logits."""
 
     kind = "gan"
+    reads_history = True  # the purchase vector is the history
     folds_in = True
+    has_item_vectors = True
     warm_starts = False  # trained afresh: the discriminator would double the bundle's size
     history_length = 0   # set by ``prepare``: the most items a user has, up to MAX_HISTORY
     MAX_HISTORY = 1000

@@ -19,18 +19,21 @@ through the maps reach NDCG@10 0.183, their trained rows 0.163.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
 
+from .backend import keras, tf
+from .base import SampledNegativesModel
 from .foldin import DEFAULT_HISTORY, FoldIn, FoldsIn
-from .models import SampledNegativesModel
 
 
 class NeuralCollaborativeFiltering(FoldsIn, SampledNegativesModel):
     """NeuMF: GMF + MLP branches, one logit; sampled-negative cross-entropy."""
 
     kind = "neumf"
+    reads_history = False  # the history only places users without a row
+    folds_in = True        # unless ``fold_in_history`` is 0 (``FoldsIn``)
+    has_item_vectors = True
+    warm_starts = True
     auto_prior = 0.6
     seconds_per_mega_op = 0.5  # two towers and an MLP per example
     defaults = {**SampledNegativesModel.defaults, "dim": 32, "l2": 0.0, "negatives": 8,
@@ -42,16 +45,16 @@ class NeuralCollaborativeFiltering(FoldsIn, SampledNegativesModel):
         dim = self.dim
         hidden = (dim, max(1, dim // 2))
 
-        def embedding(rows, offset):
+        def embedding(rows, offset, name):  # named: a warm start matches weights by name
             return keras.layers.Embedding(rows, dim, embeddings_initializer=keras.initializers.RandomNormal(
-                stddev=0.01, seed=seed + offset))
+                stddev=0.01, seed=seed + offset), name=name)
 
-        self.gmf_user, self.gmf_item = embedding(n_users, 1), embedding(n_items, 2)
-        self.mlp_user, self.mlp_item = embedding(n_users, 3), embedding(n_items, 4)
+        self.gmf_user, self.gmf_item = embedding(n_users, 1, "gmf_user"), embedding(n_items, 2, "gmf_item")
+        self.mlp_user, self.mlp_item = embedding(n_users, 3, "mlp_user"), embedding(n_items, 4, "mlp_item")
         self.tower = [keras.layers.Dense(h, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(
-            seed=seed + 5 + i)) for i, h in enumerate(hidden)]
+            seed=seed + 5 + i), name=f"tower{i}") for i, h in enumerate(hidden)]
         self.output_layer = keras.layers.Dense(1, kernel_initializer=keras.initializers.GlorotUniform(
-            seed=seed + 9))
+            seed=seed + 9), name="output")
         for layer in (self.gmf_user, self.gmf_item, self.mlp_user, self.mlp_item):
             layer.build((None,))
         width = 2 * dim
@@ -61,8 +64,8 @@ class NeuralCollaborativeFiltering(FoldsIn, SampledNegativesModel):
         self.output_layer.build((None, dim + width))
         self._init_fold_in()
         if self.folds_in:  # one map per branch: history -> that branch's user embedding
-            self.fold_in_gmf = FoldIn(dim, dim, self.params["fold_in_reg"])
-            self.fold_in_mlp = FoldIn(dim, dim, self.params["fold_in_reg"])
+            self.fold_in_gmf = FoldIn(dim, dim, self.params["fold_in_reg"], name="fold_in_gmf")
+            self.fold_in_mlp = FoldIn(dim, dim, self.params["fold_in_reg"], name="fold_in_mlp")
 
     def indexed_weights(self) -> dict[str, list]:
         return {"users": [self.gmf_user.embeddings, self.mlp_user.embeddings],

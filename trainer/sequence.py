@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from ..errors import InputError
+from .backend import keras, tf
+from .base import ScoringModel
 from .data import Interactions, tie_break_key
-from .models import ScoringModel
 
 _MASKED = -1e9
 
@@ -93,16 +92,16 @@ class AttentionBlock(keras.layers.Layer):
         super().__init__(name=name)
         self.dim, self.heads = dim, heads
 
-        def dense(units, activation=None, k=0):
+        def dense(units, name, activation=None, k=0):  # named: warm starts match by name
             return keras.layers.Dense(units, activation=activation, kernel_initializer=
-                                      keras.initializers.GlorotUniform(seed=seed + k))
+                                      keras.initializers.GlorotUniform(seed=seed + k), name=name)
 
-        self.norm_attention = keras.layers.LayerNormalization(epsilon=1e-6)
-        self.qkv = dense(3 * dim, k=0)
-        self.attention_out = dense(dim, k=1)
-        self.norm_ff = keras.layers.LayerNormalization(epsilon=1e-6)
-        self.ff_in = dense(dim, "relu", k=2)
-        self.ff_out = dense(dim, k=3)
+        self.norm_attention = keras.layers.LayerNormalization(epsilon=1e-6, name="norm_attention")
+        self.qkv = dense(3 * dim, "qkv", k=0)
+        self.attention_out = dense(dim, "attention_out", k=1)
+        self.norm_ff = keras.layers.LayerNormalization(epsilon=1e-6, name="norm_ff")
+        self.ff_in = dense(dim, "ff_in", "relu", k=2)
+        self.ff_out = dense(dim, "ff_out", k=3)
         self.drop_attention = keras.layers.Dropout(dropout, seed=seed + 4)
         self.drop_residual = keras.layers.Dropout(dropout, seed=seed + 5)
         self.drop_ff = keras.layers.Dropout(dropout, seed=seed + 6)
@@ -127,9 +126,12 @@ class SelfAttentionSequence(ScoringModel):
     """Self-attention over the last ``history_length`` items; scores = h . E_item + b_item."""
 
     kind = "seq"
+    reads_history = True  # the user is their recent items; the user index is ignored
     auto_prior = 0.9  # wins where order matters (MovieLens), costs the most per example
     seconds_per_mega_op = 2.0
     folds_in = True
+    has_item_vectors = True
+    warm_starts = True
     history_length = 50  # the default; each instance sets its own (``_adapt``)
     defaults = {
         "epochs": 100, "dim": 32, "history_length": 50, "blocks": 1, "heads": 2,
@@ -183,7 +185,7 @@ class SelfAttentionSequence(ScoringModel):
         self.blocks = [AttentionBlock(dim, int(self.params["heads"]), self.dropout,
                                       seed + 10 * (b + 1), name=f"block{b}")
                        for b in range(int(self.params["blocks"]))]
-        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-6)
+        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm")
 
     # -- the network ----------------------------------------------------------------------
 

@@ -15,17 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from .. import contract as C
 from ..bundle import read_manifest
 from ..errors import InputError
-from ..metrics import ranking_metrics, top_k_excluding
 from ..store import Store
+from .backend import keras, tf
 from .data import Interactions, load_interactions, temporal_split
-from .models import MODEL_KINDS
+from .registry import AUTO, MODEL_KINDS, model_kind
+from .validation import VALIDATION_USERS, holdout_metrics, popularity_baseline
 from .warm import WarmStart
 
 Progress = Callable[[str], None]
@@ -43,16 +42,15 @@ class FitResult:
     seconds: float = 0.0
 
 
-def _quiet(_: str) -> None:
-    pass
+def quiet(message: str) -> None:
+    """The default ``progress``: say nothing (the CLI passes one that prints to stderr)."""
 
 
-AUTO = "auto"
 AUTO_BUDGET_SECONDS = 240.0
 
 
 def fit(source: Store | str | Path | Interactions, model: str | None = None, *, seed: int = 0,
-        patience: int = 3, refit: bool = True, k: int = 10, progress: Progress = _quiet,
+        patience: int = 3, refit: bool = True, k: int = 10, progress: Progress = quiet,
         warm_start: str | Path | None = None, time_limit: float | None = None,
         **params) -> FitResult:
     """Train a model of kind ``model`` (default mf) on every event in a store (or on ``Interactions``).
@@ -76,10 +74,7 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
             raise InputError(f"model 'auto' uses each kind's defaults; it takes only epochs and "
                              f"budget_seconds, not {', '.join(unknown)}")
         return fit_auto(source, seed=seed, patience=patience, k=k, progress=progress, **params)
-    if model not in MODEL_KINDS:
-        raise InputError(f"unknown model kind {model!r}; choose from "
-                         f"{', '.join([*MODEL_KINDS, AUTO])}")
-    kind = MODEL_KINDS[model]
+    kind = model_kind(model)
     unknown = sorted(set(params) - set(kind.defaults))
     if unknown:
         raise InputError(f"model {model!r} has no parameter {', '.join(unknown)}; it takes "
@@ -99,15 +94,21 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
     tf.config.experimental.enable_op_determinism()
     searched = {name: values for name, values in kind.search.items()
                 if name not in passed} if len(holdout.users) else {}
+    metric, deadline = f"ndcg@{k}", None if time_limit is None else started + time_limit
+
+    def validate(net) -> dict:  # without a holdout every epoch scores 0: the first is kept
+        return holdout_metrics(net, train, holdout, k, seed=seed) if len(holdout.users) else {}
+
     best = None
     for values in itertools.product(*searched.values()):
         settings = {**params, **dict(zip(searched, values))}
         if searched:
             progress("search: " + ", ".join(f"{n} {settings[n]}" for n in searched))
-        run = _epochs(kind, data, train, holdout, settings, seed=seed, patience=patience, k=k,
-                      progress=progress, deadline=None if time_limit is None else started + time_limit)
-        if best is None or run[1].get(f"ndcg@{k}", 0.0) > best[1].get(f"ndcg@{k}", 0.0):
-            best, params = run, settings
+        net = build_model(kind, data, seed, settings, train)
+        row, log = run_epochs(net, train, settings["epochs"], seed, progress, validate=validate,
+                              metric=metric, patience=patience, deadline=deadline)
+        if best is None or row.get(metric, 0.0) > best[1].get(metric, 0.0):
+            best, params = (net, row, log), settings
         if time_limit is not None and time.perf_counter() - started > time_limit:
             break
     net, best, log = best
@@ -123,32 +124,42 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
     return FitResult(net, data, metrics, fitted, log, time.perf_counter() - started)
 
 
-def _epochs(kind, data: Interactions, train: Interactions, holdout: Interactions, params: dict, *,
-            seed: int, patience: int, k: int, progress: Progress, deadline: float | None):
-    """Train ``params`` epoch by epoch with early stopping on ``holdout``; returns the net at
-    its best epoch, that epoch's row and the log. ``deadline`` (perf_counter) stops early."""
-    net = _build(kind, data, seed, params, train)
+def run_epochs(net, train: Interactions, epochs: int, seed: int, progress: Progress, *,
+               validate: Callable | None = None, metric: str = "", patience: int = 0,
+               deadline: float | None = None) -> tuple[dict, list[dict]]:
+    """Train ``net`` on ``train`` for up to ``epochs`` epochs: the one loop of ``fit``, its
+    refit and ``fit_warm``. Returns (the kept epoch's row, every epoch's row).
+
+    With ``validate`` (net -> holdout metrics) each epoch is measured, and the loop stops
+    once ``metric`` has not improved for ``patience`` epochs, or after the epoch that
+    passes ``deadline`` (perf_counter); ``net`` is left at its best epoch. Without it every
+    epoch runs and the last is kept.
+    """
     log: list[dict] = []
     best, best_weights = None, None
-    for epoch in range(1, params["epochs"] + 1):
+    for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         loss = net.train_epoch(train, seed + epoch)
-        scores = evaluate(net, train, holdout, k, seed=seed) if len(holdout.users) else {}
+        scores = validate(net) if validate is not None else {}
         row = {"epoch": epoch, "loss": loss, **scores, "seconds": time.perf_counter() - t0}
         log.append(row)
-        progress(f"epoch {epoch:3d}  loss {loss:.4f}  " + "  ".join(
-            f"{name} {value:.4f}" for name, value in scores.items() if "@" in name)
-            + f"  ({row['seconds']:.1f}s)")
-        if best is None or scores.get(f"ndcg@{k}", 0.0) > best.get(f"ndcg@{k}", 0.0):
+        progress("  ".join([f"epoch {epoch:3d}", f"loss {loss:.4f}",
+                            *(f"{name} {value:.4f}" for name, value in scores.items() if "@" in name),
+                            f"({row['seconds']:.1f}s)"]))
+        if validate is None:
+            continue
+        if best is None or scores.get(metric, 0.0) > best.get(metric, 0.0):
             best, best_weights = row, net.get_weights()
         elif epoch - best["epoch"] >= patience:
-            progress(f"early stop: best holdout ndcg@{k} at epoch {best['epoch']}")
+            progress(f"early stop: best holdout {metric} at epoch {best['epoch']}")
             break
         if deadline is not None and time.perf_counter() > deadline:
-            progress(f"time limit reached: best holdout ndcg@{k} at epoch {best['epoch']}")
+            progress(f"time limit reached: best holdout {metric} at epoch {best['epoch']}")
             break
+    if validate is None:
+        return (log[-1] if log else {}), log
     net.set_weights(best_weights)
-    return net, best, log
+    return best, log
 
 
 # No kind may take more than this share of auto's budget: a slow kind cannot starve the
@@ -176,7 +187,7 @@ def plan_auto(data: Interactions, epochs: int | None = None) -> list[dict]:
 
 
 def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patience: int = 3,
-             k: int = 10, progress: Progress = _quiet, epochs: int | None = None,
+             k: int = 10, progress: Progress = quiet, epochs: int | None = None,
              budget_seconds: float = AUTO_BUDGET_SECONDS) -> FitResult:
     """Fit model kinds with their defaults inside ``budget_seconds``, keep the best on the
     holdout, refit it; the refit is inside the budget too.
@@ -248,7 +259,7 @@ def _refit_seconds(result: FitResult | None) -> float:
 
 
 def fit_warm(source: Store | str | Path | Interactions, bundle: str | Path, model: str | None = None,
-             *, seed: int = 0, k: int = 10, progress: Progress = _quiet,
+             *, seed: int = 0, k: int = 10, progress: Progress = quiet,
              epochs: int | None = None, **params) -> FitResult:
     """Continue the model in ``bundle`` on every event in the store (see ``edgerec.trainer.warm``).
 
@@ -265,30 +276,25 @@ def fit_warm(source: Store | str | Path | Interactions, bundle: str | Path, mode
     found = read_manifest(Path(bundle))[C.M_MODEL_KIND]
     if model not in (None, found):
         raise InputError(f"{bundle} holds a {found!r} model; a warm start cannot make it {model!r}")
-    if not MODEL_KINDS[found].warm_starts:
+    if not model_kind(found).warm_starts:
         progress(f"{found} is trained afresh every time: no warm start needed")
         limit = {} if epochs is None else {"epochs": epochs}  # for kinds with epochs (gan)
         result = fit(source, found, seed=seed, k=k, progress=progress, **limit)
         result.metrics["warm_start"] = {"from": str(bundle), "afresh": True}
         return result
     warm = WarmStart(bundle)
-    kind = MODEL_KINDS[warm.kind]
+    kind = model_kind(warm.kind)
     epochs = warm.default_epochs() if epochs is None else epochs
     if epochs < 1:
         raise InputError("--epochs must be at least 1")
     data = _interactions(source)
     tf.config.experimental.enable_op_determinism()
-    net = _build(kind, data, seed, {**kind.defaults, **warm.params}, data)
+    net = build_model(kind, data, seed, {**kind.defaults, **warm.params}, data)
     grown = warm.load_into(net, data)
     progress(f"warm start from {bundle} ({warm.kind}): {grown['kept_users']} users and "
              f"{grown['kept_items']} items kept, {grown['new_users']} and {grown['new_items']} new; "
              f"{epochs} epochs on {data.summary['interactions']} interactions")
-    log = []
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        loss = net.train_epoch(data, seed + epoch)
-        log.append({"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0})
-        progress(f"epoch {epoch:3d}  loss {loss:.4f}  ({log[-1]['seconds']:.1f}s)")
+    _, log = run_epochs(net, data, epochs, seed, progress)
     trained_before = warm.manifest[C.M_TRAINING]
     metrics = {"warm_start": {"from": str(bundle), "from_created_at": warm.manifest.get(C.M_CREATED_AT),
                               "from_interactions": trained_before["data"].get("interactions"),
@@ -309,73 +315,16 @@ def _interactions(source: Store | str | Path | Interactions) -> Interactions:
 def _refit(kind, data: Interactions, seed: int, params: dict, epochs: int, progress: Progress):
     """The chosen settings trained again on all interactions, for the chosen epochs."""
     progress(f"refit on all interactions for {epochs} epochs")
-    net = _build(kind, data, seed, params, data)
-    for epoch in range(1, epochs + 1):
-        net.train_epoch(data, seed + epoch)
+    net = build_model(kind, data, seed, params, data)
+    run_epochs(net, data, epochs, seed, quiet)
     return net
 
 
-def _build(kind, data: Interactions, seed: int, params: dict, fitted_on: Interactions):
+def build_model(kind, data: Interactions, seed: int, params: dict, fitted_on: Interactions):
+    """A ``kind`` model sized for ``data``'s id maps, seeded, prepared to train on
+    ``fitted_on`` (``data`` itself, or its train part)."""
     keras.utils.set_random_seed(seed)
     net = kind(data.n_users, data.n_items, seed=seed,
                **{name: value for name, value in params.items() if name != "epochs"})
     net.prepare(fitted_on)
     return net
-
-
-def score_users(net: keras.Model, users: np.ndarray, history: np.ndarray | None = None,
-                chunk: int = 1024) -> np.ndarray:
-    """All-item logits for ``users`` through the model's scoring function, in chunks."""
-    if history is None:
-        history = np.zeros((len(users), 0), dtype=np.int64)
-    parts = [net.score_all(tf.constant(users[i:i + chunk]), tf.constant(history[i:i + chunk])).numpy()
-             for i in range(0, len(users), chunk)]
-    return np.concatenate(parts) if parts else np.zeros((0, net.n_items), np.float32)
-
-
-# Validation ranks the whole catalogue for every holdout user after every epoch; beyond
-# this many users it ranks a seeded sample instead. Epochs and kinds are compared on the
-# same users (paired), so the comparison stays steady (at NDCG@10 ~0.1 the standard error
-# is ~0.007, the paired differences vary less), and a 30K-user shop no longer spends most
-# of its training time validating.
-VALIDATION_USERS = 2_000
-
-
-def holdout_users(holdout: Interactions, max_users: int | None = None, seed: int = 0) -> np.ndarray:
-    """The users with held-out interactions, sorted; a seeded sample of ``max_users`` if more."""
-    users = np.flatnonzero(np.bincount(holdout.users, minlength=holdout.n_users))
-    if max_users is not None and len(users) > max_users:
-        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
-    return users
-
-
-def evaluate(net: keras.Model, train: Interactions, holdout: Interactions, k: int = 10,
-             max_users: int | None = VALIDATION_USERS, seed: int = 0) -> dict:
-    """Full-ranking metrics on the holdout (``holdout_users``), training items excluded.
-
-    A kind that scores its trained users from their table row alone is sent no history:
-    reading it would only compute a fold-in that the graph then discards.
-    """
-    users = holdout_users(holdout, max_users, seed)
-    length = net.history_length if net.known_users_read_history else 0
-    history = train.recent_items(users, length)
-    return _ranked(train, holdout, users, k, lambda part: score_users(net, users[part], history[part]))
-
-
-def popularity_baseline(train: Interactions, holdout: Interactions, k: int = 10,
-                        max_users: int | None = None, seed: int = 0) -> dict:
-    """The same metrics for "most popular unseen items": what a model must beat."""
-    counts = np.bincount(train.items, minlength=train.n_items).astype(np.float32)
-    users = holdout_users(holdout, max_users, seed)
-    return _ranked(train, holdout, users, k, lambda part: np.tile(counts, (len(users[part]), 1)))
-
-
-def _ranked(train: Interactions, holdout: Interactions, users: np.ndarray, k: int, scores_of,
-            chunk: int = 1024) -> dict:
-    """Metrics of each user's top-k unseen items, scored ``chunk`` users at a time by
-    ``scores_of(slice)``, so that memory stays bounded on a large catalogue."""
-    seen, relevant = train.items_by_user(), holdout.items_by_user()
-    top = [top_k_excluding(scores_of(slice(i, i + chunk)), [seen[u] for u in users[i:i + chunk]], k)
-           for i in range(0, len(users), chunk)]
-    top = np.concatenate(top) if top else np.zeros((0, k), np.int64)
-    return ranking_metrics(top, [relevant[u] for u in users], k, train.n_items)

@@ -1,9 +1,10 @@
-"""Closed-form and least-squares kinds: ``als`` (implicit-feedback ALS) and ``ease``.
+"""``als``: implicit-feedback ALS, the factor tables filled by least squares.
 
-Both train outside Keras (numpy, and numba for the ALS inner loop; no gradient descent) and keep their Keras face only for
-``score_all``, the function the exporter converts to ONNX and evaluation calls.
+It trains outside Keras (numpy, and numba for the inner loop; no gradient descent) and keeps
+its Keras face only for ``score_all``, the function the exporter converts to ONNX and
+evaluation calls.
 
-``als``: weighted matrix factorisation of Hu, Koren & Volinsky (2008). Every (user, item)
+Weighted matrix factorisation of Hu, Koren & Volinsky (2008). Every (user, item)
 cell has preference p = 1 for observed pairs and 0 otherwise, with confidence
 c = 1 + alpha * f(w) (w the summed event weight, f = log1p by default) for observed pairs
 and 1 elsewhere; the loss is sum c (p - x_u . y_i)^2 + reg (|x_u|^2 + |y_i|^2). One
@@ -14,22 +15,18 @@ sweep (Takacs et al. 2011), row by row in compiled code over a hand-built CSR la
 (``trainer/cg.py``). Unknown users are folded in from their history inside the
 graph: the same least-squares problem, solved by preconditioned CG with the constant
 (Y^T Y + reg I)^-1 as preconditioner (see ``AlternatingLeastSquares.fold_in``).
-
-``ease``: EASE of Steck (2019). B = I - P / diag(P) with P = (X^T X + reg I)^-1 and
-diag(B) = 0; a user's scores are multi-hot(history) @ B. Dense N x N, so catalogues are
-limited to ``EASE.MAX_ITEMS`` items.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 from threadpoolctl import threadpool_limits
 
 from ..errors import InputError
+from .backend import tf
+from .base import FactorTables, ScoringModel
 from .cg import cg_sweep, observed_loss
-from .data import Interactions, history_length_for
-from .models import FactorTables, ScoringModel
+from .data import Interactions
 
 WEIGHTINGS = ("log1p", "linear", "binary")
 
@@ -74,8 +71,11 @@ class AlternatingLeastSquares(FactorTables):
     """
 
     kind = "als"
-    history_length = 200
+    reads_history = False  # the history only places users without a row
     folds_in = True
+    has_item_vectors = True
+    warm_starts = True
+    history_length = 200
     defaults = {**ScoringModel.defaults, "epochs": 15, "dim": 64, "reg": 20.0, "alpha": 1.0,
                 "weighting": "log1p", "cg_steps": 3, "fold_in_steps": 3}
     # No single regularisation suits every shape: 20 is best on MovieLens 100K validation,
@@ -195,103 +195,3 @@ class AlternatingLeastSquares(FactorTables):
         known = tf.gather(self.user_embedding.embeddings, tf.maximum(users, 0))
         vectors = tf.where((users >= 0)[:, None], known, self.fold_in(history))
         return tf.matmul(vectors, self.item_embedding.embeddings, transpose_b=True)
-
-
-class EASE(ScoringModel):
-    """EASE: a closed-form item-item model; scores = multi-hot(history) @ B.
-
-    Reads only ``history`` (every user is "folded in"), so ``history_length`` is chosen at
-    ``prepare`` from the data: the most items any user has, capped at ``MAX_HISTORY``.
-    The N x N weights limit it to catalogues of at most ``MAX_ITEMS`` items.
-    """
-
-    kind = "ease"
-    folds_in = True
-    warm_starts = False  # closed form: nothing to continue from, and B is n_items^2
-    history_length = 0
-    # The N x N weights travel in the bundle (100 MB at 5,000 items) and exporting them takes
-    # several copies: a 10,000-item EASE exhausted 24 GB while converting.
-    MAX_ITEMS = 5_000
-    MAX_HISTORY = 1000
-    defaults = {**ScoringModel.defaults, "epochs": 1, "reg": 500.0}
-
-    @classmethod
-    def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
-        """The N x N Gram matrix and its inverse (N^3), at a few GFLOP/s."""
-        return (n_items ** 3 + n_interactions * n_items) / 3e9
-
-    def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
-        super().__init__(n_users, n_items, seed, **params)
-        if n_items > self.MAX_ITEMS:
-            raise InputError(f"ease keeps an items x items matrix: {n_items} items is more than "
-                             f"its limit of {self.MAX_ITEMS}; use --model sparse_ease (EASE on "
-                             f"item neighbourhoods), itemknn or als for large catalogues")
-        if self.params["reg"] <= 0:
-            raise InputError("ease needs reg > 0")
-        # B with one extra zero row for the padding index n_items.
-        self.item_weights = self.add_weight(shape=(n_items + 1, n_items), initializer="zeros",
-                                            trainable=False, name="item_weights")
-        self._solved_on = None
-
-    @property
-    def dim(self) -> int:
-        return self.n_items  # weights per item: what the runtime sizes its thread pool by
-
-    def prepare(self, train: Interactions) -> None:
-        self.history_length = history_length_for(train, self.MAX_HISTORY)
-
-    def train_epoch(self, train: Interactions, seed: int) -> float:
-        """The closed form; later epochs on the same data have nothing left to do."""
-        del seed
-        if self._solved_on is not train:
-            self.item_weights.assign(np.vstack([ease_weights(train, self.params["reg"]),
-                                                np.zeros((1, self.n_items), np.float32)]))
-            self._solved_on = train
-        return 0.0
-
-    def score_all(self, users, history):
-        del users  # EASE scores from the history alone
-        batch = tf.shape(history, out_type=tf.int64)[0]
-        rows = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(history, out_type=tf.int64))
-        indices = tf.stack([rows, history], axis=-1)                  # [B, L, 2]
-        # Scatter (not add): an item repeated in the history still counts once.
-        multi_hot = tf.tensor_scatter_nd_update(
-            tf.zeros(tf.stack([batch, self.n_items + 1]), tf.float32), indices,
-            tf.ones(tf.shape(history), tf.float32))
-        return tf.matmul(multi_hot, self.item_weights)
-
-
-def item_gram(data: Interactions, dtype=np.float64) -> np.ndarray:
-    """X^T X of the binary user x item matrix, from users in dense float32 chunks."""
-    n = data.n_items
-    gram = np.zeros((n, n), dtype)
-    order = np.argsort(data.users, kind="stable")
-    users, items = data.users[order], data.items[order]
-    bounds = np.searchsorted(users, np.arange(0, data.n_users + 1))
-    step = max(1, (1 << 26) // max(n, 1))  # dense [step, n] float32 blocks, ~256 MB
-    for u0 in range(0, data.n_users, step):
-        u1 = min(data.n_users, u0 + step)
-        s, e = bounds[u0], bounds[u1]
-        if s == e:
-            continue
-        block = np.zeros((u1 - u0, n), np.float32)
-        block[users[s:e] - u0, items[s:e]] = 1.0
-        gram += block.T @ block
-    return gram
-
-
-# Above this many items EASE solves in float32: half the memory (2 x 1.6 GB at 20K items
-# instead of 2 x 3.2 GB); B then differs from the float64 solution by ~1e-8 of its scale.
-_EASE_FLOAT64_ITEMS = 8192
-
-
-def ease_weights(data: Interactions, reg: float) -> np.ndarray:
-    """B = I - P / diag(P), P = (X^T X + reg I)^-1, zero diagonal; float32 [N, N]."""
-    dtype = np.float64 if data.n_items <= _EASE_FLOAT64_ITEMS else np.float32
-    g = item_gram(data, dtype)
-    g[np.diag_indices_from(g)] += reg
-    p = np.linalg.inv(g)
-    del g
-    p /= -np.diag(p)[None, :]
-    np.fill_diagonal(p, 0.0)
-    return p.astype(np.float32, copy=False)

@@ -27,17 +27,17 @@ import numpy as np
 
 from .. import serving
 from ..errors import InputError
+from ..exporters import export_bundle
 from ..replay import iso, replay, training_end
 from ..store import Store, snapshots
-from ..trainer.train import Progress, _quiet, fit
-from .onnx import export_bundle
+from ..trainer import Progress, fit, quiet
 
 PUBLISHED, REFUSED, UP_TO_DATE = "published", "refused", "up to date"
 
 
 def update(store: str | Path | Store, current: str | Path, *, holdout: float = 0.5,
            tolerance: float = 0.0, k: int = 10, epochs: int | None = None, seed: int = 0,
-           keep: str | Path | None = None, progress: Progress = _quiet) -> dict:
+           keep: str | Path | None = None, progress: Progress = quiet) -> dict:
     """Warm-start, gate and publish over ``current``; see the module docstring.
 
     Returns the decision ({"status": "published" | "refused" | "up to date", ...}) with both

@@ -56,19 +56,17 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
 from ..errors import InputError
-from ..inputs import model_inputs
-from ..metrics import ranking_metrics, top_k_excluding
+from ..exporters import export_bundle
+from ..metrics import id_rows, ranking_metrics
 from ..recommender import Recommender
 from ..store import Store
-from ..trainer.data import Interactions, load_interactions, temporal_split
-from ..trainer.models import MODEL_KINDS
-from ..trainer.train import AUTO, Progress, _quiet, fit, popularity_baseline
-from .onnx import export_bundle
+from ..trainer import (AUTO, Interactions, Progress, fit, load_interactions, model_kind, quiet,
+                       temporal_split)
+from ..trainer.validation import popularity, popularity_baseline, popularity_metrics
 
 PROTOCOLS = ("temporal", "leave-one-out-sampled", "random", "new-users")
 FULL_RANKING = ("temporal", "random")  # every unseen catalogue item is ranked
@@ -114,7 +112,7 @@ def item_stratified_split(data: Interactions, fraction: float,
 
 
 def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temporal", k: int = 10,
-             out: str | Path | None = None, progress: Progress = _quiet, diversity: float = 0.0,
+             out: str | Path | None = None, progress: Progress = quiet, diversity: float = 0.0,
              **fit_params) -> dict:
     """Evaluate model kind ``model`` on ``store`` under ``protocol``; see the module docstring.
 
@@ -125,9 +123,8 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
     """
     if protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
-    if model not in MODEL_KINDS and model != AUTO:
-        raise InputError(f"unknown model kind {model!r}; choose from "
-                         f"{', '.join([*MODEL_KINDS, AUTO])}")
+    if model != AUTO:
+        model_kind(model)  # an unknown kind fails before the data is read
     if k < 1:
         raise InputError("-k must be at least 1")
     if not 0.0 <= diversity <= 1.0:
@@ -147,7 +144,7 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
     if protocol == "new-users":
         return _finish(_new_users(data, train_mask, test_mask, model, k, progress, fit_params),
                        out)
-    train, test = _restrict_to_train(data, train_mask, test_mask)
+    train, test = restrict_to_train(data, train_mask, test_mask)
     eval_users = np.flatnonzero(np.bincount(test.users, minlength=train.n_users))
     if not len(eval_users):
         least = (TEMPORAL if protocol == "temporal" else SAMPLED)["min_interactions"]
@@ -170,23 +167,23 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
         with Recommender.open(bundle, serving_store(train, Path(tmp) / "train.db"),
                               provider="cpu") as rec:
             if protocol in FULL_RANKING:
-                metrics = _full_ranking_metrics(rec, train, test, eval_users, k)
-                popularity = popularity_baseline(train, test, k)
+                metrics = full_ranking_metrics(rec, train, test, eval_users, k)
+                baseline = popularity_baseline(train, test, k)
                 if diversity:
-                    diversified = _plain(_full_ranking_metrics(rec, train, test, eval_users, k,
-                                                               diversity))
+                    diversified = _plain(full_ranking_metrics(rec, train, test, eval_users, k,
+                                                              diversity))
             else:
                 candidates, positives = _sample_candidates(train, test, eval_users, seed)
-                metrics = _sampled_metrics(_model_scores(rec, train.user_ids[eval_users]),
+                metrics = _sampled_metrics(rec.scores(train.user_ids[eval_users].tolist()),
                                            candidates, positives, k, train.n_items)
-                counts = np.bincount(train.items, minlength=train.n_items).astype(np.float32)
-                popularity = _sampled_metrics(np.broadcast_to(counts, (len(eval_users), len(counts))),
-                                              candidates, positives, k, train.n_items)
-    metrics, popularity = _plain(metrics), _plain(popularity)
+                counts = popularity(train)
+                baseline = _sampled_metrics(np.broadcast_to(counts, (len(eval_users), len(counts))),
+                                            candidates, positives, k, train.n_items)
+    metrics, baseline = _plain(metrics), _plain(baseline)
     progress(f"{model}: " + "  ".join(f"{m} {v:.4f}" for m, v in metrics.items() if "@" in m))
-    progress("popularity: " + "  ".join(f"{m} {v:.4f}" for m, v in popularity.items() if "@" in m))
+    progress("popularity: " + "  ".join(f"{m} {v:.4f}" for m, v in baseline.items() if "@" in m))
     report = {
-        "model": model, "protocol": protocol, "k": k, "metrics": metrics, "popularity": popularity,
+        "model": model, "protocol": protocol, "k": k, "metrics": metrics, "popularity": baseline,
         "train_seconds": round(result.seconds, 2), "users_evaluated": int(len(eval_users)),
         "data": summary,
         "params": {**result.params,
@@ -212,7 +209,7 @@ def _new_users(data: Interactions, train_mask: np.ndarray, test_mask: np.ndarray
                k: int, progress: Progress, fit_params: dict) -> dict:
     """The ``new-users`` protocol: fit without the left-out users, serve them from history."""
     history_mask = ~train_mask & ~test_mask
-    train, _ = _restrict_to_train(data, train_mask, np.zeros_like(train_mask))
+    train, _ = restrict_to_train(data, train_mask, np.zeros_like(train_mask))
     users = np.unique(data.users[test_mask])
     progress(f"new-users split: train {len(train.users)} interactions ({train.n_users} users); "
              f"{len(users)} users left out, {int(history_mask.sum())} of their interactions "
@@ -227,16 +224,14 @@ def _new_users(data: Interactions, train_mask: np.ndarray, test_mask: np.ndarray
     by_user = data.subset(test_mask).items_by_user()
     relevant = [by_user[u] for u in users]
     metrics = _plain(ranking_metrics(top, relevant, k, train.n_items))
-    counts = np.bincount(data.items[train_mask], minlength=data.n_items).astype(np.float32)
     seen = data.subset(history_mask).items_by_user()
-    popular = top_k_excluding(np.broadcast_to(counts, (len(users), len(counts))),
-                              [seen[u] for u in users], k)
-    popularity = _plain(ranking_metrics(popular, relevant, k, train.n_items))
+    baseline = _plain(popularity_metrics(popularity(data.subset(train_mask)), [seen[u] for u in users],
+                                         relevant, k, train.n_items))
     metrics["fallback_share"] = float(np.mean([r.fallback for r in recs]))
     progress(f"{model}: " + "  ".join(f"{m} {v:.4f}" for m, v in metrics.items() if "@" in m)
              + f"  (fallback {metrics['fallback_share']:.0%})")
     return {"model": model, "protocol": "new-users", "k": k, "metrics": metrics,
-            "popularity": popularity, "train_seconds": round(result.seconds, 2),
+            "popularity": baseline, "train_seconds": round(result.seconds, 2),
             "users_evaluated": int(len(users)),
             "data": {**data.summary, "train_interactions": int(len(train.users)),
                      "history_interactions": int(history_mask.sum()),
@@ -253,12 +248,9 @@ def serving_store(data: Interactions, path: Path) -> Path:
     return path
 
 
-def _top_rows(recs, index: Mapping[str, int], k: int) -> np.ndarray:
+def _top_rows(recs, index: dict[str, int], k: int) -> np.ndarray:
     """[users, k] dense item indices of the served lists (-1 pads a short list)."""
-    top = np.full((len(recs), k), -1, dtype=np.int64)
-    for row, user_recs in zip(top, recs):
-        row[:len(user_recs)] = [index[r.item_id] for r in user_recs]
-    return top
+    return id_rows([[r.item_id for r in user_recs] for user_recs in recs], index, k)
 
 
 def _plain(metrics: dict) -> dict:
@@ -267,7 +259,7 @@ def _plain(metrics: dict) -> dict:
             for name, value in metrics.items()}
 
 
-def _restrict_to_train(data: Interactions, train_mask: np.ndarray,
+def restrict_to_train(data: Interactions, train_mask: np.ndarray,
                        test_mask: np.ndarray) -> tuple[Interactions, Interactions]:
     """(train, test) re-indexed to the users and items present in the train part.
 
@@ -298,13 +290,14 @@ def _restrict_to_train(data: Interactions, train_mask: np.ndarray,
     return part(train_mask), part(test_mask)
 
 
-def _full_ranking_metrics(rec: Recommender, train: Interactions, test: Interactions,
-                    eval_users: np.ndarray, k: int, diversity: float = 0.0) -> dict:
-    """Top-k from the runtime for every test user, mapped back to dense item indices."""
+def full_ranking_metrics(rec: Recommender, train: Interactions, test: Interactions,
+                         eval_users: np.ndarray, k: int, diversity: float = 0.0) -> dict:
+    """Metrics of the runtime's top-k for every test user (``eval_users``: dense indices of
+    ``train``), ranked over the whole catalogue as a deployed app gets it."""
     recs = rec.recommend_many(train.user_ids[eval_users].tolist(), n=k, diversity=diversity)
     if any(r.fallback for r in recs):  # every test user has train events: cannot happen
         raise RuntimeError("evaluation: the bundle does not know a test user")
-    top = _top_rows(recs, rec.bundle.item_index, k)
+    top = _top_rows(recs, dict(rec.bundle.item_index), k)
     relevant = test.items_by_user()
     return ranking_metrics(top, [relevant[u] for u in eval_users], k, train.n_items)
 
@@ -326,27 +319,6 @@ def _sample_candidates(train: Interactions, test: Interactions, eval_users: np.n
     return candidates, positives
 
 
-def _model_scores(rec: Recommender, user_ids: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """Every catalogue item's score for each user, from the bundle's ONNX scoring core.
-
-    The core only returns top-k, so it is asked for k = n_items with the same history and
-    seen-item exclusion the runtime sends (excluded items come back as -inf; the sampled
-    candidates are never among them). Column n_items is the -inf padding slot.
-    """
-    b = rec.bundle
-    pad = b.n_items
-    rows = []
-    for start in range(0, len(user_ids), chunk):
-        users = user_ids[start:start + chunk].tolist()
-        inputs = model_inputs(b, rec.store.histories(users), users, [], None)  # all known
-        top_items, top_scores = rec.scorer.top_k(inputs.user_index, inputs.history,
-                                                 inputs.exclude, pad)
-        full = np.full((len(users), pad + 1), -np.inf, dtype=np.float32)
-        np.put_along_axis(full, top_items, top_scores, axis=1)
-        rows.append(full)
-    return np.concatenate(rows)
-
-
 def _sampled_metrics(scores: np.ndarray, candidates: list[np.ndarray], positives: np.ndarray,
                      k: int, n_items: int) -> dict:
     """Rank each user's candidates by score, ties pessimistic, and measure at k.
@@ -366,4 +338,5 @@ def _sampled_metrics(scores: np.ndarray, candidates: list[np.ndarray], positives
     return ranking_metrics(top, [np.array([p]) for p in positives], k, n_items)
 
 
-__all__ = ["PROTOCOLS", "evaluate", "split"]
+__all__ = ["PROTOCOLS", "evaluate", "full_ranking_metrics", "restrict_to_train", "serving_store",
+           "split"]

@@ -1,34 +1,45 @@
-"""Model kinds: small Keras models that share one interface with the exporter.
+"""The model interface every kind implements, and the bases several kinds share.
 
 Every kind has two faces. Training (``prepare`` once, then ``train_epoch`` per epoch) is
 the kind's own business. ``score_all(users, history)`` gives the scores of every catalogue
 item for a batch of users, written in plain TensorFlow ops: it is the network part of the
 ONNX scoring core, and evaluation calls the same function, so both see one computation.
 
-Class attributes tell the exporter and runtime what a kind needs:
-``history_length`` (how many recent items ``score_all`` reads; 0: none), ``folds_in``
-(whether it can score a user it was not trained on, passed as user index -1, from history)
-and ``known_users_read_history`` (whether the history changes a trained user's scores).
+What a kind can do is declared, not discovered: each kind states every capability in
+``CAPABILITIES`` (a class attribute, True or False), and defining a kind that leaves one
+out fails at import. The exporter, the warm start and validation branch on these flags
+only, never on a kind's name. ``history_length`` (how many recent items ``score_all``
+reads; 0: none) is a size, set per instance where it depends on the data.
+
+The kinds themselves live one per module (``mf``, ``als``, ...); ``registry`` lists them.
 """
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
 
+from .backend import keras
 from .data import Interactions, NegativeSampler
-from .foldin import DEFAULT_HISTORY, FoldIn, FoldsIn
+
+# reads_history: a trained user's scores depend on their recent items (False: they come
+#   from the user's table row, and the history only places users without a row);
+# folds_in: a user the model was not trained on (sent as index -1) is scored from their
+#   history (an instance may turn it off, e.g. factors exported without a fold-in map);
+# has_item_vectors: ``item_vectors()`` gives item embeddings whose cosine means "similar";
+# warm_starts: a bundle keeps the weights to continue from (False: solved afresh each time).
+CAPABILITIES = ("reads_history", "folds_in", "has_item_vectors", "warm_starts")
 
 
 class ScoringModel(keras.Model):
     """Base of every kind. ``defaults`` lists the hyper-parameters ``fit`` accepts."""
 
     kind = ""
+    # Capabilities (see ``CAPABILITIES``): deliberately without defaults here.
+    reads_history: bool
+    folds_in: bool
+    has_item_vectors: bool
+    warm_starts: bool
     history_length = 0
-    folds_in = False
-    known_users_read_history = True  # False: a trained user's scores ignore ``history``
-    warm_starts = True  # False: solved afresh every time, so a bundle keeps no trainer state
     defaults: dict = {"epochs": 30}
     # Parameters chosen on the holdout when the caller leaves them unset: each value is
     # trained and the best kept (``fit``). For what no single default suits across data.
@@ -39,6 +50,14 @@ class ScoringModel(keras.Model):
     auto_prior = 1.0
     # Seconds per million (example x dim) of one epoch: sampled-negative Keras training.
     seconds_per_mega_op = 0.25
+
+    def __init_subclass__(cls, **kwargs):
+        """A class that names a ``kind`` must have declared every capability by then."""
+        super().__init_subclass__(**kwargs)
+        missing = [c for c in CAPABILITIES if not isinstance(getattr(cls, c, None), bool)]
+        if "kind" in cls.__dict__ and missing:
+            raise TypeError(f"model kind {cls.kind!r} ({cls.__name__}) must declare "
+                            f"{', '.join(missing)} as True or False (see ScoringModel)")
 
     @classmethod
     def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
@@ -79,15 +98,15 @@ class ScoringModel(keras.Model):
         """
         return {"users": [], "items": []}
 
-    def item_vectors(self) -> np.ndarray | None:
-        """[n_items, d] item embeddings whose cosine means "similar items", or None.
+    def item_vectors(self) -> np.ndarray:
+        """[n_items, d] item embeddings whose cosine means "similar items" (``has_item_vectors``).
 
         The exporter stores them in the bundle (``item_vectors.npy``), where the runtime
         reads them with numpy, without TensorFlow: similar items, the similarity
-        explanation and diversity re-ranking need them. A kind returning None still
+        explanation and diversity re-ranking need them. A kind without them still
         exports and serves; those features then say the bundle lacks vectors.
         """
-        return None
+        raise NotImplementedError(f"{self.kind} has no item vectors")
 
     def neighbour_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
         """([n_items + 1, K] neighbour indices, weights), or None: the capability flag of the
@@ -132,17 +151,20 @@ class FactorTables(ScoringModel):
     the runtime's item vectors see the same tables either way.
     """
 
-    known_users_read_history = False  # the history only places users without a row
-
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
         dim = self.dim
+        # Named: a warm start matches weights by name (``warm.weight_names``).
         self.user_embedding = keras.layers.Embedding(
-            n_users, dim, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed))
+            n_users, dim, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
+            name="user_embedding")
         self.item_embedding = keras.layers.Embedding(
-            n_items, dim, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed + 1))
-        self.user_bias = keras.layers.Embedding(n_users, 1, embeddings_initializer="zeros")
-        self.item_bias = keras.layers.Embedding(n_items, 1, embeddings_initializer="zeros")
+            n_items, dim, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed + 1),
+            name="item_embedding")
+        self.user_bias = keras.layers.Embedding(n_users, 1, embeddings_initializer="zeros",
+                                                name="user_bias")
+        self.item_bias = keras.layers.Embedding(n_items, 1, embeddings_initializer="zeros",
+                                                name="item_bias")
         for layer in (self.user_embedding, self.item_embedding, self.user_bias, self.item_bias):
             layer.build((None,))  # the tables exist before first use: scoring reads them whole
 
@@ -153,74 +175,3 @@ class FactorTables(ScoringModel):
     def item_vectors(self) -> np.ndarray:
         """The item embedding table: what the dot product compares users with."""
         return self.item_embedding.embeddings.numpy()
-
-
-class MatrixFactorization(FoldsIn, SampledNegativesModel, FactorTables):
-    """Dot product of user and item embeddings plus user and item biases.
-
-    L2 is applied to the embeddings a batch touches, not to the whole tables: the penalty
-    then scales with how often a row is used, as in classic SGD matrix factorisation.
-    A user the model was not trained on is folded in from their recent items (``FoldIn``
-    maps them to a user row and bias).
-    """
-
-    kind = "mf"
-    auto_prior = 0.7
-    defaults = {**SampledNegativesModel.defaults, "dim": 32, "l2": 0.005,
-                "fold_in_history": DEFAULT_HISTORY, "fold_in_reg": 0.1}
-
-    def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
-        super().__init__(n_users, n_items, seed, **params)
-        dim = self.dim
-        self._init_fold_in()
-        if self.folds_in:  # maps a history to the user's [embedding, bias] row
-            self.fold_in = FoldIn(dim, dim + 1, self.params["fold_in_reg"])
-
-    def fold_in_maps(self):
-        targets = np.hstack([self.user_embedding.embeddings.numpy(), self.user_bias.embeddings.numpy()])
-        return [(self.fold_in, self.item_embedding.embeddings.numpy(), targets)]
-
-    def call(self, inputs):
-        users, items = inputs
-        u = self.user_embedding(users)
-        v = self.item_embedding(items)
-        if self.params["l2"]:
-            self.add_loss(self.params["l2"] * (tf.reduce_mean(tf.reduce_sum(u * u, -1))
-                                               + tf.reduce_mean(tf.reduce_sum(v * v, -1))))
-        dot = tf.reduce_sum(u * v, axis=-1)
-        return dot + tf.squeeze(self.user_bias(users), -1) + tf.squeeze(self.item_bias(items), -1)
-
-    def score_all(self, users, history):
-        items = self.item_embedding.embeddings
-        if self.folds_in:
-            rows = tf.maximum(users, 0)  # -1: the fold-in replaces the row
-            known = tf.concat([tf.gather(self.user_embedding.embeddings, rows),
-                               tf.gather(self.user_bias.embeddings, rows)], axis=1)
-            vectors = self.fold_in.user_vectors(known, items, users, history)
-            user, bias = vectors[:, :self.dim], vectors[:, self.dim:]
-        else:  # every user has a row: the plain graph, with nothing to slice or select
-            user = tf.gather(self.user_embedding.embeddings, users)
-            bias = tf.gather(self.user_bias.embeddings, users)
-        scores = tf.matmul(user, items, transpose_b=True)
-        return scores + tf.reshape(self.item_bias.embeddings, [1, -1]) + bias
-
-
-from .sequence import SelfAttentionSequence  # noqa: E402 - needs ScoringModel above
-from .linear import EASE, AlternatingLeastSquares  # noqa: E402 - need the classes above
-from .neumf import NeuralCollaborativeFiltering  # noqa: E402 - needs SampledNegativesModel
-from .neighbours import ItemKNN, RP3beta, SparseEASE  # noqa: E402 - need ScoringModel
-from .gan import CollaborativeGAN  # noqa: E402 - needs ScoringModel
-
-# In the order ``auto`` tries them: the fast ones first (seconds for als and ease), so that
-# its time budget can only ever cut the slow ones short.
-MODEL_KINDS: dict[str, type[ScoringModel]] = {
-    AlternatingLeastSquares.kind: AlternatingLeastSquares,
-    EASE.kind: EASE,
-    ItemKNN.kind: ItemKNN,
-    RP3beta.kind: RP3beta,
-    SparseEASE.kind: SparseEASE,
-    MatrixFactorization.kind: MatrixFactorization,
-    NeuralCollaborativeFiltering.kind: NeuralCollaborativeFiltering,
-    SelfAttentionSequence.kind: SelfAttentionSequence,
-    CollaborativeGAN.kind: CollaborativeGAN,
-}

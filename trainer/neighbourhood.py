@@ -1,0 +1,134 @@
+"""What the item-neighbourhood kinds share: ``itemknn``, ``rp3beta`` and ``sparse_ease``.
+
+Each keeps, for every item, its ``neighbours`` strongest item-to-item weights: a table of
+neighbour indices and one of weights, [n_items + 1, K] (the extra row is the history's
+padding index, with no neighbours). A user's score for item j is the sum, over the distinct
+items i of their history, of the weight i gives j. The exporter writes that as a gather of
+the history's rows and a scatter-add into the score row (``exporters.onnx.neighbour_graph``),
+so the bundle grows with items x K, never items^2, and the history is read at request time:
+a new purchase changes the next answer, and a user the model never saw is served.
+
+Similarities are computed with scipy sparse products, a block of items at a time, and only
+the top K of each block's rows are kept: memory stays O(block x items + items x K). Each
+kind (one module each) supplies only its item-to-item weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InputError
+from .backend import tf
+from .base import ScoringModel
+from .data import Interactions, history_length_for
+
+# Items per block of similarity rows: a dense [block, n_items] float32 slab (~100 MB at 100K items).
+_BLOCK_CELLS = 1 << 25
+
+
+def binary_matrix(data: Interactions) -> sp.csr_matrix:
+    """The user x item matrix with a 1 for every interaction, float32 CSR."""
+    ones = np.ones(len(data.users), np.float32)
+    return sp.csr_matrix((ones, (data.users, data.items)), shape=(data.n_users, data.n_items))
+
+
+def top_k_rows(rows, n_items: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep each row's ``k`` largest off-diagonal weights (positive ones only).
+
+    ``rows(start, stop)`` gives the dense [stop - start, n_items] weights of those items.
+    Returns (indices int32 [n_items, k], weights float32 [n_items, k]); a row with fewer
+    than k positive weights is padded with index n_items and weight 0.
+    """
+    k = min(k, max(n_items - 1, 1))
+    index = np.full((n_items, k), n_items, np.int32)
+    weight = np.zeros((n_items, k), np.float32)
+    step = max(1, _BLOCK_CELLS // max(n_items, 1))
+    for start in range(0, n_items, step):
+        stop = min(n_items, start + step)
+        block = np.asarray(rows(start, stop), np.float32)
+        block[np.arange(stop - start), np.arange(start, stop)] = 0.0  # no item is its own neighbour
+        top = np.argpartition(-block, k - 1, axis=1)[:, :k] if k < n_items else \
+            np.tile(np.arange(n_items), (stop - start, 1))
+        values = np.take_along_axis(block, top, 1)
+        keep = values > 0
+        index[start:stop] = np.where(keep, top, n_items)
+        weight[start:stop] = np.where(keep, values, 0.0)
+    return index, weight
+
+
+class NeighbourModel(ScoringModel):
+    """Base of the item-neighbourhood kinds: top-K neighbour tables, scored from history.
+
+    A kind supplies ``item_weights(train)`` (a function of item blocks, see ``top_k_rows``).
+    Closed form: one "epoch" computes the tables; later ones have nothing to do.
+    """
+
+    reads_history = True   # scores come from the history alone
+    folds_in = True
+    has_item_vectors = False
+    warm_starts = False  # recomputed from the data every time
+    history_length = 0   # set by ``prepare`` from the data
+    MAX_HISTORY = 200
+    defaults = {"epochs": 1, "neighbours": 100}
+
+    def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
+        super().__init__(n_users, n_items, seed, **params)
+        if self.params["neighbours"] < 1:
+            raise InputError(f"{self.kind} needs neighbours >= 1")
+        k = self.dim
+        self.neighbour_index = self.add_weight(
+            shape=(n_items + 1, k), initializer=tf.keras.initializers.Constant(n_items),
+            dtype="int32", trainable=False, name="neighbour_index")
+        self.neighbour_weight = self.add_weight(shape=(n_items + 1, k), initializer="zeros",
+                                                trainable=False, name="neighbour_weight")
+        self._solved_on = None
+
+    @property
+    def dim(self) -> int:
+        return int(min(self.params["neighbours"], max(self.n_items - 1, 1)))
+
+    def prepare(self, train: Interactions) -> None:
+        self.history_length = history_length_for(train, self.MAX_HISTORY)
+
+    def item_weights(self, train: Interactions):
+        """``rows(start, stop)`` -> dense [stop - start, n_items] item-to-item weights."""
+        raise NotImplementedError
+
+    def neighbour_rows(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
+        """The top-K tables (without the padding row) of the data's item weights."""
+        return top_k_rows(self.item_weights(train), self.n_items, self.dim)
+
+    def train_epoch(self, train: Interactions, seed: int) -> float:
+        del seed
+        if self._solved_on is not train:
+            index, weight = self.neighbour_rows(train)
+            pad = np.full((1, index.shape[1]), self.n_items, np.int32)
+            self.neighbour_index.assign(np.vstack([index, pad]))
+            self.neighbour_weight.assign(np.vstack([weight, np.zeros_like(pad, np.float32)]))
+            self._solved_on = train
+        return 0.0
+
+    def neighbour_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """([n_items + 1, K] int32 indices, float32 weights), padding row last: what the
+        exporter writes into the graph."""
+        return self.neighbour_index.numpy(), self.neighbour_weight.numpy()
+
+    def score_all(self, users, history):
+        """The sum of the distinct history items' neighbour rows, as the exported graph
+        computes it: gather the rows, weigh each history slot by 1 / how often its item
+        occurs in the history, scatter-add into the score row (one flat segment sum).
+        O(batch x history x K): a multi-hot times the sparse matrix would cost its
+        non-zeros times the batch."""
+        del users  # scores come from the history alone
+        width = self.n_items + 1
+        batch = tf.shape(history, out_type=tf.int64)[0]
+        offset = tf.range(batch)[:, None] * width                     # row b starts at b * width
+        slots = tf.reshape(history + offset, [-1])
+        counts = tf.math.unsorted_segment_sum(tf.ones_like(slots, tf.float32), slots, batch * width)
+        share = 1.0 / tf.reshape(tf.gather(counts, slots), tf.shape(history))
+        index = tf.cast(tf.gather(self.neighbour_index, history), tf.int64)  # [B, L, K]
+        weight = tf.gather(self.neighbour_weight, history) * share[..., None]
+        targets = tf.reshape(index + offset[..., None], [-1])
+        scores = tf.math.unsorted_segment_sum(tf.reshape(weight, [-1]), targets, batch * width)
+        return tf.reshape(scores, tf.stack([batch, width]))[:, :self.n_items]
