@@ -6,6 +6,7 @@ a small demo store and every behaviour test reuses it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -42,6 +43,10 @@ def demo_store(tmp_path_factory) -> Path:
 
 
 def _model_kinds() -> list[str]:
+    """Every trained kind; none in the base-only venv (no TensorFlow), where only the
+    runtime suite (``-m runtime``) runs and ``trained`` is never asked for."""
+    if importlib.util.find_spec("tensorflow") is None:
+        return []
     from edgerec.trainer import MODEL_KINDS
 
     return list(MODEL_KINDS)
@@ -179,3 +184,27 @@ def variant(mf, dest: Path, tag: str) -> Path:
     manifest["created_at"] = tag
     (dest / "manifest.json").write_text(json.dumps(manifest))
     return dest
+
+
+# -- hand-built bundles: the runtime suite without TensorFlow (issue 10) -------------------
+#
+# Runtime tests that need "a bundle" and not a trained model's quality take these
+# (tests/bundles.py: PureSVD in numpy, ONNX written with the onnx helper API), and carry the
+# ``runtime`` mark: ``make test`` also runs them in the base-only venv.
+
+
+@pytest.fixture(scope="session")
+def svd(demo_store, tmp_path_factory):
+    """A bundle of the demo store that folds in every user from their recent history."""
+    from bundles import build_bundle
+
+    return build_bundle(demo_store, tmp_path_factory.mktemp("svd") / "svd")
+
+
+@pytest.fixture(scope="session")
+def svd_plain(demo_store, tmp_path_factory):
+    """The same item vectors in a bundle that reads only the user index (cannot fold in):
+    a known user's scores do not change with new events, unknown users get popularity."""
+    from bundles import build_bundle
+
+    return build_bundle(demo_store, tmp_path_factory.mktemp("svd-plain") / "svd", folds_in=False)

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import run_cli
 
 
@@ -61,14 +63,16 @@ def test_cli_errors_are_one_line(tmp_path):
     assert len(bad_kind.stderr.strip().splitlines()) == 1
 
 
-def test_demo_data_then_recommend_via_cli(mf, tmp_path):
-    out = run_cli("recommend", mf.store, mf.bundle, "u1", "-n", "3")
+@pytest.mark.runtime
+def test_demo_data_then_recommend_via_cli(svd, tmp_path):
+    out = run_cli("recommend", svd.store, svd.bundle, "u1", "-n", "3")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "user u1: personalised, provider cpu"
     assert len(lines) == 4 and lines[1].lstrip().startswith("1. ")
 
 
+@pytest.mark.runtime
 def test_cli_ingest_strict_rejects_the_whole_file_and_lenient_skips_the_bad_row(tmp_path):
     store = tmp_path / "s.db"
     bad = tmp_path / "bad.csv"

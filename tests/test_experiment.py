@@ -18,6 +18,8 @@ from edgerec.errors import EdgerecError, InputError
 from edgerec.experiment import load_config, parse_config, register, unit_hash
 from edgerec.store import _SCHEMA, Store
 
+pytestmark = pytest.mark.runtime
+
 HOUR = 3600.0
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -346,30 +348,38 @@ def test_sample_ratio_mismatch_found_on_a_skewed_log_only(tmp_path):
     assert "MISMATCH" in lossy.render()
 
 
-# -- serving, logging, offline replay, CLI (with a trained bundle) ---------------------------
+# -- serving, logging, offline replay, CLI (with hand-built bundles) ------------------------
+
+@pytest.fixture(scope="module")
+def coarse(demo_store, tmp_path_factory):
+    """A second hand-built bundle of the demo store, with fewer dimensions: another model."""
+    from bundles import build_bundle
+
+    return build_bundle(demo_store, tmp_path_factory.mktemp("coarse") / "svd", dim=6)
+
 
 @pytest.fixture
-def live(mf, train_once, tmp_path):
-    """A copy of the demo store and a config comparing the MF bundle (A) with the ALS bundle
+def live(svd, coarse, tmp_path):
+    """A copy of the demo store and a config comparing a bundle (A) with another one
     re-ranked for diversity (B): two bundles, so serving the wrong one shows."""
     path = tmp_path / "store.db"
-    source, dest = sqlite3.connect(mf.store), sqlite3.connect(path)
+    source, dest = sqlite3.connect(svd.store), sqlite3.connect(path)
     source.backup(dest)
     source.close()
     dest.close()
     config = tmp_path / "exp.json"
     config.write_text(json.dumps({
         "name": "div", "window_hours": 2,
-        "variants": [{"name": "A", "bundle": str(mf.bundle), "share": 0.5},
-                     {"name": "B", "bundle": str(train_once("als").bundle), "share": 0.5,
+        "variants": [{"name": "A", "bundle": str(svd.bundle), "share": 0.5},
+                     {"name": "B", "bundle": str(coarse.bundle), "share": 0.5,
                       "options": {"diversity": 0.5}}]}))
     return path, config
 
 
-def test_experiment_serves_each_variant_and_logs_impressions(live, mf, train_once):
+def test_experiment_serves_each_variant_and_logs_impressions(live, svd, coarse):
     path, config = live
     # The oracle: each variant's own bundle opened directly, with the variant's options.
-    expected = {"A": (mf.bundle, {}), "B": (train_once("als").bundle, {"diversity": 0.5})}
+    expected = {"A": (svd.bundle, {}), "B": (coarse.bundle, {"diversity": 0.5})}
     with Experiment.open(config, path, provider="cpu") as exp:
         served = [exp.recommend(f"u{i}", n=5, ts=1e9 + i) for i in range(20)]
         assert {r.variant for r in served} == {"A", "B"}
@@ -379,7 +389,7 @@ def test_experiment_serves_each_variant_and_logs_impressions(live, mf, train_onc
                     assert recs.variant == load_config(config).variant_for(recs.user_id).name
                     assert len(recs) == 5 and list(recs) == list(direct.recommend(recs.user_id, 5, **options))
         b_user = next(r.user_id for r in served if r.variant == "B")
-        with Recommender.open(mf.bundle, path, provider="cpu") as other:  # the bundles differ
+        with Recommender.open(svd.bundle, path, provider="cpu") as other:  # the bundles differ
             assert list(other.recommend(b_user, 5, diversity=0.5)) != list(
                 next(r for r in served if r.user_id == b_user))
         assert len({r.request_id for r in served}) == 20
@@ -400,13 +410,13 @@ def test_experiment_serves_each_variant_and_logs_impressions(live, mf, train_onc
     assert rows == [(first.request_id, p, r.item_id, 1e9) for p, r in enumerate(first, 1)]
 
 
-def test_offline_replay_scores_each_variant_on_later_events(live, mf):
+def test_offline_replay_scores_each_variant_on_later_events(live, svd):
     path, config = live
     with Experiment.open(config, path, provider="cpu") as exp:
         empty = offline_replay(exp.store, exp.config)
         assert empty["users"] == 0 and "nothing to replay" in empty["note"]
-        # Five users go on to interact with exactly what plain MF recommends them now.
-        last = json.loads((mf.bundle / "manifest.json").read_text())["training"]["data"]["last_ts"]
+        # Five users go on to interact with exactly what variant A recommends them now.
+        last = json.loads((svd.bundle / "manifest.json").read_text())["training"]["data"]["last_ts"]
         plain = {u: exp.recommender("A").recommend(u, 10) for u in ["u1", "u2", "u3", "u4", "u5"]}
         exp.record_many((u, r.item_id, "click", None, last + 100 + rank)
                         for u, recs in plain.items() for rank, r in enumerate(recs))
