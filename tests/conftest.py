@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,10 +43,22 @@ def demo_store(tmp_path_factory) -> Path:
     return path
 
 
+# The base-only venv (`make test-base`) has no TensorFlow: only the runtime suite runs there.
+HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
+_IMPORTS_TRAINER = re.compile(r"^(import tensorflow|import tf2onnx|from edgerec\.(trainer|exporters)\b)", re.M)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Without TensorFlow, leave out the test modules that import it (or the trainer) at
+    the top: they cannot be imported there, and none of their tests is a runtime test."""
+    if HAS_TENSORFLOW or not collection_path.name.startswith("test_") or collection_path.suffix != ".py":
+        return None
+    return True if _IMPORTS_TRAINER.search(collection_path.read_text(encoding="utf-8")) else None
+
+
 def _model_kinds() -> list[str]:
-    """Every trained kind; none in the base-only venv (no TensorFlow), where only the
-    runtime suite (``-m runtime``) runs and ``trained`` is never asked for."""
-    if importlib.util.find_spec("tensorflow") is None:
+    """Every trained kind; none without TensorFlow, where ``trained`` is never asked for."""
+    if not HAS_TENSORFLOW:
         return []
     from edgerec.trainer import MODEL_KINDS
 
