@@ -36,8 +36,10 @@ demo: $(STAMP)
 	$(BIN)/edgerec record $(DEMO)/store.db new-visitor i0 --event purchase
 	$(BIN)/edgerec recommend $(DEMO)/store.db $(DEMO)/models/mf new-visitor -n 5
 
+# Each test runs once: the runtime's own tests (marked `runtime`) in the base-only venv
+# (test-base), all the others here. `$(BIN)/python -m pytest` alone runs every test.
 test: $(STAMP) $(JS_STAMP) $(BASE_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m 'not runtime'
 	$(MAKE) --no-print-directory test-base
 
 # The runtime's own suite (tests marked `runtime`, on hand-built bundles) in a venv with the

@@ -19,7 +19,10 @@ def test_cli_pipeline_from_csv(tmp_path):
     assert ingest.returncode == 0, ingest.stderr
     assert f"{len(events)} added" in ingest.stdout
 
-    train = run_cli("train", store, "--out", tmp_path / "models" / "mf", "--epochs", "3", "--dim", "16")
+    # --fp16 too (one CLI training less in the suite): float16 itself is tested in
+    # test_fast_paths.py, the option's way to the manifest here.
+    train = run_cli("train", store, "--out", tmp_path / "models" / "mf", "--epochs", "3", "--dim", "16",
+                    "--fp16")
     assert train.returncode == 0, train.stderr
     assert "epoch   1" in train.stderr and "parity ok" in train.stderr
     bundle = tmp_path / "models" / "mf"
@@ -43,7 +46,7 @@ def test_cli_pipeline_from_csv(tmp_path):
     assert info.returncode == 0
     about = json.loads(info.stdout)
     assert about["model_kind"] == "mf" and about["dims"]["dim"] == 16
-    assert about["training"]["params"]["epochs"] == 3
+    assert about["training"]["params"]["epochs"] == 3 and about["onnx"]["weights_dtype"] == "float16"
     text = run_cli("info", bundle).stdout
     assert "sha256" in text and "opset 17" in text
 

@@ -28,8 +28,6 @@ from edgerec.store import Store  # noqa: E402
 
 from conftest import run_cli  # noqa: E402
 
-pytestmark = pytest.mark.runtime
-
 README = Path(__file__).resolve().parents[1] / "README.md"
 USERS = 2000
 N = 10

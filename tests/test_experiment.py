@@ -18,8 +18,6 @@ from edgerec.errors import EdgerecError, InputError
 from edgerec.experiment import load_config, parse_config, register, unit_hash
 from edgerec.store import _SCHEMA, Store
 
-pytestmark = pytest.mark.runtime
-
 HOUR = 3600.0
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -32,6 +30,7 @@ def design(name="exp", shares=(0.5, 0.5), bundle="models/none", **extra):
 
 # -- assignment ----------------------------------------------------------------------------
 
+@pytest.mark.runtime
 def test_assignment_is_deterministic_and_matches_the_shares():
     shares = (0.2, 0.3, 0.5)
     config = load_config(design("home", shares))
@@ -47,6 +46,7 @@ def test_assignment_is_deterministic_and_matches_the_shares():
     assert unit_hash("home", "user-7") == int.from_bytes(digest[:8], "big") / 2 ** 64
 
 
+@pytest.mark.runtime
 def test_experiments_assign_independently_and_the_salt_decides():
     x, y = load_config(design("x")), load_config(design("y"))
     users = [f"u{i}" for i in range(100_000)]
@@ -72,6 +72,7 @@ def test_experiments_assign_independently_and_the_salt_decides():
     (lambda c: c.update(variants=c["variants"][:1]), "variants: must be a list of at least two"),
     (lambda c: c.pop("name"), "name"),
 ])
+@pytest.mark.runtime
 def test_bad_config_is_one_line_naming_file_and_field(tmp_path, change, field):
     config = design()
     change(config)
@@ -83,6 +84,7 @@ def test_bad_config_is_one_line_naming_file_and_field(tmp_path, change, field):
     assert message.startswith(f"{path}: ") and field in message and "\n" not in message
 
 
+@pytest.mark.runtime
 def test_toml_config_equals_json_and_bundles_are_relative_to_the_file(tmp_path):
     (tmp_path / "exp.toml").write_text(
         'name = "home"\nwindow_hours = 12\ncontrol = "B"\n[outcomes]\nclick = ["click", "like"]\n'
@@ -108,6 +110,7 @@ def test_toml_config_equals_json_and_bundles_are_relative_to_the_file(tmp_path):
     {**design("home"), "variants": [{"name": "A", "bundle": "models/none", "share": 0.5},
                                     {"name": "C", "bundle": "models/none", "share": 0.5}]},
 ], ids=["shares", "salt", "variant names"])
+@pytest.mark.runtime
 def test_changing_the_assignment_of_a_running_experiment_is_refused(tmp_path, changed):
     store = Store.open(tmp_path / "s.db")
     register(store, load_config(design("home")))
@@ -140,6 +143,7 @@ def _schema(path):
         conn.close()
 
 
+@pytest.mark.runtime
 def test_a_version_1_store_is_upgraded_in_place(tmp_path):
     path = tmp_path / "v1.db"
     _v1_store(path)
@@ -151,6 +155,7 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path):
     assert Store.open(path, create=False).experiment_totals("x", HOUR, ["click"], [])[0].clicked == 1
 
 
+@pytest.mark.runtime
 def test_a_failed_upgrade_leaves_the_version_1_store_as_it_was(tmp_path):
     path = tmp_path / "v1.db"
     _v1_store(path, "CREATE VIEW impressions AS SELECT * FROM events;")  # cannot be indexed
@@ -161,6 +166,7 @@ def test_a_failed_upgrade_leaves_the_version_1_store_as_it_was(tmp_path):
 
 # -- attribution -----------------------------------------------------------------------------
 
+@pytest.mark.runtime
 def test_attribution_on_a_hand_built_log_gives_the_known_counts(tmp_path):
     store = Store.open(tmp_path / "s.db")
     t = 10_000.0
@@ -198,6 +204,7 @@ def test_attribution_on_a_hand_built_log_gives_the_known_counts(tmp_path):
 
 # -- statistics ----------------------------------------------------------------------------
 
+@pytest.mark.runtime
 def test_statistics_against_known_values():
     for df, x in [(1, 3.841458820694124), (2, 5.991464547107979), (3, 7.814727903251178),
                   (4, 9.487729036781154), (7, 14.067140449340169)]:
@@ -252,6 +259,7 @@ def simulate(store, name, ctr, seed, users=400, shares=(0.5, 0.5), drop=None, **
     store.add_events(events)
 
 
+@pytest.mark.runtime
 def test_report_finds_a_truly_better_variant_significant(tmp_path):
     store = Store.open(tmp_path / "s.db")
     simulate(store, "better", {"A": 0.05, "B": 0.065}, seed=1, users=6000)
@@ -288,6 +296,7 @@ def _converted_users(store, name) -> Counter:
     return Counter(variant for variant, _ in rows)
 
 
+@pytest.mark.runtime
 def test_three_variants_are_each_compared_with_the_control(tmp_path):
     store = Store.open(tmp_path / "s.db")
     simulate(store, "three", {"V0": 0.05, "V1": 0.05, "V2": 0.08}, seed=4, users=6000,
@@ -306,6 +315,7 @@ def test_three_variants_are_each_compared_with_the_control(tmp_path):
     assert sum(line.lstrip().startswith(("V0", "V1", "V2")) for line in lines) >= 3
 
 
+@pytest.mark.runtime
 def test_aa_experiments_are_significant_at_the_stated_rate(tmp_path):
     """200 A/A experiments: the user-level test is wrong about 5% of the time; the naive
     per-impression z-test on the same clustered data would be wrong far more often."""
@@ -337,6 +347,7 @@ def test_aa_experiments_are_significant_at_the_stated_rate(tmp_path):
     assert srm_flags <= 2  # alpha 0.001
 
 
+@pytest.mark.runtime
 def test_sample_ratio_mismatch_found_on_a_skewed_log_only(tmp_path):
     store = Store.open(tmp_path / "s.db")
     simulate(store, "fair", {"A": 0.05, "B": 0.05}, seed=3, users=4000, shares=(0.3, 0.7))
@@ -376,6 +387,7 @@ def live(svd, coarse, tmp_path):
     return path, config
 
 
+@pytest.mark.runtime
 def test_experiment_serves_each_variant_and_logs_impressions(live, svd, coarse):
     path, config = live
     # The oracle: each variant's own bundle opened directly, with the variant's options.
@@ -410,6 +422,7 @@ def test_experiment_serves_each_variant_and_logs_impressions(live, svd, coarse):
     assert rows == [(first.request_id, p, r.item_id, 1e9) for p, r in enumerate(first, 1)]
 
 
+@pytest.mark.runtime
 def test_offline_replay_scores_each_variant_on_later_events(live, svd):
     path, config = live
     with Experiment.open(config, path, provider="cpu") as exp:
@@ -427,6 +440,7 @@ def test_offline_replay_scores_each_variant_on_later_events(live, svd):
     assert replay["variants"]["B"]["ndcg@10"] < 1.0  # diversity re-ranks some away
 
 
+@pytest.mark.runtime
 def test_cli_assign_recommend_report_and_plot(live, tmp_path):
     path, config = live
     users = [f"u{i}" for i in range(6)]

@@ -8,7 +8,6 @@ from contextlib import closing
 import numpy as np
 import pytest
 
-from conftest import run_cli
 from edgerec import Recommender
 from edgerec.demo import GENRES
 from edgerec.errors import InputError
@@ -111,16 +110,6 @@ def test_unknown_weights_dtype_is_refused_before_training(mf, tmp_path):
     users, items, *_ = _mf_factors(mf)
     with pytest.raises(ValueError, match="weights_dtype"):
         export_factors(tmp_path / "c", users, items, weights_dtype="bfloat16")
-
-
-def test_cli_train_fp16(mf, tmp_path):
-    out = tmp_path / "half"
-    train = run_cli("train", mf.store, "--out", out, "--epochs", "1", "--fp16")
-    assert train.returncode == 0, train.stderr
-    assert json.loads((out / "manifest.json").read_text())["onnx"]["weights_dtype"] == "float16"
-    rec = run_cli("recommend", mf.store, out, "u1", "-n", "3", "--json")
-    assert rec.returncode == 0, rec.stderr
-    assert len(json.loads(rec.stdout)["items"]) == 3
 
 
 @pytest.mark.runtime
