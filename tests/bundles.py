@@ -71,22 +71,22 @@ class Interactions:
 
 def read_store(store_path: str | Path) -> Interactions:
     """The store's events as a 0/1 matrix over the ids that have events (sorted, as the
-    trainer orders them), with the data summary a trained bundle's manifest carries."""
+    trainer orders them), with the data summary a trained bundle's manifest carries; read
+    through the store's core API (users, histories, summary), as an app would."""
     store = Store.open(store_path, create=False)
     try:
-        events = store.events_array()
+        user_ids = sorted(store.user_ids())
+        histories = store.histories(user_ids)
+        summary = store.summary()
     finally:
         store.close()
-    user_ids, users = np.unique(events["user_id"].astype(str), return_inverse=True)
-    item_ids, items = np.unique(events["item_id"].astype(str), return_inverse=True)
+    item_ids = sorted({item for items in histories.values() for item in items})
+    index = {item: n for n, item in enumerate(item_ids)}
     matrix = np.zeros((len(user_ids), len(item_ids)), np.float32)
-    matrix[users, items] = 1.0
-    ts = events["ts"][np.isfinite(events["ts"])]
-    summary = {"events": len(users), "interactions": int(matrix.sum()), "users": len(user_ids),
-               "items": len(item_ids), "event_types": sorted(set(events["event"].tolist())),
-               "first_ts": float(ts.min()) if len(ts) else None,
-               "last_ts": float(ts.max()) if len(ts) else None}
-    return Interactions(user_ids.tolist(), item_ids.tolist(), matrix, summary)
+    for row, user in enumerate(user_ids):
+        matrix[row, [index[i] for i in histories[user]]] = 1.0
+    summary = {key: summary[key] for key in ("events", "users", "items", "first_ts", "last_ts")}
+    return Interactions(user_ids, item_ids, matrix, {**summary, "interactions": int(matrix.sum())})
 
 
 def svd_item_vectors(matrix: np.ndarray, dim: int) -> np.ndarray:
