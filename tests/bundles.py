@@ -110,20 +110,25 @@ def build_bundle(store: str | Path, out: str | Path, folds_in: bool = True, dim:
     items = svd_item_vectors(data.matrix, min(dim, n_users, n_items))
     users = np.stack([_fold(items, np.flatnonzero(row).tolist()) for row in data.matrix])
     history_length = history_length if folds_in else 0
-    manifest = {
+    manifest = manifest_of(data, items.shape[1], history_length, folds_in)
+    core = scoring_core(network(users, items, history_length))
+    path = bundles.write(out, core, manifest, item_vectors=items)
+    return Built(KIND, Path(store), path, data.user_ids, data.item_ids, items, users,
+                 history_length)
+
+
+def manifest_of(data: Interactions, dim: int, history_length: int, folds_in: bool) -> dict:
+    """What the exporter's manifest says, less the parts ``bundles.write`` fills in."""
+    return {
         C.M_MODEL_KIND: KIND, C.M_USER_IDS: data.user_ids, C.M_ITEM_IDS: data.item_ids,
-        C.M_DIMS: {"n_users": n_users, "n_items": n_items, "dim": items.shape[1],
+        C.M_DIMS: {"n_users": len(data.user_ids), "n_items": len(data.item_ids), "dim": dim,
                    "history_length": history_length, "folds_in": folds_in},
-        C.M_TRAINING: {"data": data.summary, "params": {"model": KIND, "dim": items.shape[1]},
+        C.M_TRAINING: {"data": data.summary, "params": {"model": KIND, "dim": dim},
                        "seconds": 0.0, "epochs": 0},
         C.M_METRICS: {},
         C.M_ONNX: {"opset": C.OPSET, "inputs": list(C.INPUTS),
                    "optional_inputs": list(C.OPTIONAL_INPUTS), "outputs": list(C.OUTPUTS)},
     }
-    core = scoring_core(network(users, items, history_length))
-    path = bundles.write(out, core, manifest, item_vectors=items)
-    return Built(KIND, Path(store), path, data.user_ids, data.item_ids, items, users,
-                 history_length)
 
 
 def network(users: np.ndarray, items: np.ndarray, history_length: int) -> tuple[list, list, list]:
