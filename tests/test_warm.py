@@ -106,7 +106,9 @@ def test_warm_started_bundle_serves_new_items_and_users(trained, tmp_path):
     assert after >= 0.9 * before, (after, before)
 
 
-def test_cli_warm_start_and_its_errors(mf, svd, tmp_path):
+def test_cli_warm_start_and_its_errors(mf, tmp_path):
+    from edgerec.exporters import export_factors
+
     store_path = _store_with_new_events(mf, tmp_path / "s.db")
     done = run_cli("train", store_path, "--warm-start", mf.bundle, "--out", tmp_path / "next",
                    "--epochs", "1")
@@ -122,8 +124,10 @@ def test_cli_warm_start_and_its_errors(mf, svd, tmp_path):
     assert settings.returncode == 1 and "keeps the bundle's settings" in settings.stderr
     assert len(settings.stderr.strip().splitlines()) == 1
 
-    # A bundle without trainer state (exported from factors, or hand-built as this one).
-    stateless = run_cli("train", store_path, "--warm-start", svd.bundle, "--out", tmp_path / "x")
+    net = mf.result.model
+    factors = export_factors(tmp_path / "factors", net.user_embedding.embeddings.numpy(),
+                             net.item_embedding.embeddings.numpy())
+    stateless = run_cli("train", store_path, "--warm-start", factors, "--out", tmp_path / "x")
     assert stateless.returncode == 1 and "has no trainer state" in stateless.stderr
     assert not (tmp_path / "x").exists()
 
