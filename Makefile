@@ -4,12 +4,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := demo
 STAMP := $(VENV)/.installed
+# The base-only venv for the runtime's suite (`make test-base`, part of `make test`).
+BASE_VENV ?= .venv-base
+BASE_STAMP := $(BASE_VENV)/.installed
 # The JavaScript runtime's npm packages (js/), from the committed lockfile.
 JS_STAMP := js/node_modules/.installed
 # e.g. DEMO_TRAIN_ARGS="--epochs 3" for a quick demo (tests/test_cli.py runs it so)
 DEMO_TRAIN_ARGS ?=
 
-.PHONY: demo test bench quality clean kiosk kiosk-screenshot dist kiosk-exe shipping
+.PHONY: demo test test-base bench quality clean kiosk kiosk-screenshot dist kiosk-exe shipping
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +37,26 @@ demo: $(STAMP)
 	$(BIN)/edgerec recommend $(DEMO)/store.db $(DEMO)/models/mf new-visitor -n 5
 
 # The import contracts first (pyproject's [tool.importlinter], README "Layout").
-test: $(STAMP) $(JS_STAMP)
+# Each test runs once: the runtime's own tests (marked `runtime`) in the base-only venv
+# (test-base), all the others here. `$(BIN)/python -m pytest` alone runs every test.
+test: $(STAMP) $(JS_STAMP) $(BASE_STAMP)
 	$(BIN)/python tools/lint_imports.py
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m 'not runtime'
+	$(MAKE) --no-print-directory test-base
+
+# The runtime's own suite (tests marked `runtime`, on hand-built bundles) in a venv with the
+# base install and the test extra only: the light install is proven on every run, not
+# assumed. TensorFlow must not be importable there. Shares pip's cache with $(VENV).
+$(BASE_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BASE_VENV)
+	$(BASE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BASE_VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $(BASE_STAMP)
+
+test-base: $(BASE_STAMP) $(JS_STAMP)
+	@if $(BASE_VENV)/bin/python -c 'import tensorflow' 2>/dev/null; then \
+		echo "$(BASE_VENV) can import tensorflow: the base install is not light"; exit 1; fi
+	$(BASE_VENV)/bin/python -m pytest -q -m runtime
 
 # Latency (JSON + PNG in benchmarks/out); `make bench ARGS=--quick` for a smoke run,
 # `ARGS="--provider cuda"` on a machine with a GPU.
@@ -92,4 +112,4 @@ shipping: kiosk-exe
 	    --exe $(DIST)/kiosk/kiosk --out benchmarks/out $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(DEMO) *.egg-info dist build $(KIOSK_VENV)
+	rm -rf $(VENV) $(DEMO) *.egg-info dist build $(KIOSK_VENV) $(BASE_VENV)

@@ -6,8 +6,10 @@ a small demo store and every behaviour test reuses it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,7 +43,23 @@ def demo_store(tmp_path_factory) -> Path:
     return path
 
 
+# The base-only venv (`make test-base`) has no TensorFlow: only the runtime suite runs there.
+HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
+_IMPORTS_TRAINER = re.compile(r"^(import tensorflow|import tf2onnx|from edgerec\.(trainer|exporters)\b)", re.M)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Without TensorFlow, leave out the test modules that import it (or the trainer) at
+    the top: they cannot be imported there, and none of their tests is a runtime test."""
+    if HAS_TENSORFLOW or not collection_path.name.startswith("test_") or collection_path.suffix != ".py":
+        return None
+    return True if _IMPORTS_TRAINER.search(collection_path.read_text(encoding="utf-8")) else None
+
+
 def _model_kinds() -> list[str]:
+    """Every trained kind; none without TensorFlow, where ``trained`` is never asked for."""
+    if not HAS_TENSORFLOW:
+        return []
     from edgerec.trainer import MODEL_KINDS
 
     return list(MODEL_KINDS)
@@ -179,3 +197,27 @@ def variant(mf, dest: Path, tag: str) -> Path:
     manifest["created_at"] = tag
     (dest / "manifest.json").write_text(json.dumps(manifest))
     return dest
+
+
+# -- hand-built bundles: the runtime suite without TensorFlow (issue 10) -------------------
+#
+# Runtime tests that need "a bundle" and not a trained model's quality take these
+# (tests/bundles.py: PureSVD in numpy, ONNX written with the onnx helper API), and carry the
+# ``runtime`` mark: ``make test`` also runs them in the base-only venv.
+
+
+@pytest.fixture(scope="session")
+def svd(demo_store, tmp_path_factory):
+    """A bundle of the demo store that folds in every user from their recent history."""
+    from bundles import build_bundle
+
+    return build_bundle(demo_store, tmp_path_factory.mktemp("svd") / "svd")
+
+
+@pytest.fixture(scope="session")
+def svd_plain(demo_store, tmp_path_factory):
+    """The same item vectors in a bundle that reads only the user index (cannot fold in):
+    a known user's scores do not change with new events, unknown users get popularity."""
+    from bundles import build_bundle
+
+    return build_bundle(demo_store, tmp_path_factory.mktemp("svd-plain") / "svd", folds_in=False)

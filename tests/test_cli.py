@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import run_cli
 
 
@@ -17,7 +19,10 @@ def test_cli_pipeline_from_csv(tmp_path):
     assert ingest.returncode == 0, ingest.stderr
     assert f"{len(events)} added" in ingest.stdout
 
-    train = run_cli("train", store, "--out", tmp_path / "models" / "mf", "--epochs", "3", "--dim", "16")
+    # --fp16 too (one CLI training less in the suite): float16 itself is tested in
+    # test_fast_paths.py, the option's way to the manifest here.
+    train = run_cli("train", store, "--out", tmp_path / "models" / "mf", "--epochs", "3", "--dim", "16",
+                    "--fp16")
     assert train.returncode == 0, train.stderr
     assert "epoch   1" in train.stderr and "parity ok" in train.stderr
     bundle = tmp_path / "models" / "mf"
@@ -41,7 +46,7 @@ def test_cli_pipeline_from_csv(tmp_path):
     assert info.returncode == 0
     about = json.loads(info.stdout)
     assert about["model_kind"] == "mf" and about["dims"]["dim"] == 16
-    assert about["training"]["params"]["epochs"] == 3
+    assert about["training"]["params"]["epochs"] == 3 and about["onnx"]["weights_dtype"] == "float16"
     text = run_cli("info", bundle).stdout
     assert "sha256" in text and "opset 17" in text
 
@@ -61,14 +66,16 @@ def test_cli_errors_are_one_line(tmp_path):
     assert len(bad_kind.stderr.strip().splitlines()) == 1
 
 
-def test_demo_data_then_recommend_via_cli(mf, tmp_path):
-    out = run_cli("recommend", mf.store, mf.bundle, "u1", "-n", "3")
+@pytest.mark.runtime
+def test_demo_data_then_recommend_via_cli(svd, tmp_path):
+    out = run_cli("recommend", svd.store, svd.bundle, "u1", "-n", "3")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "user u1: personalised, provider cpu"
     assert len(lines) == 4 and lines[1].lstrip().startswith("1. ")
 
 
+@pytest.mark.runtime
 def test_cli_ingest_strict_rejects_the_whole_file_and_lenient_skips_the_bad_row(tmp_path):
     store = tmp_path / "s.db"
     bad = tmp_path / "bad.csv"

@@ -10,8 +10,12 @@ import sys
 import textwrap
 import threading
 
+import pytest
+
 from edgerec import Recommender
 from edgerec.store import Store
+
+pytestmark = pytest.mark.runtime
 
 WRITER_PROCESS = textwrap.dedent("""
     import sys, time
@@ -27,10 +31,10 @@ WRITER_PROCESS = textwrap.dedent("""
 """)
 
 
-def test_readers_writers_and_another_process(mf, tmp_path):
+def test_readers_writers_and_another_process(svd, tmp_path):
     path = tmp_path / "store.db"
-    shutil.copy(mf.store, path)
-    rec = Recommender.open(mf.bundle, path)
+    shutil.copy(svd.store, path)
+    rec = Recommender.open(svd.bundle, path)
     users = rec.store.user_ids()[:12] + ["ghost-1", "ghost-2"]
     # Writes touch 40 items only, so every user keeps at least 10 unseen items.
     items = [i for i in rec.bundle.item_ids[:-1] if i != "i0"][:40]

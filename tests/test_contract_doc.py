@@ -15,6 +15,8 @@ import pytest
 
 from edgerec import contract, web
 
+pytestmark = pytest.mark.runtime
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bundle-contract.md"
 ROW = re.compile(r"^\| `([A-Za-z_.]+)` \| `(.+)` \|$")
 MODULES = {"": contract, "web.": web}

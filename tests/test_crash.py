@@ -39,27 +39,28 @@ def serves(dest: Path, store: Path) -> str:
 
 @pytest.mark.parametrize("plain", [False, True], ids=["link", "plain-dir-upgrade"])
 @pytest.mark.parametrize("point", ["synced", "set-aside", "renamed", "linked", "switched", "removing"])
-def test_publish_killed_at_every_step_leaves_the_old_or_the_new_bundle(mf, tmp_path, point, plain):
+@pytest.mark.runtime
+def test_publish_killed_at_every_step_leaves_the_old_or_the_new_bundle(svd, tmp_path, point, plain):
     dest = tmp_path / "models" / "m"
     if plain:
-        variant(mf, dest, "old")
+        variant(svd, dest, "old")
     else:
-        publish(variant(mf, tmp_path / "old", "old"), dest)
-        publish(variant(mf, tmp_path / "older", "old"), dest)  # a version for "removing" to prune
-    new = variant(mf, tmp_path / "new", "new")
+        publish(variant(svd, tmp_path / "old", "old"), dest)
+        publish(variant(svd, tmp_path / "older", "old"), dest)  # a version for "removing" to prune
+    new = variant(svd, tmp_path / "new", "new")
     done = subprocess.run([EDGEREC, "publish", new, dest], capture_output=True, text=True,
                           env={**os.environ, bundles.CRASH_ENV: point}, timeout=300)
     reached = done.returncode == KILLED
     assert reached or done.returncode == 0, done.stderr
-    tag = serves(dest, mf.store)
+    tag = serves(dest, svd.store)
     assert tag in ("old", "new")
     # Once the new version is renamed in, a path left missing (plain-directory upgrade) is
     # repaired to it; a link still names the old one until it is switched.
     repaired_to_new = plain and point in ("renamed", "linked")
     expected = "new" if not reached or point in ("switched", "removing") or repaired_to_new else "old"
     assert tag == expected
-    publish(variant(mf, tmp_path / "next", "next"), dest)  # the next publish cleans up
-    assert serves(dest, mf.store) == "next"
+    publish(variant(svd, tmp_path / "next", "next"), dest)  # the next publish cleans up
+    assert serves(dest, svd.store) == "next"
     left = [p.name for p in dest.parent.iterdir() if p.name != "m"]
     assert len(left) <= bundles.KEEP_VERSIONS and all(".m.v-" in n for n in left), left
 
@@ -75,9 +76,10 @@ while True:
 """
 
 
-def test_publish_killed_at_random_moments(mf, tmp_path):
+@pytest.mark.runtime
+def test_publish_killed_at_random_moments(svd, tmp_path):
     dest = tmp_path / "m"
-    sources = [variant(mf, tmp_path / tag, tag) for tag in ("a", "b", "c")]
+    sources = [variant(svd, tmp_path / tag, tag) for tag in ("a", "b", "c")]
     publish(sources[0], dest)
     rng = random.Random(11)
     for _ in range(4):
@@ -87,7 +89,7 @@ def test_publish_killed_at_random_moments(mf, tmp_path):
         time.sleep(rng.uniform(0.05, 1.5))
         child.kill()
         child.wait(30)
-        assert serves(dest, mf.store) in ("a", "b", "c")
+        assert serves(dest, svd.store) in ("a", "b", "c")
 
 
 def test_train_out_killed_while_publishing_keeps_the_old_bundle(mf, tmp_path):
@@ -112,6 +114,7 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.runtime
 def test_ingest_killed_at_random_moments_lands_all_or_nothing(tmp_path):
     rows = 200_000
     data = tmp_path / "events.csv"

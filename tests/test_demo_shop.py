@@ -13,6 +13,8 @@ from edgerec.store import Store, snapshots
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 from quality import synthetic_store  # noqa: E402 - the benchmark's own entry point
 
+pytestmark = pytest.mark.runtime
+
 
 @pytest.fixture(scope="module")
 def events():

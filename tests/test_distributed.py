@@ -78,15 +78,9 @@ def big_store(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bundles(mf, tmp_path_factory) -> dict[str, Path]:
-    """"folds-in": the trained MF; "no-fold-in": its factors exported without a fold-in map."""
-    from edgerec.exporters import export_factors
-
-    net, data = mf.result.model, mf.result.data
-    plain = export_factors(tmp_path_factory.mktemp("plain") / "factors",
-                           net.user_embedding.embeddings.numpy(), net.item_embedding.embeddings.numpy(),
-                           data.user_ids.tolist(), data.item_ids.tolist())
-    return {"folds-in": Path(mf.bundle), "no-fold-in": Path(plain)}
+def bundles(svd, svd_plain) -> dict[str, Path]:
+    """"folds-in": a hand-built bundle; "no-fold-in": the same without fold-in."""
+    return {"folds-in": Path(svd.bundle), "no-fold-in": Path(svd_plain.bundle)}
 
 
 @pytest.fixture(scope="module")

@@ -26,10 +26,10 @@ from edgerec.store import Store, snapshots
 
 
 @pytest.fixture
-def store_copy(mf, tmp_path):
+def store_copy(svd, tmp_path):
     """A private copy of the demo store, for tests that write."""
     path = tmp_path / "store.db"
-    shutil.copy(mf.store, path)
+    shutil.copy(svd.store, path)
     return path
 
 
@@ -58,8 +58,9 @@ def ids(recs) -> list[str]:
 
 # -- 1. live feedback ---------------------------------------------------------------------------
 
-def test_record_is_seen_by_the_next_request_with_event_weights(mf, store_copy):
-    with Recommender.open(mf.bundle, store_copy, event_weights={"wishlist": 4.0}) as rec:
+@pytest.mark.runtime
+def test_record_is_seen_by_the_next_request_with_event_weights(svd, store_copy):
+    with Recommender.open(svd.bundle, store_copy, event_weights={"wishlist": 4.0}) as rec:
         user = rec.store.user_ids()[7]
         first = rec.recommend(user, n=5)
         assert rec.record(user, first[0].item_id, "purchase", ts=2e9) is True
@@ -75,8 +76,9 @@ def test_record_is_seen_by_the_next_request_with_event_weights(mf, store_copy):
                     (first[2].item_id, "view"): 0.5}
 
 
-def test_record_many_is_one_transaction_and_validates_first(mf, store_copy):
-    with Recommender.open(mf.bundle, store_copy) as rec:
+@pytest.mark.runtime
+def test_record_many_is_one_transaction_and_validates_first(svd, store_copy):
+    with Recommender.open(svd.bundle, store_copy) as rec:
         before = rec.store.summary()["events"]
         with pytest.raises(InputError, match="'purchse' has no weight"):
             rec.record_many([("a", "i1"), ("a", "i2", "purchse")])
@@ -92,16 +94,13 @@ def test_feedback_changes_the_user_representation_of_history_models(trained, tmp
     assert feedback_moves_a_visitor(trained.bundle, trained.store, tmp_path) is True
 
 
-def test_feedback_only_excludes_for_a_bundle_that_cannot_fold_in(mf, tmp_path):
-    """Factors computed elsewhere (a user table, no fold-in map): a visitor gets popular
-    items, minus what they have seen, however many events they add."""
-    from edgerec.exporters import export_factors
-
-    net, data = mf.result.model, mf.result.data
-    factors = export_factors(tmp_path / "factors", net.user_embedding.embeddings.numpy(),
-                             net.item_embedding.embeddings.numpy(), data.user_ids.tolist(),
-                             data.item_ids.tolist())
-    assert feedback_moves_a_visitor(factors, mf.store, tmp_path) is False
+@pytest.mark.parametrize("name, folds_in", [("svd", True), ("svd_plain", False)])
+@pytest.mark.runtime
+def test_feedback_moves_a_visitor_exactly_when_the_bundle_folds_in(request, name, folds_in, tmp_path):
+    """A bundle that cannot fold in (a user table only, as factors computed elsewhere): a
+    visitor gets popular items, minus what they have seen, however many events they add."""
+    built = request.getfixturevalue(name)
+    assert feedback_moves_a_visitor(built.bundle, built.store, tmp_path) is folds_in
 
 
 def feedback_moves_a_visitor(bundle, store, tmp_path) -> bool:
@@ -128,11 +127,12 @@ def feedback_moves_a_visitor(bundle, store, tmp_path) -> bool:
 
 # -- 2. similar items ---------------------------------------------------------------------------
 
-def test_similar_items_are_cosine_neighbours_from_the_bundle_vectors(mf):
-    vectors = np.load(mf.bundle / "item_vectors.npy")
-    item_ids = json.loads((mf.bundle / "manifest.json").read_text())["item_ids"]
+@pytest.mark.runtime
+def test_similar_items_are_cosine_neighbours_from_the_bundle_vectors(svd):
+    vectors = np.load(svd.bundle / "item_vectors.npy")
+    item_ids = json.loads((svd.bundle / "manifest.json").read_text())["item_ids"]
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    with Recommender.open(mf.bundle, mf.store) as rec:
+    with Recommender.open(svd.bundle, svd.store) as rec:
         got = rec.similar_items("i5", n=6)
     j = item_ids.index("i5")
     cos = unit @ unit[j]
@@ -142,8 +142,9 @@ def test_similar_items_are_cosine_neighbours_from_the_bundle_vectors(mf):
     assert np.allclose([s for _, s in got], cos[expected], atol=1e-5)
 
 
-def test_similar_items_respect_filters_and_retired_items(mf, store_copy):
-    with Recommender.open(mf.bundle, store_copy) as rec:
+@pytest.mark.runtime
+def test_similar_items_respect_filters_and_retired_items(svd, store_copy):
+    with Recommender.open(svd.bundle, store_copy) as rec:
         cats = categories(rec.store)
         plain = rec.similar_items("i5", n=11)
         rec.retire([plain[0].item_id])
@@ -156,51 +157,63 @@ def test_similar_items_respect_filters_and_retired_items(mf, store_copy):
     assert plain[3].item_id not in ids(comedy)
 
 
-def test_bundle_without_or_with_corrupt_vectors(mf, tmp_path):
+@pytest.mark.runtime
+def test_bundle_without_or_with_corrupt_vectors(svd, tmp_path):
     bare = tmp_path / "bare"
-    shutil.copytree(mf.bundle, bare)
+    shutil.copytree(svd.bundle, bare)
     manifest = json.loads((bare / "manifest.json").read_text())
     del manifest["item_vectors"]
     (bare / "manifest.json").write_text(json.dumps(manifest))
     (bare / "item_vectors.npy").unlink()
-    with Recommender.open(bare, mf.store) as rec:
+    with Recommender.open(bare, svd.store) as rec:
         assert len(rec.recommend("u1", n=3)) == 3  # serving does not need vectors
         with pytest.raises(BundleError, match="no item vectors"):
             rec.similar_items("i5")
 
     flipped = tmp_path / "flipped"
-    shutil.copytree(mf.bundle, flipped)
+    shutil.copytree(svd.bundle, flipped)
     data = bytearray((flipped / "item_vectors.npy").read_bytes())
     data[-1] ^= 0xFF  # same size, different content
     (flipped / "item_vectors.npy").write_bytes(bytes(data))
-    with Recommender.open(flipped, mf.store) as rec:
+    with Recommender.open(flipped, svd.store) as rec:
         with pytest.raises(BundleError, match="sha256 does not match"):
             rec.similar_items("i5")
 
     (flipped / "item_vectors.npy").write_bytes(bytes(data[:100]))  # half copied
     with pytest.raises(BundleError, match="partly copied"):
-        Recommender.open(flipped, mf.store)
+        Recommender.open(flipped, svd.store)
 
 
 # -- 3. explanations ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("who", ["known user", "visitor"])
 def test_explanations_are_faithful_for_every_kind(trained, tmp_path, who):
+    check_explanations(trained, tmp_path, who)
+
+
+@pytest.mark.parametrize("who", ["known user", "visitor"])
+@pytest.mark.runtime
+def test_explanations_are_faithful_on_a_hand_built_bundle(svd, tmp_path, who):
+    check_explanations(svd, tmp_path, who)
+
+
+def check_explanations(built, tmp_path, who):
     """Leave-one-out kinds: removing each reason lowers the score by its reported share.
 
-    Similarity kinds (mf): the reasons are the recent history items most similar to the
-    target, shares proportional to their cosine, computed here from the vector file.
+    Similarity kinds (mf, and the hand-built bundle's known users): the reasons are the
+    recent history items most similar to the target, shares proportional to their cosine,
+    computed here from the vector file.
     A visitor the model never saw is folded in from the history by every kind, so the
     history moves the score and leave-one-out explains it.
     """
     store_path = tmp_path / "s.db"
-    shutil.copy(trained.store, store_path)
+    shutil.copy(built.store, store_path)
     if who == "visitor":
         store = Store.open(store_path)
         copied = store.history(store.user_ids()[3])[:12]
         store.add_events(("visitor", i, "click", 1.0, 2e9 - t) for t, i in enumerate(copied))
         store.close()
-    with Recommender.open(trained.bundle, store_path) as rec:
+    with Recommender.open(built.bundle, store_path) as rec:
         b = rec.bundle
         user = rec.store.user_ids()[3] if who == "known user" else "visitor"
         history = rec.store.history(user)
@@ -217,7 +230,7 @@ def test_explanations_are_faithful_for_every_kind(trained, tmp_path, who):
         shares = [s for _, s in why.because]
         assert shares == sorted(shares, reverse=True) and sum(shares) <= 1 + 1e-9
         known = [i for i in history if i in b.item_index]
-        if who == "visitor" or trained.kind in ("ease", "seq"):  # scores built from the history
+        if who == "visitor" or built.kind in ("ease", "seq"):  # scores built from the history
             assert why.method == "leave-one-out"
         if why.method == "leave-one-out":
             base = full_scores(rec, user)[b.item_index[target]]
@@ -237,7 +250,7 @@ def test_explanations_are_faithful_for_every_kind(trained, tmp_path, who):
             # Used only where the history does not move this user's score.
             no_history = full_scores(rec, user, [])[b.item_index[target]]
             assert why.score == pytest.approx(no_history, abs=1e-5)
-            unit = unit_rows(np.load(trained.bundle / "item_vectors.npy"))
+            unit = unit_rows(np.load(built.bundle / "item_vectors.npy"))
             cos = {i: max(0.0, float(unit[b.item_index[i]] @ unit[b.item_index[target]]))
                    for i in list(dict.fromkeys(known))[:50]}
             best = sorted(cos, key=lambda i: -cos[i])[:3]
@@ -245,8 +258,9 @@ def test_explanations_are_faithful_for_every_kind(trained, tmp_path, who):
             assert shares == pytest.approx([cos[i] / sum(cos.values()) for i in best], rel=1e-4)
 
 
-def test_explanations_of_fallback_and_unknown_items(mf):
-    with Recommender.open(mf.bundle, mf.store) as rec:
+@pytest.mark.runtime
+def test_explanations_of_fallback_and_unknown_items(svd):
+    with Recommender.open(svd.bundle, svd.store) as rec:
         why = rec.explain("never-seen", "i5")
         recs = rec.recommend("never-seen", n=2, explain=True)
         with pytest.raises(UnknownItemError):
@@ -258,8 +272,9 @@ def test_explanations_of_fallback_and_unknown_items(mf):
 
 # -- 4. filters ---------------------------------------------------------------------------------
 
-def test_where_filter_returns_n_whenever_n_items_are_eligible(mf, store_copy):
-    with Recommender.open(mf.bundle, store_copy) as rec:
+@pytest.mark.runtime
+def test_where_filter_returns_n_whenever_n_items_are_eligible(svd, store_copy):
+    with Recommender.open(svd.bundle, store_copy) as rec:
         cats = categories(rec.store)
         user = rec.store.user_ids()[5]
         seen = set(rec.store.history(user))
@@ -276,8 +291,9 @@ def test_where_filter_returns_n_whenever_n_items_are_eligible(mf, store_copy):
     assert len(two) == 5 and all({"Comedy", "Horror"} & set(cats[i]) for i in ids(two))
 
 
-def test_include_exclude_and_retired_items(mf, store_copy):
-    with Recommender.open(mf.bundle, store_copy) as rec:
+@pytest.mark.runtime
+def test_include_exclude_and_retired_items(svd, store_copy):
+    with Recommender.open(svd.bundle, store_copy) as rec:
         user = rec.store.user_ids()[6]
         seen = rec.store.history(user)
         plain = rec.recommend(user, n=6)
@@ -292,8 +308,9 @@ def test_include_exclude_and_retired_items(mf, store_copy):
         assert ids(rec.recommend(user, n=6)) == ids(plain)
 
 
-def test_unknown_user_gets_filtered_popular_items(mf, store_copy):
-    with Recommender.open(mf.bundle, store_copy) as rec:
+@pytest.mark.runtime
+def test_unknown_user_gets_filtered_popular_items(svd, store_copy):
+    with Recommender.open(svd.bundle, store_copy) as rec:
         cats = categories(rec.store)
         popular = rec.store.popular(1000)
         comedy = [i for i, _ in popular if "Comedy" in cats.get(i, [])]
@@ -302,13 +319,14 @@ def test_unknown_user_gets_filtered_popular_items(mf, store_copy):
     assert got.fallback and ids(got) == comedy[1:]
 
 
-def test_filters_on_a_core_exported_before_item_mask(mf, tmp_path):
+@pytest.mark.runtime
+def test_filters_on_a_core_exported_before_item_mask(svd, tmp_path):
     """An older core (no ``item_mask`` input) gets the filter as exclusions: same answer."""
     import onnx
 
     from edgerec.session import Scorer
 
-    model = onnx.load(str(mf.bundle / "model.onnx"))
+    model = onnx.load(str(svd.bundle / "model.onnx"))
     g = model.graph
     add = next(n for n in g.node if n.op_type == "Add" and "item_mask" in n.input)
     for node in g.node:
@@ -319,7 +337,7 @@ def test_filters_on_a_core_exported_before_item_mask(mf, tmp_path):
             container.remove(entry)
     old = Scorer(model.SerializeToString(), provider="cpu")
     assert not old.has_mask
-    with Recommender.open(mf.bundle, mf.store) as rec:
+    with Recommender.open(svd.bundle, svd.store) as rec:
         user = rec.store.user_ids()[8]
         expected = rec.recommend(user, n=7, where={"category": "Drama"})
         rec._served = type(rec._served)(rec.bundle, old, rec._served.identity)
@@ -328,7 +346,8 @@ def test_filters_on_a_core_exported_before_item_mask(mf, tmp_path):
 
 # -- 5. cold start ------------------------------------------------------------------------------
 
-def test_cold_start_popularity_can_be_recency_weighted(mf, store_copy):
+@pytest.mark.runtime
+def test_cold_start_popularity_can_be_recency_weighted(svd, store_copy):
     """weight * 0.5 ** (age / half-life), the age counted from the store's newest event:
     checked at ages 0, one and two half-lives, and against another half-life from the CLI."""
     store = Store.open(store_copy)
@@ -339,13 +358,13 @@ def test_cold_start_popularity_can_be_recency_weighted(mf, store_copy):
     store.add_events([(f"new{u}", "fresh-hit", "click", 1.0, now) for u in range(20)])
     store.add_events([(f"wk{u}", "week-old", "click", 2.0, now - 7 * day) for u in range(10)])
     store.add_events([(f"fn{u}", "fortnight-old", "click", 1.0, now - 14 * day) for u in range(16)])
-    with Recommender.open(mf.bundle, store_copy) as plain:
+    with Recommender.open(svd.bundle, store_copy) as plain:
         assert ids(plain.recommend("ghost", n=1)) == ["old-hit"]
-    with Recommender.open(mf.bundle, store_copy, half_life_days=7) as recent:
+    with Recommender.open(svd.bundle, store_copy, half_life_days=7) as recent:
         got = recent.recommend("ghost", n=3)
     assert ids(got) == ["fresh-hit", "week-old", "fortnight-old"]
     assert [r.score for r in got] == pytest.approx([20.0, 10 * 2.0 * 0.5, 16 * 0.25], rel=1e-9)
-    cli = json.loads(run_cli("recommend", store_copy, mf.bundle, "ghost", "-n", "3", "--json",
+    cli = json.loads(run_cli("recommend", store_copy, svd.bundle, "ghost", "-n", "3", "--json",
                              "--half-life-days", "14").stdout)
     assert [(r["item_id"], r["score"]) for r in cli["items"]] == [
         ("fresh-hit", pytest.approx(20.0)), ("week-old", pytest.approx(20 * 0.5 ** 0.5)),
@@ -353,8 +372,9 @@ def test_cold_start_popularity_can_be_recency_weighted(mf, store_copy):
     assert cli["fallback"] is True
 
 
-def test_new_arrivals_take_the_last_slots(mf, store_copy):
-    with Recommender.open(mf.bundle, store_copy) as rec:
+@pytest.mark.runtime
+def test_new_arrivals_take_the_last_slots(svd, store_copy):
+    with Recommender.open(svd.bundle, store_copy) as rec:
         user = rec.store.user_ids()[9]
         plain = rec.recommend(user, n=5)
         rec.store.add_items([("new-a", "New A", {"categories": ["Comedy"]}),
@@ -371,29 +391,30 @@ def test_new_arrivals_take_the_last_slots(mf, store_copy):
 
 # -- 6. hot model swap --------------------------------------------------------------------------
 
-def republished(mf, dest, permute: bool = True):
+def republished(svd, dest, permute: bool = True):
     """Publish a different, valid model at ``dest``: the same core with item ids rotated."""
-    manifest = json.loads((mf.bundle / "manifest.json").read_text())
+    manifest = json.loads((svd.bundle / "manifest.json").read_text())
     if permute:
         manifest["item_ids"] = manifest["item_ids"][1:] + manifest["item_ids"][:1]
-    bundles.write(dest, (mf.bundle / "model.onnx").read_bytes(), manifest,
-                  item_vectors=np.load(mf.bundle / "item_vectors.npy"))
+    bundles.write(dest, (svd.bundle / "model.onnx").read_bytes(), manifest,
+                  item_vectors=np.load(svd.bundle / "item_vectors.npy"))
     return dest
 
 
 @pytest.fixture
-def live(mf, tmp_path):
+def live(svd, tmp_path):
     path = tmp_path / "models" / "live"
-    shutil.copytree(mf.bundle, path)
+    shutil.copytree(svd.bundle, path)
     return path
 
 
-def test_reload_switches_only_to_a_new_verified_bundle(mf, live, tmp_path):
-    with Recommender.open(live, mf.store) as rec:
+@pytest.mark.runtime
+def test_reload_switches_only_to_a_new_verified_bundle(svd, live, tmp_path):
+    with Recommender.open(live, svd.store) as rec:
         before = rec.recommend("u1", n=5)
         assert rec.reload() is False  # nothing new
 
-        half = republished(mf, tmp_path / "half")  # a new model, its ONNX file cut short
+        half = republished(svd, tmp_path / "half")  # a new model, its ONNX file cut short
         (half / "model.onnx").write_bytes((half / "model.onnx").read_bytes()[:1000])
         bundles.install_staged(half, live)
         with pytest.raises(BundleError, match="sha256 does not match"):
@@ -401,16 +422,17 @@ def test_reload_switches_only_to_a_new_verified_bundle(mf, live, tmp_path):
         assert "sha256" in rec.reload_error
         assert rec.recommend("u1", n=5) == before  # the old model keeps serving
 
-        republished(mf, live)
+        republished(svd, live)
         assert rec.reload() is True and rec.reload_error is None
         after = rec.recommend("u1", n=5)
-        with Recommender.open(live, mf.store) as fresh:
+        with Recommender.open(live, svd.store) as fresh:
             assert after == fresh.recommend("u1", n=5)
         assert after != before
 
 
-def test_requests_in_flight_finish_on_the_old_model(mf, live):
-    with Recommender.open(live, mf.store) as rec:
+@pytest.mark.runtime
+def test_requests_in_flight_finish_on_the_old_model(svd, live):
+    with Recommender.open(live, svd.store) as rec:
         before = rec.recommend("u2", n=5)
         old_scorer = rec.scorer
         entered, release = threading.Event(), threading.Event()
@@ -426,7 +448,7 @@ def test_requests_in_flight_finish_on_the_old_model(mf, live):
         worker = threading.Thread(target=lambda: result.update(recs=rec.recommend("u2", n=5)))
         worker.start()
         assert entered.wait(30)
-        republished(mf, live)
+        republished(svd, live)
         assert rec.reload() is True
         release.set()
         worker.join(30)
@@ -434,10 +456,11 @@ def test_requests_in_flight_finish_on_the_old_model(mf, live):
         assert rec.recommend("u2", n=5) != before
 
 
-def test_watcher_reloads_published_bundles(mf, live):
-    with Recommender.open(live, mf.store, watch=0.05) as rec:
+@pytest.mark.runtime
+def test_watcher_reloads_published_bundles(svd, live):
+    with Recommender.open(live, svd.store, watch=0.05) as rec:
         first = rec.bundle
-        republished(mf, live)
+        republished(svd, live)
         for _ in range(600):
             if rec.bundle is not first:
                 break
@@ -446,12 +469,13 @@ def test_watcher_reloads_published_bundles(mf, live):
         assert rec.bundle.manifest["item_ids"][0] != first.manifest["item_ids"][0]
 
 
-def test_watcher_retries_a_bundle_copied_in_place_until_it_is_complete(mf, live, tmp_path):
+@pytest.mark.runtime
+def test_watcher_retries_a_bundle_copied_in_place_until_it_is_complete(svd, live, tmp_path):
     """A bundle copied file by file over the live one (not through ``publish``): the watcher
     sees the new manifest before the model file is there, fails to load it, keeps serving
     the old model, and loads the new one once the copy completes."""
-    new = republished(mf, tmp_path / "new")
-    with Recommender.open(live, mf.store, watch=0.05) as rec:
+    new = republished(svd, tmp_path / "new")
+    with Recommender.open(live, svd.store, watch=0.05) as rec:
         first, before = rec.bundle, rec.recommend("u1", n=5)
         onnx = (new / "model.onnx").read_bytes()
         (live / "model.onnx").write_bytes(onnx[: len(onnx) // 3])  # the copy in progress
@@ -472,15 +496,16 @@ def test_watcher_retries_a_bundle_copied_in_place_until_it_is_complete(mf, live,
         assert rec.recommend("u1", n=5) != before
 
 
-def test_cli_publish_verifies_before_replacing(mf, live, tmp_path):
+@pytest.mark.runtime
+def test_cli_publish_verifies_before_replacing(svd, live, tmp_path):
     bad = tmp_path / "bad"
-    shutil.copytree(mf.bundle, bad)
+    shutil.copytree(svd.bundle, bad)
     (bad / "item_vectors.npy").write_bytes(b"\x93NUMPY" + b"\0" * 10)
     out = run_cli("publish", bad, live)
     assert out.returncode == 1 and out.stderr.startswith("Error: ") and "partly copied" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
-    assert (live / "item_vectors.npy").read_bytes() == (mf.bundle / "item_vectors.npy").read_bytes()
-    good = republished(mf, tmp_path / "good")
+    assert (live / "item_vectors.npy").read_bytes() == (svd.bundle / "item_vectors.npy").read_bytes()
+    good = republished(svd, tmp_path / "good")
     assert run_cli("publish", good, live).returncode == 0
     assert json.loads((live / "manifest.json").read_text())["item_ids"][0] != "i0"
     kept = sorted(p.name for p in live.parent.iterdir() if p.name != "live")
@@ -489,21 +514,23 @@ def test_cli_publish_verifies_before_replacing(mf, live, tmp_path):
 
 # -- 8. diversity -------------------------------------------------------------------------------
 
+@pytest.mark.runtime
 def test_mmr_prefers_a_different_item_over_a_near_duplicate():
     unit = unit_rows(np.array([[1, 0], [0.99, 0.1], [0, 1]], np.float32))
     assert mmr([0, 1, 2], [1.0, 0.9, 0.5], unit, 3, 0.0) == [0, 1, 2]
     assert mmr([0, 1, 2], [1.0, 0.9, 0.5], unit, 3, 0.6) == [0, 2, 1]
 
 
-def test_diversity_lowers_intra_list_similarity(mf):
-    vectors = unit_rows(np.load(mf.bundle / "item_vectors.npy"))
+@pytest.mark.runtime
+def test_diversity_lowers_intra_list_similarity(svd):
+    vectors = unit_rows(np.load(svd.bundle / "item_vectors.npy"))
 
     def similarity(recs, index):
         rows = vectors[[index[i] for i in ids(recs)]]
         sims = rows @ rows.T
         return (sims.sum() - np.trace(sims)) / (len(rows) * (len(rows) - 1))
 
-    with Recommender.open(mf.bundle, mf.store) as rec:
+    with Recommender.open(svd.bundle, svd.store) as rec:
         index = rec.bundle.item_index
         for user in rec.store.user_ids()[:5]:
             plain = rec.recommend(user, n=10)
@@ -520,28 +547,29 @@ def test_diversity_lowers_intra_list_similarity(mf):
 
 # -- CLI ----------------------------------------------------------------------------------------
 
-def test_cli_embedding_commands(mf, store_copy):
-    rec = json.loads(run_cli("recommend", store_copy, mf.bundle, "u4", "-n", "3", "--json").stdout)
+@pytest.mark.runtime
+def test_cli_embedding_commands(svd, store_copy):
+    rec = json.loads(run_cli("recommend", store_copy, svd.bundle, "u4", "-n", "3", "--json").stdout)
     top = rec["items"][0]["item_id"]
 
     out = run_cli("record", store_copy, "u4", top, "--event", "purchase")
     assert out.returncode == 0 and "recorded purchase" in out.stdout
-    after = json.loads(run_cli("recommend", store_copy, mf.bundle, "u4", "-n", "3", "--json",
+    after = json.loads(run_cli("recommend", store_copy, svd.bundle, "u4", "-n", "3", "--json",
                                "--where", "category=Comedy", "--explain", "--exclude", "i1,i2").stdout)
     assert top not in [r["item_id"] for r in after["items"]] and len(after["items"]) == 3
     assert all(r["because"] for r in after["items"])
 
-    similar = json.loads(run_cli("similar", store_copy, mf.bundle, "i5", "-n", "4", "--json").stdout)
-    with Recommender.open(mf.bundle, store_copy) as r:
+    similar = json.loads(run_cli("similar", store_copy, svd.bundle, "i5", "-n", "4", "--json").stdout)
+    with Recommender.open(svd.bundle, store_copy) as r:
         assert [x["item_id"] for x in similar["items"]] == ids(r.similar_items("i5", n=4))
         why = r.explain("u4", after["items"][0]["item_id"]).to_dict()
-    explained = json.loads(run_cli("explain", store_copy, mf.bundle, "u4",
+    explained = json.loads(run_cli("explain", store_copy, svd.bundle, "u4",
                                    after["items"][0]["item_id"], "--json").stdout)
     assert explained == json.loads(json.dumps(why))
 
     retired = run_cli("retire", store_copy, after["items"][0]["item_id"])
     assert retired.returncode == 0 and "1 item(s) retired" in retired.stdout
-    text = run_cli("recommend", store_copy, mf.bundle, "u4", "-n", "3", "--diversity", "0.5",
+    text = run_cli("recommend", store_copy, svd.bundle, "u4", "-n", "3", "--diversity", "0.5",
                    "--explain")
     shown = re.findall(r"^ +\d+\. (\S+) ", text.stdout, flags=re.M)
     assert text.returncode == 0 and len(shown) == 3 and after["items"][0]["item_id"] not in shown
@@ -549,18 +577,19 @@ def test_cli_embedding_commands(mf, store_copy):
 
     bad = run_cli("record", store_copy, "u4", "i9", "--event", "purchse")
     assert bad.returncode == 1 and bad.stderr.startswith("Error: ") and "purchse" in bad.stderr
-    unknown = run_cli("similar", store_copy, mf.bundle, "nope")
+    unknown = run_cli("similar", store_copy, svd.bundle, "nope")
     assert unknown.returncode == 1 and "'nope' is not in the model" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
 
 
-def test_cli_items_include_new_arrivals_and_retire_restore(mf, store_copy, tmp_path):
+@pytest.mark.runtime
+def test_cli_items_include_new_arrivals_and_retire_restore(svd, store_copy, tmp_path):
     """Each CLI option gives what the Python call it wraps gives (the API is the oracle)."""
-    with Recommender.open(mf.bundle, store_copy) as rec:
+    with Recommender.open(svd.bundle, store_copy) as rec:
         plain = rec.recommend("u6", n=6)
 
     def served(*options):
-        done = run_cli("recommend", store_copy, mf.bundle, "u6", "--json", *options)
+        done = run_cli("recommend", store_copy, svd.bundle, "u6", "--json", *options)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)["items"]
 
@@ -576,7 +605,7 @@ def test_cli_items_include_new_arrivals_and_retire_restore(mf, store_copy, tmp_p
     fresh = served("-n", "5", "--new-arrivals", "1")
     assert [r["item_id"] for r in fresh] == ids(plain)[:4] + ["new-a"]
     assert fresh[4]["new_arrival"] is True and fresh[4]["score"] is None
-    text = run_cli("recommend", store_copy, mf.bundle, "u6", "-n", "5", "--new-arrivals", "1")
+    text = run_cli("recommend", store_copy, svd.bundle, "u6", "-n", "5", "--new-arrivals", "1")
     assert re.search(r"^ +5\. new-a  new  A New Comedy$", text.stdout, flags=re.M), text.stdout
 
     retired = run_cli("retire", store_copy, "new-a", b)

@@ -31,6 +31,7 @@ def design(name="exp", shares=(0.5, 0.5), bundle="models/none", **extra):
 
 # -- assignment ----------------------------------------------------------------------------
 
+@pytest.mark.runtime
 def test_assignment_is_deterministic_and_matches_the_shares():
     shares = (0.2, 0.3, 0.5)
     config = load_config(design("home", shares))
@@ -46,6 +47,7 @@ def test_assignment_is_deterministic_and_matches_the_shares():
     assert unit_hash("home", "user-7") == int.from_bytes(digest[:8], "big") / 2 ** 64
 
 
+@pytest.mark.runtime
 def test_experiments_assign_independently_and_the_salt_decides():
     x, y = load_config(design("x")), load_config(design("y"))
     users = [f"u{i}" for i in range(100_000)]
@@ -71,6 +73,7 @@ def test_experiments_assign_independently_and_the_salt_decides():
     (lambda c: c.update(variants=c["variants"][:1]), "variants: must be a list of at least two"),
     (lambda c: c.pop("name"), "name"),
 ])
+@pytest.mark.runtime
 def test_bad_config_is_one_line_naming_file_and_field(tmp_path, change, field):
     config = design()
     change(config)
@@ -82,6 +85,7 @@ def test_bad_config_is_one_line_naming_file_and_field(tmp_path, change, field):
     assert message.startswith(f"{path}: ") and field in message and "\n" not in message
 
 
+@pytest.mark.runtime
 def test_toml_config_equals_json_and_bundles_are_relative_to_the_file(tmp_path):
     (tmp_path / "exp.toml").write_text(
         'name = "home"\nwindow_hours = 12\ncontrol = "B"\n[outcomes]\nclick = ["click", "like"]\n'
@@ -107,6 +111,7 @@ def test_toml_config_equals_json_and_bundles_are_relative_to_the_file(tmp_path):
     {**design("home"), "variants": [{"name": "A", "bundle": "models/none", "share": 0.5},
                                     {"name": "C", "bundle": "models/none", "share": 0.5}]},
 ], ids=["shares", "salt", "variant names"])
+@pytest.mark.runtime
 def test_changing_the_assignment_of_a_running_experiment_is_refused(tmp_path, changed):
     store = Store.open(tmp_path / "s.db")
     register(store, load_config(design("home")))
@@ -139,6 +144,7 @@ def _schema(path):
         conn.close()
 
 
+@pytest.mark.runtime
 def test_a_version_1_store_is_upgraded_in_place(tmp_path):
     path = tmp_path / "v1.db"
     _v1_store(path)
@@ -150,6 +156,7 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path):
     assert experiments.totals(Store.open(path, create=False), "x", HOUR, ["click"], [])[0].clicked == 1
 
 
+@pytest.mark.runtime
 def test_a_failed_upgrade_leaves_the_version_1_store_as_it_was(tmp_path):
     path = tmp_path / "v1.db"
     _v1_store(path, "CREATE VIEW impressions AS SELECT * FROM events;")  # cannot be indexed
@@ -160,6 +167,7 @@ def test_a_failed_upgrade_leaves_the_version_1_store_as_it_was(tmp_path):
 
 # -- attribution -----------------------------------------------------------------------------
 
+@pytest.mark.runtime
 def test_attribution_on_a_hand_built_log_gives_the_known_counts(tmp_path):
     store = Store.open(tmp_path / "s.db")
     t = 10_000.0
@@ -197,6 +205,7 @@ def test_attribution_on_a_hand_built_log_gives_the_known_counts(tmp_path):
 
 # -- statistics ----------------------------------------------------------------------------
 
+@pytest.mark.runtime
 def test_statistics_against_known_values():
     for df, x in [(1, 3.841458820694124), (2, 5.991464547107979), (3, 7.814727903251178),
                   (4, 9.487729036781154), (7, 14.067140449340169)]:
@@ -251,6 +260,7 @@ def simulate(store, name, ctr, seed, users=400, shares=(0.5, 0.5), drop=None, **
     store.add_events(events)
 
 
+@pytest.mark.runtime
 def test_report_finds_a_truly_better_variant_significant(tmp_path):
     store = Store.open(tmp_path / "s.db")
     simulate(store, "better", {"A": 0.05, "B": 0.065}, seed=1, users=6000)
@@ -287,6 +297,7 @@ def _converted_users(store, name) -> Counter:
     return Counter(variant for variant, _ in rows)
 
 
+@pytest.mark.runtime
 def test_three_variants_are_each_compared_with_the_control(tmp_path):
     store = Store.open(tmp_path / "s.db")
     simulate(store, "three", {"V0": 0.05, "V1": 0.05, "V2": 0.08}, seed=4, users=6000,
@@ -305,6 +316,7 @@ def test_three_variants_are_each_compared_with_the_control(tmp_path):
     assert sum(line.lstrip().startswith(("V0", "V1", "V2")) for line in lines) >= 3
 
 
+@pytest.mark.runtime
 def test_aa_experiments_are_significant_at_the_stated_rate(tmp_path):
     """200 A/A experiments: the user-level test is wrong about 5% of the time; the naive
     per-impression z-test on the same clustered data would be wrong far more often."""
@@ -336,6 +348,7 @@ def test_aa_experiments_are_significant_at_the_stated_rate(tmp_path):
     assert srm_flags <= 2  # alpha 0.001
 
 
+@pytest.mark.runtime
 def test_sample_ratio_mismatch_found_on_a_skewed_log_only(tmp_path):
     store = Store.open(tmp_path / "s.db")
     simulate(store, "fair", {"A": 0.05, "B": 0.05}, seed=3, users=4000, shares=(0.3, 0.7))
@@ -347,30 +360,39 @@ def test_sample_ratio_mismatch_found_on_a_skewed_log_only(tmp_path):
     assert "MISMATCH" in lossy.render()
 
 
-# -- serving, logging, offline replay, CLI (with a trained bundle) ---------------------------
+# -- serving, logging, offline replay, CLI (with hand-built bundles) ------------------------
+
+@pytest.fixture(scope="module")
+def coarse(demo_store, tmp_path_factory):
+    """A second hand-built bundle of the demo store, with fewer dimensions: another model."""
+    from bundles import build_bundle
+
+    return build_bundle(demo_store, tmp_path_factory.mktemp("coarse") / "svd", dim=6)
+
 
 @pytest.fixture
-def live(mf, train_once, tmp_path):
-    """A copy of the demo store and a config comparing the MF bundle (A) with the ALS bundle
+def live(svd, coarse, tmp_path):
+    """A copy of the demo store and a config comparing a bundle (A) with another one
     re-ranked for diversity (B): two bundles, so serving the wrong one shows."""
     path = tmp_path / "store.db"
-    source, dest = sqlite3.connect(mf.store), sqlite3.connect(path)
+    source, dest = sqlite3.connect(svd.store), sqlite3.connect(path)
     source.backup(dest)
     source.close()
     dest.close()
     config = tmp_path / "exp.json"
     config.write_text(json.dumps({
         "name": "div", "window_hours": 2,
-        "variants": [{"name": "A", "bundle": str(mf.bundle), "share": 0.5},
-                     {"name": "B", "bundle": str(train_once("als").bundle), "share": 0.5,
+        "variants": [{"name": "A", "bundle": str(svd.bundle), "share": 0.5},
+                     {"name": "B", "bundle": str(coarse.bundle), "share": 0.5,
                       "options": {"diversity": 0.5}}]}))
     return path, config
 
 
-def test_experiment_serves_each_variant_and_logs_impressions(live, mf, train_once):
+@pytest.mark.runtime
+def test_experiment_serves_each_variant_and_logs_impressions(live, svd, coarse):
     path, config = live
     # The oracle: each variant's own bundle opened directly, with the variant's options.
-    expected = {"A": (mf.bundle, {}), "B": (train_once("als").bundle, {"diversity": 0.5})}
+    expected = {"A": (svd.bundle, {}), "B": (coarse.bundle, {"diversity": 0.5})}
     with Experiment.open(config, path, provider="cpu") as exp:
         served = [exp.recommend(f"u{i}", n=5, ts=1e9 + i) for i in range(20)]
         assert {r.variant for r in served} == {"A", "B"}
@@ -380,7 +402,7 @@ def test_experiment_serves_each_variant_and_logs_impressions(live, mf, train_onc
                     assert recs.variant == load_config(config).variant_for(recs.user_id).name
                     assert len(recs) == 5 and list(recs) == list(direct.recommend(recs.user_id, 5, **options))
         b_user = next(r.user_id for r in served if r.variant == "B")
-        with Recommender.open(mf.bundle, path, provider="cpu") as other:  # the bundles differ
+        with Recommender.open(svd.bundle, path, provider="cpu") as other:  # the bundles differ
             assert list(other.recommend(b_user, 5, diversity=0.5)) != list(
                 next(r for r in served if r.user_id == b_user))
         assert len({r.request_id for r in served}) == 20
@@ -401,13 +423,14 @@ def test_experiment_serves_each_variant_and_logs_impressions(live, mf, train_onc
     assert rows == [(first.request_id, p, r.item_id, 1e9) for p, r in enumerate(first, 1)]
 
 
-def test_offline_replay_scores_each_variant_on_later_events(live, mf):
+@pytest.mark.runtime
+def test_offline_replay_scores_each_variant_on_later_events(live, svd):
     path, config = live
     with Experiment.open(config, path, provider="cpu") as exp:
         empty = offline_replay(exp.store, exp.config)
         assert empty["users"] == 0 and "nothing to replay" in empty["note"]
-        # Five users go on to interact with exactly what plain MF recommends them now.
-        last = json.loads((mf.bundle / "manifest.json").read_text())["training"]["data"]["last_ts"]
+        # Five users go on to interact with exactly what variant A recommends them now.
+        last = json.loads((svd.bundle / "manifest.json").read_text())["training"]["data"]["last_ts"]
         plain = {u: exp.recommender("A").recommend(u, 10) for u in ["u1", "u2", "u3", "u4", "u5"]}
         exp.record_many((u, r.item_id, "click", None, last + 100 + rank)
                         for u, recs in plain.items() for rank, r in enumerate(recs))
@@ -418,6 +441,7 @@ def test_offline_replay_scores_each_variant_on_later_events(live, mf):
     assert replay["variants"]["B"]["ndcg@10"] < 1.0  # diversity re-ranks some away
 
 
+@pytest.mark.runtime
 def test_cli_assign_recommend_report_and_plot(live, tmp_path):
     path, config = live
     users = [f"u{i}" for i in range(6)]

@@ -33,10 +33,11 @@ def test_broken_graph_fails_parity_and_publishes_nothing(mf, tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []  # no bundle, no temp directory left behind
 
 
-def test_republish_replaces_bundle_atomically(mf, tmp_path):
+@pytest.mark.runtime
+def test_republish_replaces_bundle_atomically(svd, tmp_path):
     dest = tmp_path / "current"
-    onnx_bytes = (mf.bundle / "model.onnx").read_bytes()
-    manifest = json.loads((mf.bundle / "manifest.json").read_text())
+    onnx_bytes = (svd.bundle / "model.onnx").read_bytes()
+    manifest = json.loads((svd.bundle / "manifest.json").read_text())
     bundles.write(dest, onnx_bytes, {**manifest, "metrics": {"run": {"ndcg@10": 1.0}}})
     bundles.write(dest, onnx_bytes, {**manifest, "metrics": {"run": {"ndcg@10": 2.0}}})
     assert bundles.describe(dest)["metrics"]["run"]["ndcg@10"] == 2.0
@@ -44,6 +45,7 @@ def test_republish_replaces_bundle_atomically(mf, tmp_path):
     assert len(kept) == bundles.KEEP_VERSIONS and all(n.startswith(".current.v-") for n in kept)
 
 
+@pytest.mark.runtime
 def test_publish_refuses_an_incomplete_bundle(tmp_path):
     half = tmp_path / "half"
     half.mkdir()

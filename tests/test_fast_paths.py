@@ -8,16 +8,15 @@ from contextlib import closing
 import numpy as np
 import pytest
 
-from conftest import run_cli
 from edgerec import Recommender
 from edgerec.demo import GENRES
 from edgerec.errors import InputError
 
 
 @pytest.fixture
-def store_copy(mf, tmp_path):
+def store_copy(svd, tmp_path):
     path = tmp_path / "store.db"
-    shutil.copy(mf.store, path)
+    shutil.copy(svd.store, path)
     return path
 
 
@@ -25,9 +24,10 @@ def _lists(results):
     return [(r.user_id, r.fallback, [(i, s) for i, s in r]) for r in results]
 
 
-def test_batch_equals_single_requests(mf, store_copy):
+@pytest.mark.runtime
+def test_batch_equals_single_requests(svd, store_copy):
     """Parallel chunks (and a retired item) give exactly the lists of one request at a time."""
-    with Recommender.open(mf.bundle, store_copy) as rec:
+    with Recommender.open(svd.bundle, store_copy) as rec:
         users = rec.store.user_ids()[:50] + ["ghost"] + rec.store.user_ids()[50:90]
         rec.retire([rec.recommend(users[0], n=1)[0].item_id])
         single = [rec.recommend(u, n=7) for u in users]
@@ -38,8 +38,9 @@ def test_batch_equals_single_requests(mf, store_copy):
             _lists([rec.recommend(u, n=7, where=genre) for u in users])
 
 
-def test_batch_csv_matches_recommend_many(mf, store_copy, tmp_path):
-    with Recommender.open(mf.bundle, store_copy) as rec:
+@pytest.mark.runtime
+def test_batch_csv_matches_recommend_many(svd, store_copy, tmp_path):
+    with Recommender.open(svd.bundle, store_copy) as rec:
         users = rec.store.user_ids()
         done = []
         rows = rec.batch(tmp_path / "top.csv", n=3, chunk_size=16, progress=done.append)
@@ -50,14 +51,16 @@ def test_batch_csv_matches_recommend_many(mf, store_copy, tmp_path):
     assert sum(done) == len(users) and len(done) == -(-len(users) // 16)
 
 
-def test_a_failing_chunk_raises_in_the_caller(mf):
-    with Recommender.open(mf.bundle, mf.store) as rec, pytest.raises(InputError, match="n must be"):
+@pytest.mark.runtime
+def test_a_failing_chunk_raises_in_the_caller(svd):
+    with Recommender.open(svd.bundle, svd.store) as rec, pytest.raises(InputError, match="n must be"):
         rec.recommend_many(rec.store.user_ids(), n=0, chunk_size=8)
 
 
-def test_repeat_request_uses_inputs_of_the_current_store(mf, store_copy):
+@pytest.mark.runtime
+def test_repeat_request_uses_inputs_of_the_current_store(svd, store_copy):
     """Cached inputs last one store version: a retirement or a new event shows at once."""
-    with Recommender.open(mf.bundle, store_copy) as rec:
+    with Recommender.open(svd.bundle, store_copy) as rec:
         user = rec.store.user_ids()[3]
         first = rec.recommend(user, n=5)
         assert list(rec.recommend(user, n=5)) == list(first)
@@ -110,27 +113,18 @@ def test_unknown_weights_dtype_is_refused_before_training(mf, tmp_path):
         export_factors(tmp_path / "c", users, items, weights_dtype="bfloat16")
 
 
-def test_cli_train_fp16(mf, tmp_path):
-    out = tmp_path / "half"
-    train = run_cli("train", mf.store, "--out", out, "--epochs", "1", "--fp16")
-    assert train.returncode == 0, train.stderr
-    assert json.loads((out / "manifest.json").read_text())["onnx"]["weights_dtype"] == "float16"
-    rec = run_cli("recommend", mf.store, out, "u1", "-n", "3", "--json")
-    assert rec.returncode == 0, rec.stderr
-    assert len(json.loads(rec.stdout)["items"]) == 3
-
-
-def test_cache_survives_writes_of_other_users(mf, store_copy, monkeypatch):
+@pytest.mark.runtime
+def test_cache_survives_writes_of_other_users(svd, store_copy, monkeypatch):
     """Another user's event, from this Recommender or another connection, keeps B cached;
     A's own event shows at once; a retirement rebuilds B's inputs but keeps B's history."""
     from edgerec.feedback import record
     from edgerec.store import Store
 
     def fresh(user):
-        with Recommender.open(mf.bundle, store_copy) as other:
+        with Recommender.open(svd.bundle, store_copy) as other:
             return _lists([other.recommend(user, n=5)])
 
-    with Recommender.open(mf.bundle, store_copy) as rec, \
+    with Recommender.open(svd.bundle, store_copy) as rec, \
             closing(Store.open(store_copy, create=False)) as second:
         a, b = rec.store.user_ids()[:2]
         read = []

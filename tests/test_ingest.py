@@ -10,6 +10,8 @@ from edgerec.errors import InputError
 from edgerec.ingest import IngestReport, ingest_events, ingest_items
 from edgerec.store import Store, snapshots
 
+pytestmark = pytest.mark.runtime
+
 
 @pytest.fixture
 def store(tmp_path):

@@ -96,17 +96,10 @@ def users(parity_store) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def bundles(train_once, tmp_path_factory) -> dict[str, Path]:
-    """A kind that folds in unknown users (seq) and one that does not (MF from factors)."""
-    from edgerec.exporters import export_factors
-    from edgerec.trainer.warm import read_trainer_state
-
-    mf = Bundle.open(train_once("mf").bundle)
-    _, weights = read_trainer_state(mf.path)
-    plain = export_factors(tmp_path_factory.mktemp("js-mf") / "mf-plain", weights[0], weights[1],
-                           user_ids=mf.manifest[contract.M_USER_IDS], item_ids=mf.manifest[contract.M_ITEM_IDS],
-                           user_bias=weights[2][:, 0], item_bias=weights[3][:, 0])
-    return {"seq": train_once("seq").bundle, "mf-plain": plain}
+def bundles(svd, svd_plain) -> dict[str, Path]:
+    """A hand-built bundle that folds in unknown users and one that does not: the runtimes
+    are compared, not models (the kiosk test below runs a trained, exported graph)."""
+    return {"folds-in": svd.bundle, "plain": svd_plain.bundle}
 
 
 def python_lists(bundle: Path, store: Path, users: list[str], **options) -> list[dict]:
@@ -126,7 +119,8 @@ def assert_same(js: list[dict], py: list[dict]) -> None:
 
 # -- Node vs Python -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind, folds_in", [("seq", True), ("mf-plain", False)])
+@pytest.mark.parametrize("kind, folds_in", [("folds-in", True), ("plain", False)])
+@pytest.mark.runtime
 def test_node_recommend_from_store_equals_python(bundles, parity_store, users, kind, folds_in):
     bundle = bundles[kind]
     assert Bundle.open(bundle).folds_in is folds_in
@@ -139,6 +133,7 @@ def test_node_recommend_from_store_equals_python(bundles, parity_store, users, k
     assert retired and not {i["item_id"] for r in js for i in r["items"]} & retired
 
 
+@pytest.mark.runtime
 def test_node_filters_equal_python(bundles, parity_store, users):
     """include/exclude, for scored users and fallback lists alike."""
     chosen = users[:5] + users[-5:]
@@ -152,20 +147,22 @@ def test_node_filters_equal_python(bundles, parity_store, users):
         assert shown <= set(include) and not shown & set(exclude)
 
 
+@pytest.mark.runtime
 def test_node_errors_are_one_line(bundles, parity_store, tmp_path):
-    missing = edgerec_js("recommend-store", tmp_path / "none.db", bundles["seq"], "u1", check=False)
+    missing = edgerec_js("recommend-store", tmp_path / "none.db", bundles["folds-in"], "u1", check=False)
     assert missing.returncode == 1 and missing.stderr.strip().endswith("store not found (create one with `edgerec ingest`)")
     broken = tmp_path / "broken"
-    shutil.copytree(bundles["seq"], broken)
+    shutil.copytree(bundles["folds-in"], broken)
     model = broken / contract.MODEL_FILE
     model.write_bytes(model.read_bytes()[:-10])
     corrupt = edgerec_js("recommend-store", parity_store, broken, "u1", check=False)
     assert corrupt.returncode == 1 and "sha256 does not match" in corrupt.stderr
     assert len(corrupt.stderr.strip().splitlines()) == 1
-    bad_n = edgerec_js("recommend-store", parity_store, bundles["seq"], "u1", "-n", "0", check=False)
+    bad_n = edgerec_js("recommend-store", parity_store, bundles["folds-in"], "u1", "-n", "0", check=False)
     assert bad_n.returncode == 1 and "n must be at least 1" in bad_n.stderr
 
 
+@pytest.mark.runtime
 def test_js_contract_constants_match_python():
     exported = json.loads(node("--input-type=module", "-e",
                                "const m = await import('./js/src/contract.js'); console.log(JSON.stringify(m));").stdout)
@@ -178,6 +175,7 @@ def test_js_contract_constants_match_python():
         assert value == (list(expected) if isinstance(expected, tuple) else expected), name
 
 
+@pytest.mark.runtime
 def test_jsdoc_types_check():
     """The package's JSDoc types hold (TypeScript checks the plain .js files; nothing is built)."""
     proc = node(JS / "node_modules" / "typescript" / "bin" / "tsc", "-p", JS / "jsconfig.json", check=False)
@@ -186,20 +184,21 @@ def test_jsdoc_types_check():
 
 # -- the web export -----------------------------------------------------------------------
 
+@pytest.mark.runtime
 def test_export_web_serves_the_same_lists_from_files_alone(bundles, parity_store, tmp_path):
     """What a page gets (no store): the visitor's fallback and folded-in lists as Python's."""
     out = tmp_path / "web"
-    proc = run_cli("export-web", bundles["seq"], out, "--store", parity_store)
+    proc = run_cli("export-web", bundles["folds-in"], out, "--store", parity_store)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted([contract.MODEL_FILE, contract.MANIFEST_FILE, CATALOGUE_FILE])
-    assert Bundle.open(out).item_ids.tolist() == Bundle.open(bundles["seq"]).item_ids.tolist()
+    assert Bundle.open(out).item_ids.tolist() == Bundle.open(bundles["folds-in"]).item_ids.tolist()
     catalogue = json.loads((out / CATALOGUE_FILE).read_text())
     store = Store.open(parity_store, create=False)
     assert set(catalogue["retired"]) == store.inactive_items()
     assert catalogue["titles"]["i3"] == store.item_titles(["i3"])["i3"]
     history = store.history("visitor4")
     store.close()
-    py = python_lists(bundles["seq"], parity_store, ["nobody", "visitor4"])
+    py = python_lists(bundles["folds-in"], parity_store, ["nobody", "visitor4"])
     nobody = json.loads(edgerec_js("recommend", out, "--user", "nobody", "-n", N, "--json").stdout)
     visitor = json.loads(edgerec_js("recommend", out, "--user", "visitor4", "--history", ",".join(history),
                                     "-n", N, "--json").stdout)
@@ -207,9 +206,10 @@ def test_export_web_serves_the_same_lists_from_files_alone(bundles, parity_store
     assert_same([nobody, visitor], py)
 
 
+@pytest.mark.runtime
 def test_export_web_refuses_a_broken_bundle_and_keeps_the_old_export(bundles, tmp_path):
     out = tmp_path / "web"
-    export_web(bundles["mf-plain"], out)
+    export_web(bundles["plain"], out)
     assert json.loads((out / CATALOGUE_FILE).read_text()) == {"titles": {}, "popular": [], "retired": []}
     before = (out / contract.MODEL_FILE).read_bytes()
     proc = run_cli("export-web", tmp_path / "no-bundle", out)

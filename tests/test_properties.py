@@ -24,6 +24,8 @@ from edgerec.ingest import ingest_events, ingest_items
 from edgerec.serving import load
 from edgerec.store import Store, snapshots
 
+pytestmark = pytest.mark.runtime
+
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
@@ -171,9 +173,9 @@ def test_add_events_round_trips_or_raises_input_error(rows):
 # -- manifests ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def bundle_copy(mf, tmp_path_factory):
+def bundle_copy(svd, tmp_path_factory):
     path = tmp_path_factory.mktemp("manifest-props") / "b"
-    shutil.copytree(bundles.recover(mf.bundle), path)
+    shutil.copytree(bundles.recover(svd.bundle), path)
     return path
 
 

@@ -27,6 +27,8 @@ from edgerec.store import Store, fault
 
 from conftest import run_cli, variant
 
+pytestmark = pytest.mark.runtime
+
 
 def created(path: Path) -> str:
     return bundles.Bundle.open(path).manifest["created_at"]
@@ -39,11 +41,11 @@ def versions(dest: Path) -> list[str]:
 
 # -- 1. crash-safe publish ----------------------------------------------------------------------
 
-def test_publish_makes_the_path_a_link_keeps_one_previous_version_and_upgrades_a_plain_dir(mf, tmp_path):
+def test_publish_makes_the_path_a_link_keeps_one_previous_version_and_upgrades_a_plain_dir(svd, tmp_path):
     dest = tmp_path / "models" / "m"
-    variant(mf, dest, "plain")  # a plain directory, as an older edgerec or a copy leaves it
+    variant(svd, dest, "plain")  # a plain directory, as an older edgerec or a copy leaves it
     for tag in ("one", "two", "three"):
-        publish(variant(mf, tmp_path / tag, tag), dest)
+        publish(variant(svd, tmp_path / tag, tag), dest)
         assert dest.is_symlink() and created(dest) == tag
     names = versions(dest)
     assert len(names) == bundles.KEEP_VERSIONS and all(".m.v-" in n for n in names)
@@ -58,33 +60,33 @@ def _umask() -> int:
     return mask
 
 
-def test_open_repairs_a_path_left_missing_by_a_crash(mf, tmp_path):
+def test_open_repairs_a_path_left_missing_by_a_crash(svd, tmp_path):
     """The old publish's window (old renamed aside, new not yet in) and the upgrade's."""
     dest = tmp_path / "m"
-    publish(variant(mf, tmp_path / "a", "a"), dest)
+    publish(variant(svd, tmp_path / "a", "a"), dest)
     target = dest.resolve()
     dest.unlink()  # died after setting the plain directory aside
     assert created(dest) == "a" and dest.is_symlink() and dest.resolve() == target
     shutil.rmtree(target)
     dest.unlink()
-    legacy = variant(mf, tmp_path / ".m.old-123-456", "legacy")  # an older edgerec's leftover
+    legacy = variant(svd, tmp_path / ".m.old-123-456", "legacy")  # an older edgerec's leftover
     assert legacy.exists() and created(dest) == "legacy"
 
 
-def test_leftovers_of_dead_publishers_are_removed(mf, tmp_path):
+def test_leftovers_of_dead_publishers_are_removed(svd, tmp_path):
     dest = tmp_path / "m"
-    publish(variant(mf, tmp_path / "a", "a"), dest)
+    publish(variant(svd, tmp_path / "a", "a"), dest)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
     for name in (f".m.tmp-1-{dead}", f".m.trash-2-{dead}"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "x").write_text("half")
     os.symlink("nowhere", tmp_path / f".m.link-3-{dead}")
-    publish(variant(mf, tmp_path / "b", "b"), dest)
+    publish(variant(svd, tmp_path / "b", "b"), dest)
     assert all(".v-" in n for n in versions(dest)), versions(dest)
 
 
-def test_publish_without_symlinks_falls_back_to_renames(mf, tmp_path, monkeypatch):
+def test_publish_without_symlinks_falls_back_to_renames(svd, tmp_path, monkeypatch):
     """What Windows without the symlink privilege gets: a plain directory, old kept aside."""
     def no_symlinks(*args, **kwargs):
         raise OSError("symbolic link privilege not held")
@@ -92,7 +94,7 @@ def test_publish_without_symlinks_falls_back_to_renames(mf, tmp_path, monkeypatc
     monkeypatch.setattr(os, "symlink", no_symlinks)
     dest = tmp_path / "m"
     for tag in ("a", "b", "c"):
-        publish(variant(mf, tmp_path / tag, tag), dest)
+        publish(variant(svd, tmp_path / tag, tag), dest)
         assert dest.is_dir() and not dest.is_symlink() and created(dest) == tag
     kept = versions(dest)
     assert len(kept) == bundles.KEEP_VERSIONS - 1 and created(tmp_path / kept[0]) == "b"
@@ -118,10 +120,10 @@ def hold_write_lock(store: Path, seconds: float) -> subprocess.Popen:
     return proc
 
 
-def test_reads_go_on_while_another_process_holds_the_write_lock(mf, tmp_path):
+def test_reads_go_on_while_another_process_holds_the_write_lock(svd, tmp_path):
     store = tmp_path / "s.db"
-    shutil.copy(mf.store, store)
-    with Recommender.open(mf.bundle, store) as rec:
+    shutil.copy(svd.store, store)
+    with Recommender.open(svd.bundle, store) as rec:
         users = rec.store.user_ids()[:20]
         rec.recommend(users[0])
         writer = hold_write_lock(store, 3.0)
@@ -175,9 +177,9 @@ def test_own_write_fails_clearly_after_the_busy_timeout(tmp_path):
 
 # -- 3./4. NaN metadata and absurd timestamps ------------------------------------------------------
 
-def test_nan_in_a_catalogue_file_is_a_malformed_row_and_filters_keep_working(mf, tmp_path):
+def test_nan_in_a_catalogue_file_is_a_malformed_row_and_filters_keep_working(svd, tmp_path):
     store = tmp_path / "s.db"
-    shutil.copy(mf.store, store)
+    shutil.copy(svd.store, store)
     items = tmp_path / "items.jsonl"
     items.write_text('{"item_id": "i1", "price": NaN, "category": "x"}\n'
                      '{"item_id": "i2", "price": Infinity}\n'
@@ -185,7 +187,7 @@ def test_nan_in_a_catalogue_file_is_a_malformed_row_and_filters_keep_working(mf,
     report = ingest_items(Store.open(store), items)
     assert report.added == 1 and [n for n, _ in report.malformed] == [1, 2]
     assert "'price' holds NaN or infinity" in report.malformed[0][1]
-    out = run_cli("recommend", store, mf.bundle, "u1", "--where", "category=x", "-n", "3")
+    out = run_cli("recommend", store, svd.bundle, "u1", "--where", "category=x", "-n", "3")
     assert out.returncode == 0, out.stderr
     with pytest.raises(InputError, match=r"item 1: metadata field 'w' holds NaN"):
         Store.open(store).add_items([("a", None, {}), ("b", None, {"w": math.nan})])
@@ -267,9 +269,9 @@ def test_mixed_encodings_in_one_file_are_reported_not_garbled(tmp_path):
 
 # -- bundles as untrusted input -------------------------------------------------------------------
 
-def tampered(mf, tmp_path, change) -> Path:
+def tampered(svd, tmp_path, change) -> Path:
     copy = tmp_path / "t"
-    shutil.copytree(bundles.recover(mf.bundle), copy)
+    shutil.copytree(bundles.recover(svd.bundle), copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     change(manifest)
     (copy / "manifest.json").write_text(json.dumps(manifest))
@@ -295,20 +297,20 @@ def halve_items(m):
     (lambda m: m.update(user_ids={"a": 1}), "user_ids must be a list"),
     (lambda m: m.clear(), "format version None"),
 ])
-def test_tampered_manifests_are_one_bundle_error(mf, tmp_path, change, message):
-    bad = tampered(mf, tmp_path, change)
+def test_tampered_manifests_are_one_bundle_error(svd, tmp_path, change, message):
+    bad = tampered(svd, tmp_path, change)
     with pytest.raises(BundleError, match=message):
-        Recommender.open(bad, mf.store)
+        Recommender.open(bad, svd.store)
     out = run_cli("check", bad)
     assert out.returncode == 1 and out.stderr.startswith("Error: ") and out.stderr.count("\n") == 1
 
 
-def test_reload_refuses_a_bundle_that_cannot_serve_and_keeps_the_old_one(mf, tmp_path):
+def test_reload_refuses_a_bundle_that_cannot_serve_and_keeps_the_old_one(svd, tmp_path):
     live = tmp_path / "live"
-    publish(mf.bundle, live)
-    with Recommender.open(live, mf.store) as rec:
+    publish(svd.bundle, live)
+    with Recommender.open(live, svd.store) as rec:
         before = rec.recommend("u1", n=5)
-        wrong = tampered(mf, tmp_path, halve_items)
+        wrong = tampered(svd, tmp_path, halve_items)
         with pytest.raises(BundleError, match="do not belong together"):
             publish(wrong, live)  # publish verifies too: nothing replaced
         assert created(live) == rec.bundle.manifest["created_at"]
@@ -318,11 +320,11 @@ def test_reload_refuses_a_bundle_that_cannot_serve_and_keeps_the_old_one(mf, tmp
         assert rec.recommend("u1", n=5) == before
 
 
-def test_check_reports_sound_and_damaged_files(mf, tmp_path):
-    out = run_cli("check", mf.bundle)
+def test_check_reports_sound_and_damaged_files(svd, tmp_path):
+    out = run_cli("check", svd.bundle)
     assert out.returncode == 0 and "bundle ok" in out.stdout
     store = tmp_path / "s.db"
-    shutil.copy(mf.store, store)
+    shutil.copy(svd.store, store)
     out = run_cli("check", store, "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["events"] > 0
     data = bytearray(store.read_bytes())
@@ -334,13 +336,13 @@ def test_check_reports_sound_and_damaged_files(mf, tmp_path):
 
 # -- store faults -----------------------------------------------------------------------------------
 
-def test_store_faults_are_one_line_with_what_to_do(mf, tmp_path):
+def test_store_faults_are_one_line_with_what_to_do(svd, tmp_path):
     path = tmp_path / "s.db"
-    shutil.copy(mf.store, path)
+    shutil.copy(svd.store, path)
     data = bytearray(path.read_bytes())
     data[4096 * 3:4096 * 6] = b"\xff" * (4096 * 3)  # a few pages overwritten
     path.write_bytes(bytes(data))
-    out = run_cli("recommend", path, mf.bundle, "u1")
+    out = run_cli("recommend", path, svd.bundle, "u1")
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "edgerec check" in out.stderr
     with pytest.raises(StoreError, match="damaged one: run `edgerec check"):
         Store.open(path, create=False).summary()
@@ -383,8 +385,8 @@ def test_many_processes_create_the_same_new_store_at_once(tmp_path):
     assert Store.open(path).summary()["users"] == 4
 
 
-def test_counting_options_are_bounded_in_every_entry_point(mf, tmp_path):
-    with Recommender.open(mf.bundle, mf.store) as rec:
+def test_counting_options_are_bounded_in_every_entry_point(svd, tmp_path):
+    with Recommender.open(svd.bundle, svd.store) as rec:
         item = rec.bundle.manifest["item_ids"][0]
         for call in (lambda: rec.recommend("u1", n=0), lambda: rec.recommend_many(["u1"], n=-1),
                      lambda: rec.recommend_many(["u1", "u2"], chunk_size=0),

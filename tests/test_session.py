@@ -18,6 +18,8 @@ from edgerec import Recommender
 from edgerec import session as S
 from edgerec.errors import ProviderError
 
+pytestmark = pytest.mark.runtime
+
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 
 
@@ -68,13 +70,13 @@ def machine(monkeypatch):
 
 
 @pytest.mark.parametrize("choice", [None, "auto", "cuda"])
-def test_cuda_is_chosen_when_a_session_lands_there(mf, machine, choice):
-    with Recommender.open(mf.bundle, mf.store, provider=choice) as rec:
+def test_cuda_is_chosen_when_a_session_lands_there(svd, machine, choice):
+    with Recommender.open(svd.bundle, svd.store, provider=choice) as rec:
         assert rec.provider == "cuda" and rec.scorer.provider_note == ""
         recs = rec.recommend("u1", n=5)
     assert machine.asked == [[CUDA, CPU]]  # CUDA first, the CPU for any op CUDA lacks
     assert machine.severities == [4, 2]  # ONNX Runtime silenced for the attempt only
-    with Recommender.open(mf.bundle, mf.store, provider="cpu") as cpu:
+    with Recommender.open(svd.bundle, svd.store, provider="cpu") as cpu:
         assert cpu.provider == "cpu" and list(cpu.recommend("u1", n=5)) == list(recs)
 
 
@@ -83,14 +85,14 @@ def test_cuda_is_chosen_when_a_session_lands_there(mf, machine, choice):
      "CUDA session failed: CUDA failure 100: no CUDA-capable device"),
     ("cpu", "CUDA/cuDNN libraries could not be loaded"),
 ])
-def test_a_failed_cuda_session_falls_back_to_cpu_or_fails_when_cuda_was_asked(mf, machine,
+def test_a_failed_cuda_session_falls_back_to_cpu_or_fails_when_cuda_was_asked(svd, machine,
                                                                               outcome, reason):
     machine.cuda_session = outcome
-    scorer = S.Scorer(mf.bundle / "model.onnx")
+    scorer = S.Scorer(svd.bundle / "model.onnx")
     assert scorer.provider == "cpu" and scorer.provider_note == reason
     assert machine.asked[-1] == [CPU] and machine.severities == [4, 2]
     with pytest.raises(ProviderError) as info:
-        S.Scorer(mf.bundle / "model.onnx", provider="cuda")
+        S.Scorer(svd.bundle / "model.onnx", provider="cuda")
     assert str(info.value) == f"CUDA execution provider requested but unusable: {reason}"
 
 
@@ -98,19 +100,19 @@ def test_a_failed_cuda_session_falls_back_to_cpu_or_fails_when_cuda_was_asked(mf
     ([CPU], 1, "this onnxruntime build has no CUDA support"),
     ([CUDA, CPU], 0, "no NVIDIA GPU or driver found"),
 ])
-def test_cuda_is_not_even_tried_where_it_cannot_work(mf, machine, monkeypatch, providers, devices,
+def test_cuda_is_not_even_tried_where_it_cannot_work(svd, machine, monkeypatch, providers, devices,
                                                      reason):
     monkeypatch.setattr(S.ort, "get_available_providers", lambda: providers)
     monkeypatch.setattr(S, "_cuda_device_count", lambda: devices)
     assert S.cuda_unusable_reason() == reason
-    scorer = S.Scorer(mf.bundle / "model.onnx", provider="auto")
+    scorer = S.Scorer(svd.bundle / "model.onnx", provider="auto")
     assert scorer.provider == "cpu" and scorer.provider_note == reason
     assert machine.asked == [[CPU]] and machine.severities == []  # no CUDA attempt at all
     monkeypatch.setenv(S.ENV_VAR, "CUDA")  # the environment variable, any case
     with pytest.raises(ProviderError, match=f"requested but unusable: {reason}"):
-        S.Scorer(mf.bundle / "model.onnx")
+        S.Scorer(svd.bundle / "model.onnx")
     monkeypatch.setenv(S.ENV_VAR, "cpu")
-    assert S.Scorer(mf.bundle / "model.onnx", provider="auto").provider_note == reason  # explicit wins
+    assert S.Scorer(svd.bundle / "model.onnx", provider="auto").provider_note == reason  # explicit wins
 
 
 def test_preloading_cuda_libraries_is_quiet_and_never_fatal(machine, monkeypatch, capsys):
@@ -157,12 +159,12 @@ def test_device_count_asks_the_driver(monkeypatch, driver, expected):
     assert S._cuda_device_count() == expected
 
 
-def test_on_a_real_gpu_cuda_serves_what_the_cpu_serves(mf):
+def test_on_a_real_gpu_cuda_serves_what_the_cpu_serves(svd):
     """Runs only where CUDA is usable (e.g. `make test` on a GPU machine)."""
     if S.cuda_unusable_reason() is not None:
         pytest.skip(f"no usable CUDA here: {S.cuda_unusable_reason()}")
-    with Recommender.open(mf.bundle, mf.store, provider="cuda") as gpu, \
-            Recommender.open(mf.bundle, mf.store, provider="cpu") as cpu:
+    with Recommender.open(svd.bundle, svd.store, provider="cuda") as gpu, \
+            Recommender.open(svd.bundle, svd.store, provider="cpu") as cpu:
         assert gpu.provider == "cuda"
         users = gpu.store.user_ids()[:50]
         for a, b in zip(gpu.recommend_many(users, n=10), cpu.recommend_many(users, n=10)):

@@ -108,13 +108,22 @@ def test_readme_installs_only_what_exists(dist):
     assert "pip install --no-deps dist/edgerec-*.whl" in readme
 
 
-def test_clean_venv_serves_with_cpu_onnxruntime_and_no_tensorflow(dist, mf, tmp_path):
-    venv = tmp_path / "venv"
-    slim_install.install(venv, dist.wheel, set())
-    store = copy_store(mf.store, tmp_path / "store.db")
-    with Recommender.open(mf.bundle, mf.store) as rec:  # on onnxruntime-gpu's CPU provider
+@pytest.fixture(scope="module")
+def slim_venv(dist, tmp_path_factory) -> Path:
+    """The wheel's slim install as `make kiosk-exe` makes it (with the kiosk extra,
+    PyInstaller): the clean-venv test serves from it, and the frozen kiosk is built in it,
+    so the suite installs it once."""
+    venv = tmp_path_factory.mktemp("slim") / "venv"
+    make(f"{venv}/.installed", f"DIST={dist.wheel.parent}", f"KIOSK_VENV={venv}")
+    return venv
+
+
+def test_clean_venv_serves_with_cpu_onnxruntime_and_no_tensorflow(dist, slim_venv, svd, tmp_path):
+    venv = slim_venv
+    store = copy_store(svd.store, tmp_path / "store.db")
+    with Recommender.open(svd.bundle, svd.store) as rec:  # on onnxruntime-gpu's CPU provider
         known = rec.recommend("u0", 10)
-    proc = subprocess.run([str(venv / "bin" / "python"), str(SMOKE), str(mf.bundle), str(store), "u0"],
+    proc = subprocess.run([str(venv / "bin" / "python"), str(SMOKE), str(svd.bundle), str(store), "u0"],
                           capture_output=True, text=True, env=BARE_ENV, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
@@ -135,15 +144,15 @@ def _lists(output: str) -> tuple[list[str], str, list[str]]:
 
 
 @pytest.mark.slow
-def test_frozen_kiosk_runs_without_python(dist, mf, tmp_path):
-    make("kiosk-exe", f"DIST={dist.wheel.parent}", f"KIOSK_VENV={tmp_path / 'venv'}",
+def test_frozen_kiosk_runs_without_python(dist, slim_venv, svd, tmp_path):
+    make("kiosk-exe", f"DIST={dist.wheel.parent}", f"KIOSK_VENV={slim_venv}",
          f"KIOSK_WORK={tmp_path / 'work'}")
     app = shutil.copytree(dist.wheel.parent / "kiosk", tmp_path / "app")
-    shutil.copytree(mf.bundle, app / "model")
-    copy_store(mf.store, app / "store.db")
+    shutil.copytree(svd.bundle, app / "model")
+    copy_store(svd.store, app / "store.db")
     unfrozen = tmp_path / "unfrozen"
-    shutil.copytree(mf.bundle, unfrozen / "model")
-    copy_store(mf.store, unfrozen / "store.db")
+    shutil.copytree(svd.bundle, unfrozen / "model")
+    copy_store(svd.store, unfrozen / "store.db")
 
     def run(*cmd: str, home: Path, code: int = 0, **env) -> str:
         proc = subprocess.run([*cmd, "u0"], capture_output=True, text=True, cwd=home.parent,
@@ -153,12 +162,12 @@ def test_frozen_kiosk_runs_without_python(dist, mf, tmp_path):
 
     frozen = run(str(app / "kiosk"), home=app)  # store.db and model/ found next to it
     first, clicked, second = _lists(frozen)
-    with Recommender.open(mf.bundle, copy_store(mf.store, tmp_path / "check.db")) as rec:
+    with Recommender.open(svd.bundle, copy_store(svd.store, tmp_path / "check.db")) as rec:
         assert first == [r.item_id for r in rec.recommend("u0", 10)] and clicked == first[0]
         rec.record("u0", clicked, "click")
         assert second == [r.item_id for r in rec.recommend("u0", 10)] and clicked not in second
     assert "provider cpu" in frozen
-    python_m = run(str(tmp_path / "venv" / "bin" / "python"), "-m", "kiosk", "--home", str(unfrozen),
+    python_m = run(str(slim_venv / "bin" / "python"), "-m", "kiosk", "--home", str(unfrozen),
                    home=unfrozen, PYTHONPATH=str(ROOT / "examples" / "kiosk_app"))
     assert python_m == frozen
     empty = tmp_path / "empty"

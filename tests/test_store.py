@@ -7,6 +7,8 @@ import pytest
 from edgerec.errors import StoreError
 from edgerec.store import Store
 
+pytestmark = pytest.mark.runtime
+
 
 def events(n=3, user="u1"):
     return [(user, f"i{i}", "click", 1.0, 1000.0 + i) for i in range(n)]
