@@ -471,11 +471,11 @@ def request_stages(rec, users: list[str], first: bool) -> dict:
 
 def stage_results(bundle, inputs, raw):
     """The ``results`` stage: what ``Recommender`` makes of the ONNX outputs."""
-    from edgerec.results import Recommendation, Recommendations
+    from edgerec.results import Recommendations, recommendations
     from edgerec.topn import rows_of
 
     (ids, scores), = rows_of(bundle, *raw)
-    return Recommendations(inputs.users[0], map(Recommendation, ids, scores))
+    return Recommendations(inputs.users[0], recommendations(ids, scores))
 
 
 def print_stages(label: str, stages: dict) -> None:
