@@ -42,7 +42,7 @@ def _runtime_package() -> str:
 def cuda_wheels() -> dict[str, str]:
     """The NVIDIA runtime wheels installed (name: version): what ``edgerec[cuda]`` adds."""
     wanted = ("nvidia-cuda-runtime", "nvidia-cudnn", "nvidia-cublas", "nvidia-cufft",
-              "nvidia-curand", "nvidia-cuda-nvrtc")
+              "nvidia-curand", "nvidia-cuda-nvrtc", "nvidia-nvjitlink")
     found = {}
     for dist in metadata.distributions():
         name = (dist.metadata["Name"] or "").lower()
