@@ -541,10 +541,19 @@ def bench_kinds(cache: Path, store_path: Path, kinds: list[str], provider: str, 
         for u in order[:20]:
             rec.recommend(u, n=K)
     calls_of = {kind: (lambda u, rec=rec: rec.recommend(u, n=K)) for kind, rec in recs.items()}
-    first = time_calls(calls_of, [(u,) for u in order[20:20 + calls]], warmup=0)
-    repeat = [(users[i],) for i in rng.integers(0, len(users), calls)]
-    times = time_calls(calls_of, repeat, warmup=min(200, calls // 5))
+    implicit = implicit_of_store(recs["als"].store, users)
+    if implicit is not None:  # implicit's best case in the same turns: the target of every kind
+        model, index = implicit
+        calls_of["implicit_best"] = lambda u: model.recommend_presliced(index[u])
+    with model.one_thread() if implicit is not None else contextlib.nullcontext():
+        first = time_calls(calls_of, [(u,) for u in order[20:20 + calls]], warmup=0)
+        repeat = [(users[i],) for i in rng.integers(0, len(users), calls)]
+        times = time_calls(calls_of, repeat, warmup=min(200, calls // 5))
     out = {}
+    if implicit is not None:
+        print(f"{store_path.stem} implicit {model.version} ALS recommend (row pre-sliced) p50 "
+              f"{times['implicit_best']['p50_us']:.1f} us (beside repeat), "
+              f"{first['implicit_best']['p50_us']:.1f} us (beside first)", flush=True)
     for kind, rec in recs.items():
         sample = [u for u, in repeat[:STAGE_CALLS]]
         out[kind] = {"recommend": times[kind], "recommend_first": first[kind],
@@ -554,14 +563,31 @@ def bench_kinds(cache: Path, store_path: Path, kinds: list[str], provider: str, 
                      "history_length": rec.bundle.history_length,
                      "model_onnx_mb": (rec.bundle.path / "model.onnx").stat().st_size / 1e6,
                      "ratio_p50_to_als": times[kind]["p50_us"] / times["als"]["p50_us"]}
+        if implicit is not None:  # the same numbers in every kind's row: timed in the same turns
+            out[kind]["implicit_best"] = {"version": model.version, "recommend": times["implicit_best"],
+                                          "recommend_during_first": first["implicit_best"]}
+            out[kind]["ratio_p50_to_implicit_best"] = (times[kind]["p50_us"]
+                                                       / times["implicit_best"]["p50_us"])
         rec.close()
         print(f"{store_path.stem} {kind:>12}: recommend p50 {times[kind]['p50_us']:8.1f} us "
-              f"p99 {times[kind]['p99_us']:8.1f} us ({out[kind]['ratio_p50_to_als']:.2f}x als); "
+              f"p99 {times[kind]['p99_us']:8.1f} us ({out[kind]['ratio_p50_to_als']:.2f}x als, "
+              f"{out[kind].get('ratio_p50_to_implicit_best', float('nan')):.2f}x implicit best); "
               f"first p50 {first[kind]['p50_us']:8.1f} us p99 {first[kind]['p99_us']:8.1f} us  "
               f"model.onnx {out[kind]['model_onnx_mb']:.1f} MB", flush=True)
         for which, stages in out[kind]["stages"].items():
             print_stages(f"{kind} {which}", stages)
     return out
+
+
+def implicit_of_store(store, users: list[str]):
+    """(implicit's ALS fitted on ``store``'s histories, user id -> row), or None without implicit."""
+    histories = store.histories(users)
+    index = {u: n for n, u in enumerate(users)}
+    items: dict[str, int] = {}
+    rows = np.concatenate([np.full(len(histories[u]), index[u]) for u in users])
+    cols = np.array([items.setdefault(i, len(items)) for u in users for i in histories[u]], np.int64)
+    model = implicit_model(len(users), len(items), rows, cols)
+    return None if model is None else (model, index)
 
 
 def shop_store(cache: Path) -> Path:
