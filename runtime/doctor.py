@@ -3,7 +3,7 @@
 A GPU that stays unused is silent by design (``provider="auto"`` falls back to the CPU
 without ONNX Runtime's error spew), so this is where a user finds out why: no NVIDIA
 driver, an ONNX Runtime build without CUDA, or CUDA/cuDNN libraries that do not load
-(``pip install 'edgerec[cuda]'`` brings the ones onnxruntime-gpu was built against). The
+(the ``cuda`` extra brings the ones onnxruntime-gpu was built against). The
 verdict comes from really opening a session on each provider, as serving would, not from
 ONNX Runtime's list of compiled-in providers, which names CUDA on any machine.
 """
@@ -40,7 +40,7 @@ def _runtime_package() -> str:
 
 
 def cuda_wheels() -> dict[str, str]:
-    """The NVIDIA runtime wheels installed (name: version): what ``edgerec[cuda]`` adds."""
+    """The NVIDIA runtime wheels installed (name: version): what the ``cuda`` extra adds."""
     wanted = ("nvidia-cuda-runtime", "nvidia-cudnn", "nvidia-cublas", "nvidia-cufft",
               "nvidia-curand", "nvidia-cuda-nvrtc", "nvidia-nvjitlink")
     found = {}
