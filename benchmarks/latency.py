@@ -1,6 +1,7 @@
 """Latency of the scoring core and of requests, each beside a baseline from the same run.
 
-    python benchmarks/latency.py [--quick] [--skip-shop] [--provider cpu|cuda|auto] [--kinds als,gan] [--out DIR]
+    python benchmarks/latency.py [--quick] [--skip-shop] [--requests-only] [--calls N]
+        [--provider cpu|cuda|auto] [--kinds als,gan] [--out DIR]
 
 Writes DIR/latency.json and DIR/latency.png (default DIR: benchmarks/out). Sections:
 
@@ -14,13 +15,18 @@ Writes DIR/latency.json and DIR/latency.png (default DIR: benchmarks/out). Secti
    the store since (history and inputs cached); "after another user's write": repeat
    requests each preceded (untimed) by another user's event, so the store version changes
    every time (on a copy of the store). Beside implicit's ALS ``recommend``
-   (history handed over in memory) when implicit is installed, call by call.
+   (history handed over in memory) when implicit is installed, call by call, twice: the
+   user's CSR row sliced inside the timed call, and implicit's best case, every row
+   sliced beforehand (BLAS at one thread for both). Then where the time goes, stage by
+   stage (``request_stages``: version check, history, inputs, ONNX call, results), for
+   repeat and first requests.
 3. batch: top-10 for every user through ``recommend_many``, with the SQLite read of every
    history timed alone, beside numpy (and implicit when installed).
 4. kinds: trained bundles of ``als`` and the other kinds (``--kinds``; default: the
    item-neighbourhood kinds and gan) on the same store, their repeat-request p50 taken in
-   turns (ratio to als; a kind's own graph costs what it costs only in a trained bundle)
-   and their model.onnx size: on
+   turns (ratio to als; a kind's own graph costs what it costs only in a trained bundle),
+   their first requests (fresh recommenders, in turns), the stage breakdown of both, and
+   their model.onnx size: on
    the MovieLens-size store and, unless --quick or --skip-shop, on the ``demo:shop``
    purchases (30K users, 24K items).
 5. startup: import, open, first answer and peak RSS after 10,000 requests, in fresh
@@ -263,6 +269,7 @@ def bench_requests(cache: Path, name: str, n_users: int, n_items: int, n_events:
     ours = {"edgerec": lambda u: rec.recommend(u, n=K)}
     if implicit is not None:
         ours["implicit"] = lambda u: implicit.recommend(index[u])
+        ours["implicit_best"] = lambda u: implicit.recommend_presliced(index[u])
     for u in order[:20]:  # warm the session up on users left out of the "first" timings
         rec.recommend(u, n=K)
     with implicit.one_thread() if implicit is not None else contextlib.nullcontext():
@@ -276,8 +283,19 @@ def bench_requests(cache: Path, name: str, n_users: int, n_items: int, n_events:
     if implicit is not None:
         out["implicit"] = {"version": implicit.version, "recommend": again["implicit"],
                            "recommend_during_first": first["implicit"]}
-        print(f"   implicit {implicit.version} ALS recommend p50 {again['implicit']['p50_us']:.1f} us "
-              f"(beside repeat), {first['implicit']['p50_us']:.1f} us (beside first)", flush=True)
+        out["implicit_best"] = {"version": implicit.version, "recommend": again["implicit_best"],
+                                "recommend_during_first": first["implicit_best"]}
+        for key, label in (("implicit", "row sliced in the call"), ("implicit_best", "row pre-sliced")):
+            print(f"   implicit {implicit.version} ALS recommend ({label}) p50 "
+                  f"{again[key]['p50_us']:.1f} us (beside repeat), {first[key]['p50_us']:.1f} us "
+                  f"(beside first)", flush=True)
+        out["ratio_repeat_p50_to_implicit_best"] = (again["edgerec"]["p50_us"]
+                                                    / again["implicit_best"]["p50_us"])
+    sample = [u for u, in repeat[:STAGE_CALLS]]
+    out["stages"] = {"repeat": request_stages(rec, sample, first=False),
+                     "first": request_stages(rec, sample, first=True)}
+    for which, stages in out["stages"].items():
+        print_stages(f"edgerec {which}", stages)
     rec.close()
     out["recommend_after_write"] = bench_after_writes(bundle, store_path, provider,
                                                       [u for u, in repeat], n_items)
@@ -386,15 +404,83 @@ class ImplicitALS:
         self.model = implicit.cpu.als.AlternatingLeastSquares(factors=DIM, iterations=2, random_state=0)
         with self.one_thread():
             self.model.fit(self.user_items, show_progress=False)
+        # implicit's best case: an app that keeps each user's CSR row, sliced once, saves
+        # the 20-25 us a slice costs inside the timed call.
+        self.rows = [self.user_items[u] for u in range(n_users)]
 
     def recommend(self, user: int):
         return self.model.recommend(user, self.user_items[user], N=K)
+
+    def recommend_presliced(self, user: int):
+        return self.model.recommend(user, self.rows[user], N=K)
 
     def batch_s(self) -> float:
         with self.one_thread():
             t0 = time.perf_counter()
             self.model.recommend(np.arange(self.user_items.shape[0]), self.user_items, N=K)
             return time.perf_counter() - t0
+
+
+# -- where a request's time goes ---------------------------------------------------------------
+
+STAGES = ("version", "history", "inputs", "onnx", "results")
+STAGE_CALLS = 500  # users per stage breakdown
+
+
+def request_stages(rec, users: list[str], first: bool) -> dict:
+    """Where a plain ``recommend(u, n=K)`` spends its time, per stage, for ``users``.
+
+    Replays the plain request path one step at a time, each timed alone: ``version`` (the
+    store's change check and the cache snapshot for it), ``history`` (SQLite for a first
+    request, the snapshot's cache for a repeat), ``inputs`` (model inputs built, or taken
+    from the cache), ``onnx`` (the ONNX Runtime call) and ``results`` (ids mapped, result
+    objects built). ``first`` keeps every user cold (nothing is cached); otherwise each
+    user is served once, untimed, first. The replayed answer must equal ``recommend``'s, so
+    a change of the request path that this replay misses fails here instead of timing
+    something else. Returns {stage: stats} and ``sum_p50_us``.
+    """
+    from edgerec.recommender import _inputs
+
+    samples = {stage: [] for stage in STAGES}
+    clock = time.perf_counter
+    for u in users:
+        if not first:
+            rec.recommend(u, n=K)
+        served = rec._served
+        t0 = clock()
+        snap = rec._current(served)
+        t1 = clock()
+        history = rec.store.history(u) if first else snap.history(rec.store, u)
+        t2 = clock()
+        build = lambda: _inputs(snap, served, {u: history}, [u], None)  # noqa: E731
+        inputs = build() if first else snap.plain_inputs(u, build)
+        t3 = clock()
+        if not inputs.users:  # a user the model cannot score: the fallback, not timed here
+            continue
+        raw = served.scorer.top_k(inputs.user_index, inputs.history, inputs.exclude, K, inputs.mask)
+        t4 = clock()
+        recs = stage_results(served.bundle, inputs, raw)
+        t5 = clock()
+        for stage, (a, b) in zip(STAGES, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5))):
+            samples[stage].append(b - a)
+        assert list(recs) == list(rec.recommend(u, n=K)), f"staged answer differs for {u}"
+    out = {stage: stats(times) for stage, times in samples.items() if times}
+    out["sum_p50_us"] = sum(out[stage]["p50_us"] for stage in STAGES if stage in out)
+    return out
+
+
+def stage_results(bundle, inputs, raw):
+    """The ``results`` stage: what ``Recommender`` makes of the ONNX outputs."""
+    from edgerec.results import Recommendations, recommendations
+    from edgerec.topn import rows_of
+
+    (ids, scores), = rows_of(bundle, *raw)
+    return Recommendations(inputs.users[0], recommendations(ids, scores))
+
+
+def print_stages(label: str, stages: dict) -> None:
+    shown = "  ".join(f"{stage} {stages[stage]['p50_us']:.1f}" for stage in STAGES if stage in stages)
+    print(f"   {label:<28} p50 us: {shown}  (sum {stages['sum_p50_us']:.1f})", flush=True)
 
 
 # -- 4. startup and footprint -----------------------------------------------------------------
@@ -442,28 +528,66 @@ def bench_kinds(cache: Path, store_path: Path, kinds: list[str], provider: str, 
     from edgerec import Recommender
     from edgerec.pipelines import train_bundle
 
-    recs = {}
+    paths = {}
     for kind in kinds:
-        path = cache / f"{store_path.stem}-{kind}"
-        if not (path / "manifest.json").exists():
-            train_bundle(store_path, path, kind, epochs=2)
-        recs[kind] = Recommender.open(path, store_path, provider=provider)
+        paths[kind] = cache / f"{store_path.stem}-{kind}"
+        if not (paths[kind] / "manifest.json").exists():
+            train_bundle(store_path, paths[kind], kind, epochs=2)
+    recs = {kind: Recommender.open(path, store_path, provider=provider) for kind, path in paths.items()}
     users = recs["als"].store.user_ids()
     rng = np.random.default_rng(3)
-    repeat = [(users[i],) for i in rng.integers(0, len(users), calls)]
+    order = [users[i] for i in rng.permutation(len(users))]
+    for rec in recs.values():  # warm each session up on users left out of the "first" timings
+        for u in order[:20]:
+            rec.recommend(u, n=K)
     calls_of = {kind: (lambda u, rec=rec: rec.recommend(u, n=K)) for kind, rec in recs.items()}
-    times = time_calls(calls_of, repeat, warmup=min(200, calls // 5))
+    implicit = implicit_of_store(recs["als"].store, users)
+    if implicit is not None:  # implicit's best case in the same turns: the target of every kind
+        model, index = implicit
+        calls_of["implicit_best"] = lambda u: model.recommend_presliced(index[u])
+    with model.one_thread() if implicit is not None else contextlib.nullcontext():
+        first = time_calls(calls_of, [(u,) for u in order[20:20 + calls]], warmup=0)
+        repeat = [(users[i],) for i in rng.integers(0, len(users), calls)]
+        times = time_calls(calls_of, repeat, warmup=min(200, calls // 5))
     out = {}
+    if implicit is not None:
+        print(f"{store_path.stem} implicit {model.version} ALS recommend (row pre-sliced) p50 "
+              f"{times['implicit_best']['p50_us']:.1f} us (beside repeat), "
+              f"{first['implicit_best']['p50_us']:.1f} us (beside first)", flush=True)
     for kind, rec in recs.items():
-        out[kind] = {"recommend": times[kind], "n_items": rec.bundle.n_items,
+        sample = [u for u, in repeat[:STAGE_CALLS]]
+        out[kind] = {"recommend": times[kind], "recommend_first": first[kind],
+                     "stages": {"repeat": request_stages(rec, sample, first=False),
+                                "first": request_stages(rec, sample, first=True)},
+                     "n_items": rec.bundle.n_items,
                      "history_length": rec.bundle.history_length,
                      "model_onnx_mb": (rec.bundle.path / "model.onnx").stat().st_size / 1e6,
                      "ratio_p50_to_als": times[kind]["p50_us"] / times["als"]["p50_us"]}
+        if implicit is not None:  # the same numbers in every kind's row: timed in the same turns
+            out[kind]["implicit_best"] = {"version": model.version, "recommend": times["implicit_best"],
+                                          "recommend_during_first": first["implicit_best"]}
+            out[kind]["ratio_p50_to_implicit_best"] = (times[kind]["p50_us"]
+                                                       / times["implicit_best"]["p50_us"])
         rec.close()
         print(f"{store_path.stem} {kind:>12}: recommend p50 {times[kind]['p50_us']:8.1f} us "
-              f"({out[kind]['ratio_p50_to_als']:.2f}x als)  "
+              f"p99 {times[kind]['p99_us']:8.1f} us ({out[kind]['ratio_p50_to_als']:.2f}x als, "
+              f"{out[kind].get('ratio_p50_to_implicit_best', float('nan')):.2f}x implicit best); "
+              f"first p50 {first[kind]['p50_us']:8.1f} us p99 {first[kind]['p99_us']:8.1f} us  "
               f"model.onnx {out[kind]['model_onnx_mb']:.1f} MB", flush=True)
+        for which, stages in out[kind]["stages"].items():
+            print_stages(f"{kind} {which}", stages)
     return out
+
+
+def implicit_of_store(store, users: list[str]):
+    """(implicit's ALS fitted on ``store``'s histories, user id -> row), or None without implicit."""
+    histories = store.histories(users)
+    index = {u: n for n, u in enumerate(users)}
+    items: dict[str, int] = {}
+    rows = np.concatenate([np.full(len(histories[u]), index[u]) for u in users])
+    cols = np.array([items.setdefault(i, len(items)) for u in users for i in histories[u]], np.int64)
+    model = implicit_model(len(users), len(items), rows, cols)
+    return None if model is None else (model, index)
 
 
 def shop_store(cache: Path) -> Path:
@@ -553,19 +677,25 @@ def main(argv=None) -> dict:
     parser.add_argument("--kinds", default="",
                         help="comma-separated model kinds to train and time side by side beside als "
                              f"(the reference) [default: {','.join(KINDS)}]")
+    parser.add_argument("--requests-only", action="store_true",
+                        help="only the request sections (requests, batch, kinds): no scoring "
+                             "core, float16, start-up or plot")
+    parser.add_argument("--calls", type=int, default=None,
+                        help="timed calls per measurement [default: 300 with --quick, else 5000]")
     args = parser.parse_args(argv)
     out = args.out
     cache = out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     quick = args.quick
     sizes = [1_000, 1_682, 10_000] if quick else [1_000, 1_682, 10_000, 100_000, 1_000_000]
-    calls = 300 if quick else 5_000
+    calls = args.calls or (300 if quick else 5_000)
     started = time.time()
     results = {"command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
                "quick": quick, "environment": environment(), "k": K}
-    results["core"] = bench_core(cache, sizes, args.provider, calls)
-    results["core_fp16"] = bench_fp16(cache, [10_000] if quick else [100_000, 1_000_000],
-                                      args.provider, calls)
+    if not args.requests_only:
+        results["core"] = bench_core(cache, sizes, args.provider, calls)
+        results["core_fp16"] = bench_fp16(cache, [10_000] if quick else [100_000, 1_000_000],
+                                          args.provider, calls)
     ml = (943, 1_682, 100_000) if not quick else (300, 1_682, 20_000)
     results["requests"] = {"ml100k": bench_requests(cache, "ml100k" if not quick else "ml100k-quick",
                                                     *ml, args.provider, calls)}
@@ -578,12 +708,15 @@ def main(argv=None) -> dict:
     if not quick and not args.skip_shop:
         results["kinds"]["demo_shop"] = bench_kinds(cache, shop_store(cache), kinds, args.provider,
                                                     calls)
-    results["startup"] = bench_startup(cache / f"{name}-bundle", cache / f"{name}.db", args.provider)
+    if not args.requests_only:
+        results["startup"] = bench_startup(cache / f"{name}-bundle", cache / f"{name}.db",
+                                           args.provider)
     results["seconds"] = time.time() - started
     results["environment"]["load_average_end"] = os.getloadavg()
     (out / "latency.json").write_text(json.dumps(results, indent=1))
-    plot(results["core"], out / "latency.png")
-    print(f"wrote {out / 'latency.json'} and {out / 'latency.png'}")
+    if not args.requests_only:
+        plot(results["core"], out / "latency.png")
+    print(f"wrote {out / 'latency.json'}" + ("" if args.requests_only else f" and {out / 'latency.png'}"))
     return results
 
 

@@ -547,6 +547,27 @@ def describe(bundle, as_json):
         click.echo(f"{name:<11} {shown}")
 
 
+@main.command()
+@click.option("--bundle", type=click.Path(file_okay=False), default=None,
+              help="Probe with this bundle's scoring core instead of a one-node graph.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def doctor(bundle, as_json):
+    """Which execution providers can run here, and why not (see edgerec.doctor)."""
+    from .doctor import providers_report
+
+    report = providers_report(bundle)
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+        return
+    click.echo(f"onnxruntime  {report['onnxruntime']} (compiled in: {', '.join(report['compiled_in'])})")
+    wheels = report["cuda_wheels"]
+    click.echo("cuda wheels  " + (", ".join(f"{n} {v}" for n, v in wheels.items()) or "none"))
+    for name, verdict in report["providers"].items():
+        state = "usable" if verdict["usable"] else "unusable"
+        click.echo(f"{name:<12} {state}: {verdict['why']}")
+    click.echo(f"auto         {report['auto']}")
+
+
 # -- A/B experiments ------------------------------------------------------------------------
 
 config_arg = click.argument("config", type=click.Path(dir_okay=False))

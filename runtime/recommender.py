@@ -30,7 +30,7 @@ from .cache import Catalogue, Snapshot
 from .errors import EdgerecError, InputError, UnknownItemError
 from .filters import Filter
 from .inputs import ModelInputs, model_inputs
-from .results import Explained, Recommendation, Recommendations
+from .results import Explained, Recommendation, Recommendations, recommendations
 from .session import Scorer
 from .similarity import mmr, most_similar
 from .store import Store
@@ -400,7 +400,7 @@ class Recommender(feedback.Recorder):
         diversify = options is not None and bool(options.diversity)
         rows = top_k(b, served.scorer, inputs, _pool(n) if diversify else n, as_ids=not diversify)
         if not diversify:
-            return [Recommendations(u, map(Recommendation, ids, scores))
+            return [Recommendations(u, recommendations(ids, scores))
                     for u, (ids, scores) in zip(inputs.users, rows)]
         out = []
         for u, (items, scores) in zip(inputs.users, rows):

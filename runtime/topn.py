@@ -45,6 +45,12 @@ def top_k(bundle, scorer, inputs: ModelInputs, k: int, as_ids: bool = True) -> l
     """
     items, scores = scorer.top_k(inputs.user_index, inputs.history, inputs.exclude,
                                  min(k, bundle.n_items), inputs.mask)
+    return rows_of(bundle, items, scores, as_ids)
+
+
+def rows_of(bundle, items, scores, as_ids: bool = True) -> list[tuple[list, list[float]]]:
+    """The scoring core's [B, k] outputs as one (items, scores) row per user, excluded slots
+    cut (``ranked``); items as ids unless ``as_ids`` is false."""
     if as_ids:
         items = bundle.item_ids[items]
     return [ranked(i, s) for i, s in zip(items.tolist(), scores.tolist())]

@@ -37,6 +37,14 @@ def test_latency_benchmark_quick(tmp_path):
     assert set(kinds) == {"als", "itemknn"}
     assert kinds["als"]["ratio_p50_to_als"] == 1.0
     assert all(row["recommend"]["p50_us"] > 0 and row["model_onnx_mb"] > 0 for row in kinds.values())
+    # implicit's best case beside every request kind, and where each request's time goes
+    assert ml["implicit_best"]["recommend"]["calls"] == ml["recommend"]["calls"]
+    stages = ("version", "history", "inputs", "onnx", "results")
+    for row in [ml, *kinds.values()]:
+        for which in ("repeat", "first"):
+            assert all(row["stages"][which][s]["p50_us"] > 0 for s in stages), (which, row["stages"])
+    for row in kinds.values():
+        assert row["recommend_first"]["calls"] > 0 and row["ratio_p50_to_implicit_best"] > 0
     startup = results["startup"]
     assert startup["tensorflow_loaded"] is False and startup["peak_rss_mb"] > 0
     env = results["environment"]
