@@ -438,8 +438,8 @@ def batch(source, bundle, out, n, engine, workers, cpus_per_worker, address, use
                 bar.update(done - bar.pos)
 
             about = run_batch(source, bundle, out, n, progress=progress, **options)
-    click.echo(f"{out}: {about['users']} users ({engine}, {about['workers']} workers, "
-               f"{about['seconds']:.1f}s)")
+    click.echo(f"{out}: {about['users']} users ({engine} on {about['cluster']}, "
+               f"{about['workers']} workers, {about['seconds']:.1f}s)")
 
 
 @main.command()
