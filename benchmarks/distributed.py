@@ -156,7 +156,9 @@ def one(engine: str, workers: int, histories: str, bundle: str, small: int, n: i
     return {"engine": engine, "workers": workers, "users": about["users"], "startup_s": startup,
             "small_s": small_s, "full_s": full_s,
             "users_per_s": about["users"] / full_s,
-            "marginal_per_s": (about["users"] - small) / max(1e-9, full_s - small_s),
+            # Only where the full job took longer than the small one: a warm pool of
+            # worker processes (Ray) can make the second job's overhead the smaller one.
+            "marginal_per_s": (about["users"] - small) / (full_s - small_s) if full_s > small_s else None,
             "peak_rss_mb": peak_kb / 1024, "output_bytes": out_bytes}
 
 
@@ -167,14 +169,19 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {r['engine']} | {r['workers']} | {r['users']:,} | {r['startup_s']:.1f} | "
                      f"{r['small_s']:.1f} | {r['full_s']:.1f} | {r['users_per_s']:,.0f} | "
                      f"{r['users_per_s'] / r['workers']:,.0f} | {r['efficiency']:.2f} | "
-                     f"{r['marginal_per_s']:,.0f} | {r['peak_rss_mb']:.0f} |")
+                     f"{_rate(r['marginal_per_s'])} | {r['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
 
 
 def projection(rows: list[dict], users: float = 1e8) -> str:
     """Wall time for ``users`` on N cores: the best measured marginal per-core rate (the
     per-job overhead is amortised over 10^8 users), its engine's W=2 marginal efficiency,
     plus that engine's start-up and small-job overhead once."""
+    rows = [r for r in rows if r["marginal_per_s"]]
     best = max(rows, key=lambda r: r["marginal_per_s"] / r["workers"])
     per_core = best["marginal_per_s"] / best["workers"]
     one_w = [r for r in rows if r["engine"] == best["engine"] and r["workers"] == 1]
