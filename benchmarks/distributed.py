@@ -168,13 +168,13 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         lines.append(f"| {r['engine']} | {r['workers']} | {r['users']:,} | {r['startup_s']:.1f} | "
                      f"{r['small_s']:.1f} | {r['full_s']:.1f} | {r['users_per_s']:,.0f} | "
-                     f"{r['users_per_s'] / r['workers']:,.0f} | {r['efficiency']:.2f} | "
-                     f"{_rate(r['marginal_per_s'])} | {r['peak_rss_mb']:.0f} |")
+                     f"{r['users_per_s'] / r['workers']:,.0f} | {_num(r['efficiency'], '.2f')} | "
+                     f"{_num(r['marginal_per_s'], ',.0f')} | {r['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
 
 
-def _rate(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.0f}"
+def _num(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def projection(rows: list[dict], users: float = 1e8) -> str:
@@ -234,8 +234,8 @@ def main(argv=None) -> list[dict]:
         if not args.data:
             shutil.rmtree(root, ignore_errors=True)
     for r in rows:
-        base = next(b for b in rows if b["engine"] == r["engine"] and b["workers"] == 1)
-        r["efficiency"] = r["users_per_s"] / (r["workers"] * base["users_per_s"])
+        base = next((b for b in rows if b["engine"] == r["engine"] and b["workers"] == 1), None)
+        r["efficiency"] = r["users_per_s"] / (r["workers"] * base["users_per_s"]) if base else None
     (out / "distributed.json").write_text(json.dumps(rows, indent=1))
     text = f"{args.users:,} users ({args.limit or args.users:,} scored), {args.items:,} items, n={args.n}\n\n{table(rows)}\n\n{projection(rows)}\n"
     (out / "distributed.md").write_text(text)
