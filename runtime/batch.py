@@ -130,7 +130,8 @@ def batch(source: str | Path, bundle: str | Path, out: str | Path, n: int = 10, 
     never these item ids; ``where``: catalogue metadata to match, as in
     ``Recommender.recommend`` (store sources only: Parquet histories carry no catalogue).
     ``progress(done, total)`` is called as local chunks finish.
-    Returns a summary: users, engine, seconds, out.
+    Returns a summary: users, engine, workers, out, cluster (where it ran: the Ray
+    address or Spark master), seconds.
     """
     started = time.perf_counter()
     out, source = Path(out), Path(source)
@@ -164,7 +165,7 @@ def batch(source: str | Path, bundle: str | Path, out: str | Path, n: int = 10, 
                              **options)
         done = _run(scorer, served, None, dataset, None, out, engine, workers, address, progress)
     return {"users": done, "engine": engine, "workers": workers, "out": str(out),
-            "seconds": time.perf_counter() - started}
+            "cluster": _cluster(engine), "seconds": time.perf_counter() - started}
 
 
 def allowed_items(store: Store, include: Sequence[str] | None,
@@ -207,6 +208,17 @@ def _run(scorer: BatchScorer, served, store: Store | None, dataset, users, out: 
             from .spark_engine import run
         return run(str(histories), scorer, str(stage / "result"), workers, scorer.threads,
                    address, rows)
+
+
+def _cluster(engine: str) -> str:
+    """Where the job ran: "local", the Ray cluster's address, or the Spark master URL."""
+    if engine == "ray":
+        from .ray_engine import cluster
+    elif engine == "spark":
+        from .spark_engine import cluster
+    else:
+        return "local"
+    return cluster()
 
 
 def _dataset_root(dataset) -> str:

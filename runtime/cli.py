@@ -496,8 +496,8 @@ def batch(source, bundle, out, n, engine, workers, cpus_per_worker, address, use
                 bars[0].update(done - bars[0].pos)
 
             about = run_batch(source, bundle, out, n, progress=progress, **options)
-    click.echo(f"{out}: {about['users']} users ({engine}, {about['workers']} workers, "
-               f"{about['seconds']:.1f}s)")
+    click.echo(f"{out}: {about['users']} users ({engine} on {about['cluster']}, "
+               f"{about['workers']} workers, {about['seconds']:.1f}s)")
 
 
 @main.command()

@@ -24,6 +24,11 @@ def _ray():
     return ray
 
 
+def cluster() -> str:
+    """The address of the cluster the job ran on (the run summary says where)."""
+    return _ray().get_runtime_context().gcs_address
+
+
 def run(histories: str, scorer: BatchScorer, out: str, workers: int, cpus: int,
         address: str | None, rows: int) -> int:
     """Score the Parquet ``histories`` into Parquet files under ``out``; returns users.

@@ -4,16 +4,20 @@ The Parquet histories are read as a DataFrame and ``mapInArrow`` runs ``BatchSco
 each partition's record batches: one ONNX Runtime session per Python worker (kept across
 tasks), with as many threads as ``spark.task.cpus``. Map-only: partitions follow the
 files' row groups, no shuffle. A failed task is re-run by Spark (up to 4 attempts) and its
-output committed once, so every user appears exactly once. On a cluster the bundle is
-shipped to executors with ``SparkContext.addFile``; in local mode they read it in place.
+output committed once, so every user appears exactly once. The bundle is shipped to the
+executors as a zip archive (``SparkContext.addArchive``), in local mode too, so the code
+path a cluster runs is the one the tests run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+import zipfile
 from pathlib import Path
 
+from . import contract as C
 from .batchscore import BatchScorer
 from .errors import EdgerecError
 
@@ -38,14 +42,33 @@ def _session(workers: int, cpus: int, master: str | None):
             .config("spark.task.maxFailures", str(ATTEMPTS)).getOrCreate())
 
 
-def _partition_scorer(scorer: BatchScorer, shipped: str | None):
+def ship(sc, bundle: str, stage: Path) -> str:
+    """Ship ``bundle`` to every executor; returns the name ``SparkFiles.get`` unpacks it at.
+
+    Why an archive: ``addFile`` takes a directory only from a Hadoop file system (a local
+    bundle directory fails on a cluster), while ``addArchive`` takes a local file and
+    unpacks it on every node. Why the manifest's hash in the name: Spark keeps the first
+    copy of a name, so a bundle re-published at the same path under the same name would
+    be served stale by a long-lived session. Stored, not deflated: ONNX and float tables
+    barely compress, and the copy is the cost.
+    """
+    root = Path(bundle).resolve()
+    digest = hashlib.sha256((root / C.MANIFEST_FILE).read_bytes()).hexdigest()[:16]
+    archive = stage / f"edgerec-bundle-{digest}.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            zf.write(path, path.relative_to(root).as_posix())
+    sc.addArchive(str(archive))
+    return archive.name
+
+
+def _partition_scorer(scorer: BatchScorer, shipped: str):
     """The mapInArrow function: the scorer at the executor's copy of the bundle, with
     the task's CPUs as threads."""
     def score(batches):
         from pyspark import SparkFiles, TaskContext
 
-        here = scorer.at(SparkFiles.get(shipped) if shipped else scorer.bundle,
-                         threads=TaskContext.get().cpus())
+        here = scorer.at(SparkFiles.get(shipped), threads=TaskContext.get().cpus())
         for batch in batches:
             yield here(batch)
 
@@ -57,10 +80,7 @@ def run(histories: str, scorer: BatchScorer, out: str, workers: int, cpus: int,
     """Score the Parquet ``histories`` into Parquet files under ``out``; returns users."""
     spark = _session(workers, cpus, master)
     sc = spark.sparkContext
-    shipped = None
-    if not sc.master.startswith("local"):
-        sc.addFile(scorer.bundle, recursive=True)
-        shipped = Path(scorer.bundle).name
+    shipped = ship(sc, scorer.bundle, Path(out).parent)
     size = sum(f.stat().st_size for f in Path(histories).rglob("*") if f.is_file()) \
         if Path(histories).is_dir() else Path(histories).stat().st_size
     slots = max(1, sc.defaultParallelism // max(1, int(spark.conf.get("spark.task.cpus", "1"))))
@@ -70,3 +90,10 @@ def run(histories: str, scorer: BatchScorer, out: str, workers: int, cpus: int,
     frame = spark.read.parquet(histories).select("user_id", "history")
     frame.mapInArrow(_partition_scorer(scorer, shipped), RESULT_DDL).write.mode("overwrite").parquet(out)
     return spark.read.parquet(out).count()
+
+
+def cluster() -> str:
+    """The master URL of the session the job ran on (the run summary says where)."""
+    from pyspark.sql import SparkSession
+
+    return SparkSession.getActiveSession().sparkContext.master

@@ -134,21 +134,41 @@ def _kinds(want: dict, bundle: Path, store: Path) -> dict[str, int]:
 
 # -- equivalence ----------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def republished(tmp_path_factory) -> Path:
+    """One bundle path that each model is published at in turn (for Spark's shipping)."""
+    return tmp_path_factory.mktemp("republished") / "model"
+
+
 @pytest.mark.parametrize("model", ["folds-in", "no-fold-in"])
 def test_engines_equal_recommend_many(model, big_store, bundles, expected, histories,
-                                      ray_cluster, spark, tmp_path):
+                                      republished, ray_cluster, spark, tmp_path):
+    """Spark reads the bundle from the zip archive shipped to its executors; both models
+    are published at one path in turn, so the second run shows that a long-lived session
+    serves the re-published bundle, not its first copy."""
     want = expected[model]
     kinds = _kinds(want, bundles[model], big_store)
     assert kinds["known"] > 100 and kinds["fallback"] >= 5
     assert (kinds["folded"] > 1000) == (model == "folds-in")
-    runs = {"local": (big_store, "local"), "ray": (histories, "ray"), "spark": (big_store, "spark")}
-    for label, (source, engine) in runs.items():
+    shutil.rmtree(republished, ignore_errors=True)
+    shutil.copytree(bundles[model], republished)
+    runs = {"local": (big_store, "local", bundles[model]), "ray": (histories, "ray", bundles[model]),
+            "spark": (big_store, "spark", republished)}
+    for label, (source, engine, bundle) in runs.items():
         out = tmp_path / label
-        about = batch(source, bundles[model], out, n=N, engine=engine, workers=2)
+        about = batch(source, bundle, out, n=N, engine=engine, workers=2)
         assert about["users"] == USERS, label
         got = _read(out)
         _assert_same(got, want, big_store)
         assert {r["model"] for r in got.values()} == {_model_name(bundles[model])}
+    shipped = {Path(a).name for a in spark.sparkContext.listArchives}
+    assert f"edgerec-bundle-{_manifest_hash(republished)}.zip" in shipped, shipped
+
+
+def _manifest_hash(bundle: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()[:16]
 
 
 def _model_name(bundle: Path) -> str:
@@ -156,6 +176,29 @@ def _model_name(bundle: Path) -> str:
 
     manifest = json.loads((bundle / "manifest.json").read_text())
     return f"{manifest['model_kind']}:{manifest['onnx']['sha256'][:16]}"
+
+
+# -- an existing Ray cluster, joined at its address -----------------------------------------
+
+@pytest.fixture(scope="module")
+def few_histories(histories, tmp_path_factory) -> Path:
+    """The first 300 users' histories: cheap to score in a second process."""
+    path = tmp_path_factory.mktemp("few") / "few.parquet"
+    pq.write_table(pq.read_table(histories).slice(0, 300), path)
+    return path
+
+
+def test_cli_joins_the_ray_cluster_at_address(few_histories, bundles, expected, big_store,
+                                              ray_cluster, tmp_path):
+    """A second process (the CLI) runs its job on the test session's cluster, not a new one."""
+    address = ray_cluster.get_runtime_context().gcs_address
+    done = run_cli("batch", few_histories, bundles["folds-in"], "--out", tmp_path / "out",
+                   "-n", str(N), "--engine", "ray", "--workers", "1", "--address", address)
+    assert done.returncode == 0, done.stderr
+    assert f"300 users (ray on {address}," in done.stdout
+    got = _read(tmp_path / "out")
+    assert len(got) == 300
+    _assert_same(got, {u: expected["folds-in"][u] for u in got}, big_store)
 
 
 # -- failure behaviour ----------------------------------------------------------------------
