@@ -55,4 +55,5 @@ class WalWatch:
         return self._map[:HEADER_BYTES]
 
     def close(self) -> None:
+        """Unmap the header, so the store's ``-shm`` file is no longer held open by us."""
         self._map.close()
