@@ -113,6 +113,38 @@ CREATE INDEX IF NOT EXISTS impressions_variant ON impressions (experiment, varia
 # version 1 stores made before it existed get it with the upgrade.
 _INACTIVE_INDEX = "CREATE INDEX IF NOT EXISTS items_inactive ON items (item_id) WHERE active = 0;"
 
+# The cold-start ranking (distinct users per item), kept by triggers in the same transaction
+# as every event write, so the first unknown user's request reads ``items`` rows instead of
+# a GROUP BY over every event (25 s over 1.1M events on a loaded 2-core machine, while a
+# big ingest ran). Triggers live in the file, so any writer (an older edgerec, the sqlite3
+# shell) keeps it right. Additive: a store without it gets it, filled once, when opened
+# for writing; until then (read-only file, busy) ``popular`` counts as before.
+_POPULARITY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS item_popularity (item_id TEXT PRIMARY KEY, users INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS item_popularity_rank ON item_popularity (users DESC, item_id);
+INSERT OR IGNORE INTO item_popularity SELECT item_id, COUNT(DISTINCT user_id) FROM events GROUP BY item_id;
+CREATE TRIGGER IF NOT EXISTS events_popularity_insert AFTER INSERT ON events
+WHEN NOT EXISTS (SELECT 1 FROM events WHERE user_id = new.user_id AND item_id = new.item_id AND id <> new.id)
+BEGIN
+    INSERT INTO item_popularity VALUES (new.item_id, 1)
+    ON CONFLICT (item_id) DO UPDATE SET users = users + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS events_popularity_delete AFTER DELETE ON events
+WHEN NOT EXISTS (SELECT 1 FROM events WHERE user_id = old.user_id AND item_id = old.item_id)
+BEGIN
+    UPDATE item_popularity SET users = users - 1 WHERE item_id = old.item_id;
+END;
+CREATE TRIGGER IF NOT EXISTS events_popularity_update AFTER UPDATE OF user_id, item_id ON events
+WHEN old.user_id IS NOT new.user_id OR old.item_id IS NOT new.item_id
+BEGIN
+    UPDATE item_popularity SET users = users - 1 WHERE item_id = old.item_id AND NOT EXISTS (
+        SELECT 1 FROM events WHERE user_id = old.user_id AND item_id = old.item_id);
+    INSERT INTO item_popularity SELECT new.item_id, 1 WHERE NOT EXISTS (
+        SELECT 1 FROM events WHERE user_id = new.user_id AND item_id = new.item_id AND id <> new.id)
+    ON CONFLICT (item_id) DO UPDATE SET users = users + 1;
+END;
+"""
+
 # Bumped by every catalogue write, so catalogue-derived caches (retired items, filter
 # results) survive the far more frequent event writes.
 _ITEMS_VERSION = "items_version"
@@ -261,11 +293,13 @@ class Store:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             found = row[0] if row else None
             if found == "1":
-                self._upgrade(_INACTIVE_INDEX + _EXPERIMENT_SCHEMA)
+                self._upgrade(_INACTIVE_INDEX + _EXPERIMENT_SCHEMA + _POPULARITY_SCHEMA)
                 return
             if found != str(SCHEMA_VERSION):
                 raise StoreError(f"{self.path}: store schema version {found}, this edgerec "
                                  f"reads version {SCHEMA_VERSION}")
+            if "item_popularity" not in tables:
+                self._add_popularity()
             return
         if tables:
             raise StoreError(f"{self.path}: not an edgerec store (tables: {', '.join(sorted(tables))})")
@@ -274,7 +308,7 @@ class Store:
         # Several processes may create the same new store at once: every statement is
         # idempotent, and BEGIN IMMEDIATE (with retries) takes turns.
         _retry(lambda: conn.execute("PRAGMA journal_mode = WAL"), self.path, self.busy_timeout)
-        self._script(_SCHEMA + _INACTIVE_INDEX + _EXPERIMENT_SCHEMA
+        self._script(_SCHEMA + _INACTIVE_INDEX + _EXPERIMENT_SCHEMA + _POPULARITY_SCHEMA
                      + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');")
 
     def _upgrade(self, additions: str) -> None:
@@ -289,6 +323,16 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot upgrade the store to schema version "
                              f"{SCHEMA_VERSION} ({exc})") from None
+
+    def _add_popularity(self) -> None:
+        """Give a store made before it the maintained popularity table (one GROUP BY, once).
+
+        Optional: where the file cannot be written now (read-only, another writer busy past
+        the timeout) the store opens as it is and ``popular`` counts over the events."""
+        try:
+            self._script(_POPULARITY_SCHEMA)
+        except (sqlite3.Error, StoreError):
+            pass
 
     def _script(self, sql: str) -> None:
         """Run DDL in one IMMEDIATE transaction on the write connection."""
@@ -518,6 +562,12 @@ class Store:
         events without a timestamp count as the oldest).
         """
         skip = set(exclude)
+        if half_life is None and self._has_popularity():
+            rows = self._rows(
+                "SELECT p.item_id, p.users FROM item_popularity p LEFT JOIN items i "
+                "ON i.item_id = p.item_id WHERE ifnull(i.active, 1) = 1 AND p.users > 0 "
+                "ORDER BY p.users DESC, p.item_id LIMIT ?", [n + len(skip)])
+            return [(item, score) for item, score in rows if item not in skip][:n]
         if half_life is None:
             score, params = "COUNT(DISTINCT e.user_id)", []
         else:
@@ -526,11 +576,18 @@ class Store:
             score = ("SUM(e.weight * exp((ifnull(e.ts, (SELECT MIN(ts) FROM events)) - "
                      "(SELECT MAX(ts) FROM events)) * ?))")
             params = [math.log(2) / half_life]
+        # One sequential pass over the table, then the join per item: reading every event
+        # through the item index (and joining each one) was 2.5x slower over 1.1M events.
         rows = self._rows(
-            f"SELECT e.item_id, {score} AS score FROM events e "
-            "LEFT JOIN items i ON i.item_id = e.item_id WHERE ifnull(i.active, 1) = 1 "
-            "GROUP BY e.item_id ORDER BY score DESC, e.item_id LIMIT ?", params + [n + len(skip)])
+            f"SELECT a.item_id, a.score FROM (SELECT e.item_id, {score} AS score FROM events e "
+            "NOT INDEXED GROUP BY e.item_id) a LEFT JOIN items i ON i.item_id = a.item_id "
+            "WHERE ifnull(i.active, 1) = 1 ORDER BY a.score DESC, a.item_id LIMIT ?",
+            params + [n + len(skip)])
         return [(item, score) for item, score in rows if item not in skip][:n]
+
+    def _has_popularity(self) -> bool:
+        """Whether the maintained ranking exists (see ``_POPULARITY_SCHEMA``)."""
+        return bool(self._rows("SELECT 1 FROM sqlite_master WHERE name = 'item_popularity'"))
 
     def inactive_items(self) -> set[str]:
         """Retired item ids (``set_active(..., False)``): never to be recommended."""
