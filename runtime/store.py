@@ -417,10 +417,9 @@ class Store:
     # -- writes ---------------------------------------------------------------------------
 
     def _write_many(self, sql: str, rows: Iterable) -> int:
-        """``sql`` for every row, inside the caller's transaction; returns rows written."""
-        before = self._writer.total_changes
-        self._writer.executemany(sql, rows)
-        return self._writer.total_changes - before
+        """``sql`` for every row, inside the caller's transaction; returns rows written
+        (``rowcount`` leaves out what triggers wrote, such as ``item_popularity``)."""
+        return self._writer.executemany(sql, rows).rowcount
 
     def add_events(self, rows: Iterable[EventRow]) -> int:
         """Insert events in one transaction; returns how many were new (duplicates skipped).
