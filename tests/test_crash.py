@@ -123,10 +123,10 @@ import os, sys
 from pathlib import Path
 from edgerec import bundle as bundles
 from edgerec.cli import main
-publish, target = bundles.publish, Path(sys.argv[1])
+publish, target, point = bundles.publish, Path(sys.argv[1]), sys.argv[2]
 def publish_then_die(src, dest):
     if Path(dest) == target:
-        os.environ[bundles.CRASH_ENV] = sys.argv[2]
+        os.environ[bundles.CRASH_ENV] = point
     publish(src, dest)
 bundles.publish = publish_then_die
 sys.argv = ["edgerec", "update", *sys.argv[3:]]
