@@ -608,7 +608,7 @@ class Store:
             marks = ",".join("?" * len(values))
             either = []
             for name in keys:
-                if '"' in name or "\\" in name:
+                if '"' in name or "\\" in name or "\x00" in name:
                     raise InputError(f"bad metadata key {name!r} in the filter")
                 either.append(f"EXISTS (SELECT 1 FROM json_each(metadata, ?) WHERE value IN ({marks}))")
                 params += [f'$."{name}"', *values]

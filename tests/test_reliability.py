@@ -411,3 +411,12 @@ def test_requests_for_impossible_user_ids_are_one_input_error(mf, user, message)
         with pytest.raises(InputError, match=message):
             rec.explain(user, rec.bundle.item_ids[0])
         assert len(rec.recommend(1, n=3)) == 3  # integers stay ids, as in the store
+
+
+def test_a_filter_key_with_nul_is_an_input_error(tmp_path):
+    """It reached SQLite as a JSON path and came back as "SQLite failed (JSON path error)"."""
+    store = Store.open(tmp_path / "s.db")
+    store.add_items([("a", "A", {"x": 1})])
+    with pytest.raises(InputError, match="bad metadata key"):
+        store.matching_items({"x\x00": 1})
+    assert store.matching_items({"x": 1}) == {"a"}
