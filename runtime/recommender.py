@@ -181,7 +181,7 @@ class Recommender(feedback.Recorder):
         ``new_arrivals`` reserves up to that many of the last slots for catalogue items the
         model does not know yet, most recently added first.
         """
-        user_id = str(user_id)
+        user_id = validate.requested(user_id, "user_id")
         if (include is None and exclude is None and where is None and not diversity
                 and not explain and not new_arrivals):
             options = None  # the plain path builds nothing
@@ -202,7 +202,7 @@ class Recommender(feedback.Recorder):
         Takes the same keyword options as ``recommend``, and gives the same lists.
         ``chunk_size`` (users) defaults to what suits the catalogue's size.
         """
-        ids = [str(u) for u in user_ids]
+        ids = list(validate.rows(user_ids, lambda u: validate.identifier(u, "user_id"), "user"))
         return [recs for chunk in self._chunks(ids, n, chunk_size, _Options.of(**options))
                 for recs in chunk]
 
@@ -293,7 +293,8 @@ class Recommender(feedback.Recorder):
         contributions; the method (leave-one-out through the scoring core, or item
         similarity for kinds that do not read the history) is in ``edgerec.explain``.
         """
-        user_id, item_id, top = str(user_id), str(item_id), validate.count(top, "top")
+        user_id, item_id = validate.requested(user_id, "user_id"), validate.requested(item_id, "item_id")
+        top = validate.count(top, "top")
         served = self._served
         self._item_index(served.bundle, item_id)
         history = self._current(served).history(self.store, user_id)

@@ -158,6 +158,16 @@ def rows(values: Iterable, check: Callable[[object], Row], what: str = "row") ->
             raise InputError(f"{what} {n}: {bad}") from None
 
 
+def requested(value, field: str) -> str:
+    """An id that a request names (``recommend``, ``explain``): the store's rule, so None,
+    bytes or a list is one ``InputError`` instead of a string like "None" that serves the
+    popularity list (or a raw ``UnicodeEncodeError`` for a lone surrogate)."""
+    try:
+        return identifier(value, field)
+    except Invalid as bad:
+        raise InputError(str(bad)) from None
+
+
 def _text(value: str, field: str) -> None:
     if "\x00" in value:
         raise Invalid(f"{field} contains a NUL character")

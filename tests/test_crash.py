@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,6 +103,59 @@ def test_train_out_killed_while_publishing_keeps_the_old_bundle(mf, tmp_path):
                           env={**os.environ, bundles.CRASH_ENV: "linked"})
     assert done.returncode == KILLED, done.stderr
     assert serves(dest, mf.store) == "old"
+
+
+def later_events(mf, path: Path) -> Path:
+    """A copy of the trained store plus events after its training data (something to update)."""
+    shutil.copy(mf.store, path)
+    store = Store.open(path)
+    t = store.summary()["last_ts"]
+    users = store.user_ids()[:30]
+    rows = [(user, item, "view", 1.0, t + 1 + 3 * n + k)
+            for n, user in enumerate(users) for k, item in enumerate(store.history(users[-1 - n])[:3])]
+    store.add_events(rows)
+    store.close()
+    return path
+
+
+# ``edgerec update`` publishes twice (its gate candidate into a temporary directory, then
+# the winner over the bundle path): the hook is armed only for the bundle path's publish.
+UPDATE_KILLED = """
+import os, sys
+from pathlib import Path
+from edgerec import bundle as bundles
+from edgerec.cli import main
+publish, target, point = bundles.publish, Path(sys.argv[1]), sys.argv[2]
+def publish_then_die(src, dest):
+    if Path(dest) == target:
+        os.environ[bundles.CRASH_ENV] = point
+    publish(src, dest)
+bundles.publish = publish_then_die
+sys.argv = ["edgerec", "update", *sys.argv[3:]]
+main()
+"""
+
+
+def test_update_killed_while_training_and_while_switching_keeps_the_old_bundle(mf, tmp_path):
+    """The nightly ``edgerec update`` killed at a random moment of its training, then with
+    the new version complete beside the path but not yet linked: the old bundle serves
+    both times and the store it read passes the integrity check."""
+    store = later_events(mf, tmp_path / "s.db")
+    dest = tmp_path / "models" / "m"
+    publish(variant(mf, tmp_path / "old", "old"), dest)
+    args = [store, dest, "--epochs", "1", "--tolerance", "1"]  # tolerance 1: always publish
+    child = subprocess.Popen([EDGEREC, "update", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(random.Random(2).uniform(1.0, 4.0))  # importing or training
+    child.kill()
+    assert child.wait(30) == KILLED and serves(dest, store) == "old"
+    done = subprocess.run([sys.executable, "-c", UPDATE_KILLED, dest, "linked", *args],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == KILLED, done.stderr
+    assert serves(dest, store) == "old"
+    assert len([p for p in dest.parent.iterdir() if ".m.v-" in p.name]) == 2  # the new one beside
+    opened = Store.open(store, create=False)
+    assert opened.integrity() == ["ok"]
+    opened.close()
 
 
 INGEST = """

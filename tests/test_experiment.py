@@ -152,7 +152,7 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path):
     assert store.history("u1") == ["i1"]
     experiments.add_impressions(store, [("x", "A", "r", "u1", "i1", 1, 50.0)])
     store.close()
-    assert _schema(path) == ("2", {"meta", "items", "events", "experiments", "impressions"})
+    assert _schema(path) == ("2", {"meta", "items", "events", "experiments", "impressions", "item_popularity"})
     assert experiments.totals(Store.open(path, create=False), "x", HOUR, ["click"], [])[0].clicked == 1
 
 

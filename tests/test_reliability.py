@@ -397,3 +397,28 @@ def test_counting_options_are_bounded_in_every_entry_point(svd, tmp_path):
         (tmp_path / "a-file").write_text("")
         with pytest.raises(InputError, match="cannot write there"):
             rec.batch(tmp_path / "a-file" / "dir.csv")
+
+
+@pytest.mark.parametrize("user, message", [
+    (None, "bad user_id None"), (b"u1", "bad user_id b'u1'"), (["u1"], "bad user_id"),
+    ("", "user_id is empty"), ("a\x00b", "NUL"), ("\ud800", "user_id"), ("x" * 300, "at most 256")])
+def test_requests_for_impossible_user_ids_are_one_input_error(mf, user, message):
+    """None, bytes or a list used to become "None" (a popularity list for a user who cannot
+    exist) and a lone surrogate a raw UnicodeEncodeError; ids follow the store's rule."""
+    with Recommender.open(mf.bundle, mf.store) as rec:
+        with pytest.raises(InputError, match=message):
+            rec.recommend(user, n=3)
+        with pytest.raises(InputError, match=r"user 1: .*" + message):
+            rec.recommend_many(["u1", user], n=3)
+        with pytest.raises(InputError, match=message):
+            rec.explain(user, rec.bundle.item_ids[0])
+        assert len(rec.recommend(1, n=3)) == 3  # integers stay ids, as in the store
+
+
+def test_a_filter_key_with_nul_is_an_input_error(tmp_path):
+    """It reached SQLite as a JSON path and came back as "SQLite failed (JSON path error)"."""
+    store = Store.open(tmp_path / "s.db")
+    store.add_items([("a", "A", {"x": 1})])
+    with pytest.raises(InputError, match="bad metadata key"):
+        store.matching_items({"x\x00": 1})
+    assert store.matching_items({"x": 1}) == {"a"}

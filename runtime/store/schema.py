@@ -58,10 +58,42 @@ CREATE INDEX IF NOT EXISTS impressions_variant ON impressions (experiment, varia
 # version 1 stores made before it existed get it with the upgrade.
 INACTIVE_INDEX = "CREATE INDEX IF NOT EXISTS items_inactive ON items (item_id) WHERE active = 0;"
 
+# The cold-start ranking (distinct users per item), kept by triggers in the same transaction
+# as every event write, so the first unknown user's request reads ``items`` rows instead of
+# a GROUP BY over every event (25 s over 1.1M events on a loaded 2-core machine, while a
+# big ingest ran). Triggers live in the file, so any writer (an older edgerec, the sqlite3
+# shell) keeps it right. Additive: a store without it gets it, filled once, when opened
+# for writing; until then (read-only file, busy) ``popular`` counts as before. The cost is
+# on writes: a 200K-row ingest took 1.9x as long (no index on ``users``: 3.7x with one).
+POPULARITY = """
+CREATE TABLE IF NOT EXISTS item_popularity (item_id TEXT PRIMARY KEY, users INTEGER NOT NULL) WITHOUT ROWID;
+INSERT OR IGNORE INTO item_popularity SELECT item_id, COUNT(DISTINCT user_id) FROM events GROUP BY item_id;
+CREATE TRIGGER IF NOT EXISTS events_popularity_insert AFTER INSERT ON events
+WHEN NOT EXISTS (SELECT 1 FROM events WHERE user_id = new.user_id AND item_id = new.item_id AND id <> new.id)
+BEGIN
+    INSERT INTO item_popularity VALUES (new.item_id, 1)
+    ON CONFLICT (item_id) DO UPDATE SET users = users + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS events_popularity_delete AFTER DELETE ON events
+WHEN NOT EXISTS (SELECT 1 FROM events WHERE user_id = old.user_id AND item_id = old.item_id)
+BEGIN
+    UPDATE item_popularity SET users = users - 1 WHERE item_id = old.item_id;
+END;
+CREATE TRIGGER IF NOT EXISTS events_popularity_update AFTER UPDATE OF user_id, item_id ON events
+WHEN old.user_id IS NOT new.user_id OR old.item_id IS NOT new.item_id
+BEGIN
+    UPDATE item_popularity SET users = users - 1 WHERE item_id = old.item_id AND NOT EXISTS (
+        SELECT 1 FROM events WHERE user_id = old.user_id AND item_id = old.item_id);
+    INSERT INTO item_popularity SELECT new.item_id, 1 WHERE NOT EXISTS (
+        SELECT 1 FROM events WHERE user_id = new.user_id AND item_id = new.item_id AND id <> new.id)
+    ON CONFLICT (item_id) DO UPDATE SET users = users + 1;
+END;
+"""
+
 # What a new store gets, in one transaction.
-CREATE = (VERSION_1 + INACTIVE_INDEX + EXPERIMENTS
+CREATE = (VERSION_1 + INACTIVE_INDEX + EXPERIMENTS + POPULARITY
           + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');")
 
 # Found version -> the additions that bring it to SCHEMA_VERSION (all IF NOT EXISTS, so two
 # processes upgrading one file at once both succeed).
-MIGRATIONS = {"1": INACTIVE_INDEX + EXPERIMENTS}
+MIGRATIONS = {"1": INACTIVE_INDEX + EXPERIMENTS + POPULARITY}
