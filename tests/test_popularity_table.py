@@ -13,12 +13,12 @@ import sqlite3
 from collections import defaultdict
 from pathlib import Path
 
-from edgerec.store import Store
+from edgerec.store import Store, snapshots
 
 
 def expected(store: Store, n: int) -> list[tuple[str, int]]:
     """Distinct users per active item, most first, ties by id: the definition."""
-    events = store.events_array()
+    events = snapshots.events_array(store)
     users = defaultdict(set)
     for user, item in zip(events["user_id"], events["item_id"]):
         users[item].add(user)
@@ -105,5 +105,5 @@ def test_the_cold_start_ranking_reads_no_event_rows(tmp_path):
     store._reader().set_trace_callback(None)
     assert ranked == expected(store, 10)
     plans = [row[-1] for sql in statements if sql.lstrip().upper().startswith("SELECT")
-             for row in store._rows("EXPLAIN QUERY PLAN " + sql, [10] * sql.count("?"))]
+             for row in store.read("EXPLAIN QUERY PLAN " + sql, [10] * sql.count("?"))]
     assert plans and not [p for p in plans if "events" in p or p.startswith("SCAN e ")], plans
