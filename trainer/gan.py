@@ -47,6 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import InputError
+from . import costs
 from .data import Interactions
 from .models import ScoringModel
 
@@ -111,6 +112,13 @@ class CollaborativeGAN(ScoringModel):
     @property
     def dim(self) -> int:
         return self.params["hidden"]
+
+    @classmethod
+    def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
+        """One pass over the users, dense [batch, n_items] x hidden products (``costs``)."""
+        hidden = params["hidden"] or auto_hidden(n_items)
+        steps = max(params["steps_per_epoch"], math.ceil(n_users / params["batch_size"]))
+        return costs.gan_seconds(steps * params["batch_size"], n_items, hidden)
 
     # -- the generator: what is exported ---------------------------------------------------
 

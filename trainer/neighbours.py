@@ -28,6 +28,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from ..errors import InputError
+from . import costs
 from .data import Interactions, history_length_for
 from .models import ScoringModel
 
@@ -94,6 +95,13 @@ class NeighbourModel(ScoringModel):
     @property
     def dim(self) -> int:
         return int(min(self.params["neighbours"], max(self.n_items - 1, 1)))
+
+    @classmethod
+    def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
+        """The one real epoch (``auto`` plans one: later ones do nothing): the sparse
+        item-item products (co-occurring pairs, ~2 nnz^2 / users with a long tail of heavy
+        users) and a few dense passes over every [block, n_items] slab (top-K selection)."""
+        return costs.neighbour_seconds(n_users, n_items, n_interactions)
 
     def prepare(self, train: Interactions) -> None:
         self.history_length = history_length_for(train, self.MAX_HISTORY)
@@ -222,6 +230,12 @@ class SparseEASE(NeighbourModel):
 
     kind = "sparse_ease"
     defaults = {**NeighbourModel.defaults, "neighbours": 100, "candidates": 100, "reg": 500.0}
+
+    @classmethod
+    def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
+        """The neighbourhood kinds' cost plus a batched [m, m] solve per item (m candidates)."""
+        return (costs.neighbour_seconds(n_users, n_items, n_interactions)
+                + costs.local_solve_seconds(n_items, params["candidates"]))
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
