@@ -27,7 +27,7 @@ import numpy as np
 
 GRID = {"factors": (64, 128), "regularization": (0.1, 1.0, 10.0, 100.0), "alpha": (10.0, 40.0)}
 # edgerec's own itemknn, tuned the same way (``--tune-itemknn``): the neighbourhood baseline.
-ITEMKNN_GRID = {"neighbours": (100, 400), "shrink": (0.0, 10.0, 100.0),
+ITEMKNN_GRID = {"neighbours": (100, 400), "shrink": (0.0, 50.0),
                 "weighting": ("none", "bm25")}
 
 

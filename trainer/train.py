@@ -25,6 +25,7 @@ from ..errors import InputError
 from ..metrics import ranking_metrics, top_k_excluding
 from ..store import Store
 from .data import Interactions, load_interactions, temporal_split
+from .defaults import data_defaults, search_grid
 from .models import MODEL_KINDS
 from .warm import WarmStart
 
@@ -91,14 +92,14 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
             raise InputError(f"--{name} must be at least 1")
     started = time.perf_counter()
     data = _interactions(source)
+    params.update(data_defaults(model, data, passed))
     train_mask, holdout_mask = temporal_split(data)
     train, holdout = data.subset(train_mask), data.subset(holdout_mask)
     progress(f"{model}: {data.summary['interactions']} interactions, {data.n_users} users, "
              f"{data.n_items} items; holdout {int(holdout_mask.sum())} interactions")
 
     tf.config.experimental.enable_op_determinism()
-    searched = {name: values for name, values in kind.search.items()
-                if name not in passed} if len(holdout.users) else {}
+    searched = search_grid(kind, train, params, passed) if len(holdout.users) else {}
     best = None
     for values in itertools.product(*searched.values()):
         settings = {**params, **dict(zip(searched, values))}
