@@ -72,6 +72,8 @@ class CollaborativeGAN(ScoringModel):
     """CFGAN with zero reconstruction and partial masking (CFGAN_ZP); scores are G's logits."""
 
     kind = "gan"
+    # It lost to als on every shape measured (5-16%, benchmarks/README.md) at 4x the time.
+    auto_prior = 0.6
     folds_in = True
     warm_starts = False  # trained afresh: the discriminator would double the bundle's size
     history_length = 0   # set by ``prepare``: the most items a user has, up to MAX_HISTORY
