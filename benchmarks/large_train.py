@@ -1,7 +1,7 @@
 """Training at scale: each kind on a 100K users x 100K items shop of 10M events.
 
     python benchmarks/large_train.py [--models als,auto] [--follow 0.7] [--budget 240]
-                                     [--users N] [--items N] [--events N] [--out DIR]
+                                     [--params JSON] [--users N] [--items N] [--events N] [--out DIR]
 
 The data is the shape of ``benchmarks/latency.py``'s large store (lognormal events per user,
 Zipf(0.9) item popularity, 10M events), built in memory as ``Interactions`` (the store
@@ -62,7 +62,7 @@ def one(kind: str, args) -> dict:
     t0 = time.perf_counter()
     data = shop_interactions(args.users, args.items, args.events, args.follow)
     built = time.perf_counter() - t0
-    extra = {"budget_seconds": args.budget} if kind == "auto" else {}
+    extra = {"budget_seconds": args.budget} if kind == "auto" else json.loads(args.params)
     t0 = time.perf_counter()
     result = fit(data, kind, progress=lambda m: print("  " + m, file=sys.stderr, flush=True), **extra)
     seconds = time.perf_counter() - t0
@@ -83,6 +83,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--follow", type=float, default=0.7)
     parser.add_argument("--budget", type=float, default=240.0)
+    parser.add_argument("--params", default="{}", help='settings for the kinds, JSON: {"reg": 20}')
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = parser.parse_args(argv)
