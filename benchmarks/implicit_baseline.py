@@ -1,6 +1,6 @@
 """edgerec kinds beside implicit's ALS tuned on validation, on the temporal protocol.
 
-    python benchmarks/implicit_baseline.py DATA [--models als,auto] [--out DIR]
+    python benchmarks/implicit_baseline.py DATA [--models als,auto] [--tune-itemknn] [--out DIR]
 
 DATA is what ``benchmarks/quality.py`` takes (a ratings file, a store, ``demo:shop``...).
 The test split is ``edgerec evaluate``'s temporal one (each user's latest 20%). implicit is
@@ -9,7 +9,8 @@ its own threads, BLAS at one thread) fitted on the train part minus a validation
 carved from it by the same temporal rule, the best setting by validation NDCG@10 refitted
 on the whole train part, then scored once on the test part: full ranking, train items
 excluded, the metrics of ``edgerec.metrics``. The edgerec kinds run with their defaults
-through ``edgerec evaluate`` (export and serving included). Writes
+through ``edgerec evaluate`` (export and serving included); ``--tune-itemknn`` adds
+edgerec's itemknn tuned on the same validation split (``ITEMKNN_GRID``). Writes
 DIR/implicit_baseline.json.
 """
 
@@ -25,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 GRID = {"factors": (64, 128), "regularization": (0.1, 1.0, 10.0, 100.0), "alpha": (10.0, 40.0)}
+# edgerec's own itemknn, tuned the same way (``--tune-itemknn``): the neighbourhood baseline.
+ITEMKNN_GRID = {"neighbours": (100, 400), "shrink": (0.0, 50.0),
+                "weighting": ("none", "bm25")}
 
 
 def implicit_scores(train, test, params: dict, k: int = 10) -> dict:
@@ -66,6 +70,24 @@ def tuned_implicit(data) -> dict:
             "metrics": implicit_scores(train, test, best)}
 
 
+def tuned_itemknn(path: Path, data) -> dict:
+    """``ITEMKNN_GRID`` on validation (``fit``'s holdout, carved from the train part by the
+    same temporal rule), the winner through ``edgerec evaluate`` on the test part."""
+    from edgerec.pipelines.evaluate import evaluate, split
+    from edgerec.trainer import fit
+
+    train = data.subset(split(data, "temporal")[0])
+    tried = []
+    for values in itertools.product(*ITEMKNN_GRID.values()):
+        params = dict(zip(ITEMKNN_GRID, values))
+        score = fit(train, "itemknn", refit=False, **params).metrics["holdout"]["ndcg@10"]
+        tried.append((score, params))
+        print(f"  itemknn {params}: validation ndcg@10 {score:.4f}", file=sys.stderr, flush=True)
+    best_score, best = max(tried, key=lambda t: t[0])
+    return {"params": best, "validation_ndcg@10": best_score,
+            "metrics": evaluate(path, "itemknn", **best)["metrics"]}
+
+
 def main(argv=None) -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
     from quality import store_for
@@ -77,6 +99,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path)
     parser.add_argument("--models", default="als,auto")
+    parser.add_argument("--tune-itemknn", action="store_true",
+                        help="also tune edgerec's itemknn on validation (ITEMKNN_GRID)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -89,6 +113,11 @@ def main(argv=None) -> dict:
     baseline = tuned_implicit(data)
     rows.append({"model": f"implicit ALS tuned {baseline['params']}", "ndcg@10": baseline["metrics"]["ndcg@10"],
                  "seconds": round(time.perf_counter() - t0, 1)})
+    if args.tune_itemknn:
+        t0 = time.perf_counter()
+        knn = tuned_itemknn(path, data)
+        rows.append({"model": f"itemknn tuned {knn['params']}", "ndcg@10": knn["metrics"]["ndcg@10"],
+                     "seconds": round(time.perf_counter() - t0, 1)})
     for kind in args.models.split(","):
         report = evaluate(path, kind, progress=lambda m: print("  " + m, file=sys.stderr, flush=True))
         name = kind if kind != "auto" else f"auto (chose {report['params']['model']})"

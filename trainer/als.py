@@ -78,10 +78,11 @@ class AlternatingLeastSquares(FactorTables):
     history_length = 200
     defaults = {**ScoringModel.defaults, "epochs": 15, "dim": 64, "reg": 20.0, "alpha": 1.0,
                 "weighting": "log1p", "cg_steps": 3, "fold_in_steps": 3}
-    # No single regularisation suits every shape: 20 is best on MovieLens 100K validation,
-    # 100 beat it by a third on the sparse shop shape (benchmarks/README.md). ALS is cheap,
-    # so ``fit`` tries each on the holdout unless --reg is given.
-    search = {"reg": (20.0, 100.0, 400.0)}
+    # No single regularisation or confidence scale suits every shape: ``fit`` sets reg from
+    # the catalogue's size and tries alpha 1 and 4 with reg at 1/4 and 1x that value on the
+    # holdout (``trainer.defaults``; what --reg / --alpha set is not searched). The values
+    # here are what ``auto`` counts when planning.
+    search = {"alpha": (1.0, 4.0), "reg": (1.0, 0.25)}
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)

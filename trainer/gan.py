@@ -45,6 +45,7 @@ import math
 import numpy as np
 
 from ..errors import InputError
+from . import costs
 from .backend import keras, tf
 from .base import ScoringModel
 from .data import Interactions
@@ -71,6 +72,8 @@ class CollaborativeGAN(ScoringModel):
 
     kind = "gan"
     reads_history = True  # the purchase vector is the history
+    # It lost to als on every shape measured (5-16%, benchmarks/README.md) at 4x the time.
+    auto_prior = 0.6
     folds_in = True
     has_item_vectors = True
     warm_starts = False  # trained afresh: the discriminator would double the bundle's size
@@ -112,6 +115,13 @@ class CollaborativeGAN(ScoringModel):
     @property
     def dim(self) -> int:
         return self.params["hidden"]
+
+    @classmethod
+    def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
+        """One pass over the users, dense [batch, n_items] x hidden products (``costs``)."""
+        hidden = params["hidden"] or auto_hidden(n_items)
+        steps = max(params["steps_per_epoch"], math.ceil(n_users / params["batch_size"]))
+        return costs.gan_seconds(steps * params["batch_size"], n_items, hidden)
 
     # -- the generator: what is exported ---------------------------------------------------
 

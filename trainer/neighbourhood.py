@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
+from . import costs
 from .backend import tf
 from .base import ScoringModel
 from .data import Interactions, history_length_for
@@ -87,6 +88,13 @@ class NeighbourModel(ScoringModel):
     @property
     def dim(self) -> int:
         return int(min(self.params["neighbours"], max(self.n_items - 1, 1)))
+
+    @classmethod
+    def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
+        """The one real epoch (``auto`` plans one: later ones do nothing): the sparse
+        item-item products (co-occurring pairs, ~2 nnz^2 / users with a long tail of heavy
+        users) and a few dense passes over every [block, n_items] slab (top-K selection)."""
+        return costs.neighbour_seconds(n_users, n_items, n_interactions)
 
     def prepare(self, train: Interactions) -> None:
         self.history_length = history_length_for(train, self.MAX_HISTORY)

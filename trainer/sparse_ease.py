@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from ..errors import InputError
+from . import costs
 from .data import Interactions
 from .neighbourhood import NeighbourModel, binary_matrix, top_k_rows
 
@@ -28,14 +30,23 @@ class SparseEASE(NeighbourModel):
     kind = "sparse_ease"
     defaults = {**NeighbourModel.defaults, "neighbours": 100, "candidates": 100, "reg": 500.0}
 
+    @classmethod
+    def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
+        """The neighbourhood kinds' cost plus a batched [m, m] solve per item (m candidates)."""
+        return (costs.neighbour_seconds(n_users, n_items, n_interactions)
+                + costs.local_solve_seconds(n_items, params["candidates"]))
+
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
         if self.params["reg"] <= 0 or self.params["candidates"] < 1:
             raise InputError("sparse_ease needs reg > 0 and candidates >= 1")
 
     def neighbour_rows(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
-        columns = local_ease_columns(binary_matrix(train), self.params["candidates"],
-                                     self.params["reg"])
+        # Thousands of small [m, m] solves: a BLAS thread pool only adds its hand-offs to
+        # each; on the busy 2-core machine it made them 40x slower (150 s for ML-100K).
+        with threadpool_limits(1, "blas"):
+            columns = local_ease_columns(binary_matrix(train), self.params["candidates"],
+                                         self.params["reg"])
         matrix = columns.T.tocsr()  # columns[i, j]: weight of source i for target j
 
         def rows(start, stop):

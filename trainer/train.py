@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..store import Store
 from .backend import keras, tf
 from .data import Interactions, load_interactions, temporal_split
+from .defaults import data_defaults, search_grid
 from .registry import AUTO, MODEL_KINDS, model_kind
 from .validation import VALIDATION_USERS, holdout_metrics, popularity_baseline
 from .warm import WarmStart
@@ -86,14 +87,14 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
             raise InputError(f"--{name} must be at least 1")
     started = time.perf_counter()
     data = _interactions(source)
+    params.update(data_defaults(model, data, passed))
     train_mask, holdout_mask = temporal_split(data)
     train, holdout = data.subset(train_mask), data.subset(holdout_mask)
     progress(f"{model}: {data.summary['interactions']} interactions, {data.n_users} users, "
              f"{data.n_items} items; holdout {int(holdout_mask.sum())} interactions")
 
     tf.config.experimental.enable_op_determinism()
-    searched = {name: values for name, values in kind.search.items()
-                if name not in passed} if len(holdout.users) else {}
+    searched = search_grid(kind, train, params, passed) if len(holdout.users) else {}
     metric, deadline = f"ndcg@{k}", None if time_limit is None else started + time_limit
 
     def validate(net) -> dict:  # without a holdout every epoch scores 0: the first is kept

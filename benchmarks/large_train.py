@@ -1,0 +1,111 @@
+"""Training at scale: each kind on a 100K users x 100K items shop of 10M events.
+
+    python benchmarks/large_train.py [--models als,auto] [--follow 0.7] [--budget 240]
+                                     [--params JSON] [--users N] [--items N] [--events N] [--out DIR]
+
+The data is the shape of ``benchmarks/latency.py``'s large store (lognormal events per user,
+Zipf(0.9) item popularity, 10M events), built in memory as ``Interactions`` (the store
+round trip is ``latency.py``'s business). With ``--follow 0`` it is exactly that store's
+distribution: items drawn independently of the user, so nothing can beat most-popular there.
+By default each event comes, with probability ``follow``, from the user's favourite category
+(100 items per category, Zipf within it): structure a recommender can find.
+
+Each kind runs ``edgerec.trainer.fit`` as ``edgerec train`` does (holdout for early stopping,
+refit on everything) in a fresh process, so its peak RSS is its own: wall seconds, peak RSS,
+holdout NDCG@10 and most-popular's on the same holdout users. Writes DIR/large_train.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CATEGORY_ITEMS = 100
+
+
+def shop_interactions(n_users: int, n_items: int, n_events: int, follow: float, seed: int = 0):
+    """Unique (user, item) pairs of ``n_events`` draws, as ``load_interactions`` returns them."""
+    from edgerec.trainer.data import Interactions
+
+    rng = np.random.default_rng(seed)
+    per_user = rng.lognormal(0, 1, n_users)
+    users = rng.choice(n_users, n_events, p=per_user / per_user.sum())
+    pop = 1.0 / np.arange(1, n_items + 1) ** 0.9
+    items = rng.choice(n_items, n_events, p=pop / pop.sum())
+    n_categories = max(1, n_items // CATEGORY_ITEMS)
+    favourite = rng.integers(0, n_categories, n_users)
+    ranks = 1.0 / np.arange(1, CATEGORY_ITEMS + 1) ** 0.9
+    in_category = rng.choice(CATEGORY_ITEMS, n_events, p=ranks / ranks.sum())
+    follows = rng.random(n_events) < follow
+    items[follows] = np.minimum(favourite[users[follows]] * CATEGORY_ITEMS + in_category[follows],
+                                n_items - 1)
+    pairs, first = np.unique(users * np.int64(n_items) + items, return_index=True)
+    ts = rng.integers(1_600_000_000, 1_700_000_000, n_events).astype(np.float64)[first]
+    summary = {"events": n_events, "interactions": len(pairs), "users": n_users, "items": n_items}
+    return Interactions(np.array([f"u{u}" for u in range(n_users)], object),
+                        np.array([f"i{i}" for i in range(n_items)], object),
+                        pairs // n_items, pairs % n_items, ts, summary, np.ones(len(pairs)))
+
+
+def one(kind: str, args) -> dict:
+    """Run in the child process: build the data, fit ``kind``, report."""
+    from edgerec.trainer import fit
+
+    t0 = time.perf_counter()
+    data = shop_interactions(args.users, args.items, args.events, args.follow)
+    built = time.perf_counter() - t0
+    extra = {"budget_seconds": args.budget} if kind == "auto" else json.loads(args.params)
+    t0 = time.perf_counter()
+    result = fit(data, kind, progress=lambda m: print("  " + m, file=sys.stderr, flush=True), **extra)
+    seconds = time.perf_counter() - t0
+    return {"model": kind, "chose": result.params["model"], "train_seconds": round(seconds, 1),
+            "data_seconds": round(built, 1), "interactions": int(len(data.users)),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "holdout_ndcg@10": result.metrics["holdout"]["ndcg@10"],
+            "popularity_ndcg@10": result.metrics["popularity"]["ndcg@10"],
+            "params": {k: v for k, v in result.params.items() if k != "auto"},
+            "load_after": os.getloadavg()[0]}
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="als,auto")
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--follow", type=float, default=0.7)
+    parser.add_argument("--budget", type=float, default=240.0)
+    parser.add_argument("--params", default="{}", help='settings for the kinds, JSON: {"reg": 20}')
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(one(args.one, args)))
+        return []
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for kind in args.models.split(","):
+        child = [sys.executable, __file__, "--one", kind, *(argv if argv is not None else sys.argv[1:])]
+        load = os.getloadavg()[0]
+        done = subprocess.run(child, stdout=subprocess.PIPE, text=True, check=True)
+        rows.append({**json.loads(done.stdout.strip().splitlines()[-1]), "load_before": load})
+        row = rows[-1]
+        print(f"{kind} (chose {row['chose']}): {row['train_seconds']} s, peak RSS "
+              f"{row['peak_rss_mb']} MB, holdout ndcg@10 {row['holdout_ndcg@10']:.4f} "
+              f"(popularity {row['popularity_ndcg@10']:.4f}), load {load:.1f}", flush=True)
+    command = "python benchmarks/large_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    (args.out / "large_train.json").write_text(json.dumps({"command": command, "results": rows},
+                                                          indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

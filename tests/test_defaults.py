@@ -1,0 +1,75 @@
+"""Settings chosen from the data (``edgerec.trainer.defaults``) and ``auto``'s cost estimates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+
+def shop_like(n_users: int, n_items: int, per_user: int, seed: int = 0):
+    """Interactions in dense indices: each user buys ``per_user`` items of a Zipf catalogue."""
+    from edgerec.trainer import Interactions
+
+    rng = np.random.default_rng(seed)
+    pop = 1.0 / np.arange(1, n_items + 1) ** 0.9
+    pairs = np.unique(np.repeat(np.arange(n_users), per_user) * n_items
+                      + rng.choice(n_items, n_users * per_user, p=pop / pop.sum()))
+    return Interactions(np.array([f"u{u}" for u in range(n_users)], object),
+                        np.array([f"i{i}" for i in range(n_items)], object),
+                        pairs // n_items, pairs % n_items, rng.random(len(pairs)),
+                        {"interactions": len(pairs)})
+
+
+def test_als_searches_confidence_and_catalogue_scaled_regularisation():
+    """Unset, alpha and reg are tried on the holdout (reg around n_items / 100, at least
+    10); what the caller sets is kept and not searched."""
+    from edgerec.trainer import fit
+
+    data = shop_like(120, 3_000, 8)
+    result = fit(data, "als", epochs=1, refit=False)
+    assert result.params["searched"] == {"alpha": [1.0, 4.0], "reg": [30.0, 7.5]}
+    assert result.params["alpha"] in (1.0, 4.0) and result.params["reg"] in (30.0, 7.5)
+    kept = fit(data, "als", epochs=1, refit=False, reg=3.0)
+    assert kept.params["reg"] == 3.0 and kept.params["searched"] == {"alpha": [1.0, 4.0]}
+    small = fit(shop_like(60, 200, 8), "als", epochs=1, refit=False, alpha=2.0)
+    assert small.params["alpha"] == 2.0 and small.params["searched"] == {"reg": [10.0, 2.5]}
+
+
+def test_als_skips_a_search_that_would_not_fit_and_keeps_the_scaled_reg(monkeypatch):
+    """Where the extra fits are expected to take too long (a 10M-event shop), the
+    catalogue-scaled reg stands alone, with the default alpha."""
+    from edgerec.trainer import defaults, fit
+
+    monkeypatch.setattr(defaults, "SEARCH_SECONDS", 0.0)
+    result = fit(shop_like(120, 3_000, 8), "als", epochs=1, refit=False)
+    assert "searched" not in result.params
+    assert (result.params["reg"], result.params["alpha"]) == (30.0, 1.0)
+
+
+def test_auto_prices_neighbourhood_kinds_and_gan_by_their_own_work():
+    """The shop shape (30K users x 24K items, 290K purchases): the neighbourhood kinds are
+    one closed-form pass of seconds, gan a dense pass per epoch that costs more than als;
+    on a 100K-item catalogue the neighbourhood tables grow with items^2."""
+    from edgerec.trainer import MODEL_KINDS, Interactions
+    from edgerec.trainer.base import ScoringModel
+    from edgerec.trainer.train import plan_auto
+
+    def shaped(n_users, n_items, n_events):
+        users = np.arange(n_events) % n_users
+        return Interactions(np.arange(n_users).astype(object), np.arange(n_items).astype(object),
+                            users, np.arange(n_events) % n_items, np.zeros(n_events), {})
+
+    plan = {entry["model"]: entry for entry in plan_auto(shaped(30_000, 24_000, 290_000))}
+    for kind in ("itemknn", "rp3beta"):
+        assert 1.0 < plan[kind]["estimate_s"] < 60.0, (kind, plan[kind])
+    assert plan["sparse_ease"]["epoch_s"] > 5 * plan["itemknn"]["epoch_s"]  # 24K local solves
+    assert plan["gan"]["epoch_s"] > 5 * plan["als"]["epoch_s"]
+    for kind in ("itemknn", "sparse_ease", "gan"):  # not the sampled-negative Keras estimate
+        params = MODEL_KINDS[kind].defaults
+        assert plan[kind]["epoch_s"] != ScoringModel.epoch_seconds(30_000, 24_000, 290_000, params)
+    knn = MODEL_KINDS["itemknn"]
+    small = knn.epoch_seconds(100_000, 10_000, 100_000, knn.defaults)
+    large = knn.epoch_seconds(100_000, 100_000, 100_000, knn.defaults)
+    assert large > 50 * small

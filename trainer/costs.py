@@ -1,0 +1,40 @@
+"""Rough training costs of the kinds that do not train like Keras models, for ``auto``'s plan.
+
+``auto`` orders kinds by expected value per second and skips one whose epoch cannot fit
+(``train.plan_auto``), so an estimate that is 10x off either starves a strong kind or lets a
+slow one eat the budget. The rates below were measured on this project's 2-core CPU with
+other jobs beside them (benchmarks/README.md, "What auto plans with"); they aim at the
+right order of magnitude, not at a forecast.
+"""
+
+from __future__ import annotations
+
+# Co-occurring (item, item) pairs per second in scipy's sparse products.
+PAIRS_PER_SECOND = 3e7
+# Seconds per cell of a dense [block, n_items] similarity slab: the division or weighting,
+# the top-K partition and the gathers (several passes over float32 memory).
+SECONDS_PER_CELL = 6e-9
+# Dense float32 matrix products under TensorFlow (GAN), and batched small solves (numpy).
+DENSE_FLOPS = 5e9
+SOLVE_FLOPS = 2e8  # LAPACK on [100, 100] systems, one BLAS thread: 8 s for ML-100K's 1,613 items
+
+
+def neighbour_seconds(n_users: int, n_items: int, n_interactions: int) -> float:
+    """An item-neighbourhood table: X^T X-like sparse products, whose work is the number of
+    co-occurring pairs (sum over users of their count squared, here ~2 nnz^2 / users for a
+    long-tailed spread of counts), then the dense slabs of every item's row."""
+    pairs = 2.0 * n_interactions ** 2 / max(n_users, 1)
+    return pairs / PAIRS_PER_SECOND + float(n_items) ** 2 * SECONDS_PER_CELL
+
+
+def local_solve_seconds(n_items: int, candidates: int) -> float:
+    """One [m, m] ridge system per item (``sparse_ease``): m^3 / 3 for the factorisation and
+    about 20 m^2 for gathering each system out of the block's dense sub-Gram."""
+    m = float(min(candidates, max(n_items - 1, 1)))
+    return n_items * (2.0 * m ** 3 / 3.0 + 20.0 * m ** 2) / SOLVE_FLOPS
+
+
+def gan_seconds(users_per_epoch: int, n_items: int, hidden: int) -> float:
+    """CFGAN's epoch: per user about 20 dense [n_items x hidden] multiply-adds (the generator
+    twice, the critic three times on two tables, their gradients)."""
+    return 40.0 * users_per_epoch * n_items * hidden / DENSE_FLOPS
