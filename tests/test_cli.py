@@ -42,12 +42,12 @@ def test_cli_pipeline_from_csv(tmp_path):
     assert lines[0] == "user_id,rank,item_id,score" and len(lines) == 5
     assert lines[3].startswith("stranger,1,")
 
-    info = run_cli("info", bundle, "--json")
+    info = run_cli("describe", bundle, "--json")
     assert info.returncode == 0
     about = json.loads(info.stdout)
     assert about["model_kind"] == "mf" and about["dims"]["dim"] == 16
     assert about["training"]["params"]["epochs"] == 3 and about["onnx"]["weights_dtype"] == "float16"
-    text = run_cli("info", bundle).stdout
+    text = run_cli("describe", bundle).stdout
     assert "sha256" in text and "opset 17" in text
 
 
@@ -59,7 +59,7 @@ def test_cli_errors_are_one_line(tmp_path):
 
     store = tmp_path / "s.db"
     assert run_cli("demo-data", store, "--users", "20", "--items", "30").returncode == 0
-    bad_bundle = run_cli("info", tmp_path)
+    bad_bundle = run_cli("describe", tmp_path)
     assert bad_bundle.returncode == 1 and "not a bundle" in bad_bundle.stderr
     bad_kind = run_cli("train", store, "--model", "nope", "--out", tmp_path / "m")
     assert bad_kind.returncode == 1 and "unknown model kind 'nope'" in bad_kind.stderr

@@ -125,12 +125,12 @@ import os, sys
 from pathlib import Path
 from edgerec import bundle as bundles
 from edgerec.cli import main
-publish, target, point = bundles.publish, Path(sys.argv[1]), sys.argv[2]
+publish, target, point = bundles.install_staged, Path(sys.argv[1]), sys.argv[2]
 def publish_then_die(src, dest):
     if Path(dest) == target:
         os.environ[bundles.CRASH_ENV] = point
     publish(src, dest)
-bundles.publish = publish_then_die
+bundles.install_staged = publish_then_die
 sys.argv = ["edgerec", "update", *sys.argv[3:]]
 main()
 """
