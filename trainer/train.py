@@ -17,7 +17,6 @@ from typing import Callable
 
 import numpy as np
 
-from .. import contract as C
 from ..bundle import read_manifest
 from ..errors import InputError
 from ..store import Store
@@ -274,7 +273,7 @@ def fit_warm(source: Store | str | Path | Interactions, bundle: str | Path, mode
         raise InputError(f"a warm start keeps the bundle's settings; it takes epochs and seed, "
                          f"not {', '.join(sorted(params))}")
     started = time.perf_counter()
-    found = read_manifest(Path(bundle))[C.M_MODEL_KIND]
+    found = read_manifest(Path(bundle)).model_kind
     if model not in (None, found):
         raise InputError(f"{bundle} holds a {found!r} model; a warm start cannot make it {model!r}")
     if not model_kind(found).warm_starts:
@@ -296,9 +295,8 @@ def fit_warm(source: Store | str | Path | Interactions, bundle: str | Path, mode
              f"{grown['kept_items']} items kept, {grown['new_users']} and {grown['new_items']} new; "
              f"{epochs} epochs on {data.summary['interactions']} interactions")
     _, log = run_epochs(net, data, epochs, seed, progress)
-    trained_before = warm.manifest[C.M_TRAINING]
-    metrics = {"warm_start": {"from": str(bundle), "from_created_at": warm.manifest.get(C.M_CREATED_AT),
-                              "from_interactions": trained_before["data"].get("interactions"),
+    metrics = {"warm_start": {"from": str(bundle), "from_created_at": warm.manifest.created_at,
+                              "from_interactions": warm.manifest.training_data.get("interactions"),
                               "epochs": epochs, **grown}}
     fitted = {**kind.defaults, **warm.params, "model": warm.kind, "seed": seed,
               "trained_epochs": epochs, "warm_start": str(bundle),

@@ -73,11 +73,13 @@ class WarmStart:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.manifest, weights = read_trainer_state(self.path)
-        about = self.manifest[C.M_TRAINER_STATE]
-        self.kind: str = self.manifest[C.M_MODEL_KIND]
+        # The trainer's own fields of the entry (params, names, rows) are the trainer's
+        # business: the typed manifest knows the file and its checksum only.
+        about = self.manifest.json[C.M_TRAINER_STATE]
+        self.kind: str = self.manifest.model_kind
         self.params: dict = about["params"]
-        self.user_ids: list[str] = self.manifest[C.M_USER_IDS]
-        self.item_ids: list[str] = self.manifest[C.M_ITEM_IDS]
+        self.user_ids: list[str] = self.manifest.user_ids
+        self.item_ids: list[str] = self.manifest.item_ids
         if "names" not in about:
             raise InputError(f"{self.path}: the trainer state does not name its weights "
                              "(exported by an older edgerec): train from scratch")
@@ -90,7 +92,7 @@ class WarmStart:
     @property
     def full_epochs(self) -> int:
         """The epochs of the from-scratch training this bundle descends from."""
-        params = self.manifest[C.M_TRAINING]["params"]
+        params = self.manifest.training_params
         return params.get("full_epochs") or params.get("trained_epochs") or 1
 
     def default_epochs(self) -> int:
