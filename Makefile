@@ -81,9 +81,9 @@ kiosk-screenshot: $(STAMP) $(JS_STAMP)
 # `make shipping [ARGS="--runs 10"]`: installed sizes of both variants, executable size and
 # start-up times.
 DIST ?= dist
-VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' runtime/__init__.py)
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' runtime/version.py)
 WHEEL = $(DIST)/edgerec-$(VERSION)-py3-none-any.whl
-PACKAGE := pyproject.toml MANIFEST.in README.md LICENSE $(wildcard runtime/*.py trainer/*.py exporters/*.py pipelines/*.py)
+PACKAGE := pyproject.toml MANIFEST.in README.md LICENSE $(wildcard runtime/*.py runtime/store/*.py trainer/*.py exporters/*.py pipelines/*.py)
 KIOSK_VENV ?= .venv-kiosk
 KIOSK_WORK ?= build/kiosk
 

@@ -76,10 +76,10 @@ def test_wheel_holds_the_runtime_license_and_readme(dist):
     names = zipfile.ZipFile(dist.wheel).namelist()
     info = f"edgerec-{version}.dist-info/"
     modules = {n for n in names if not n.startswith(info)}
-    expected = {f"edgerec/{sub}{p.name}" for folder, sub in
+    expected = {f"edgerec/{sub}{p.relative_to(ROOT / folder).as_posix()}" for folder, sub in
                 (("runtime", ""), ("trainer", "trainer/"), ("exporters", "exporters/"),
                  ("pipelines", "pipelines/"))
-                for p in (ROOT / folder).glob("*.py")}
+                for p in (ROOT / folder).rglob("*.py")}
     assert modules == expected  # every module, and nothing from tests, benchmarks or examples
     assert f"{info}licenses/LICENSE" in names
     meta = HeaderParser().parsestr(zipfile.ZipFile(dist.wheel).read(f"{info}METADATA").decode())
