@@ -48,9 +48,7 @@ import sqlite_utils
 from .. import validate
 from ..errors import InputError, StoreError, UnknownItemError
 from .schema import CREATE, MIGRATIONS, POPULARITY, SCHEMA_VERSION
-from ..walwatch import WalWatch
 
-_UNSET = object()  # a lazily opened attribute not opened yet
 
 # (user_id, item_id, event, weight, ts); ts is seconds since the epoch or None.
 EventRow = tuple[str, str, str, float, "float | None"]
@@ -169,7 +167,6 @@ class Store:
         self._write_lock = threading.RLock()
         self._local = threading.local()  # each thread's own read connection
         self._readers: weakref.WeakSet = weakref.WeakSet()
-        self._watch = _UNSET  # the change detector, opened on first use (see ``version``)
 
     @classmethod
     def open(cls, path: str | Path, create: bool = True,
@@ -265,9 +262,6 @@ class Store:
     def close(self) -> None:
         """Close every connection (writer, readers of all threads)."""
         with self._write_lock, self._lock:
-            if self._watch not in (None, _UNSET):
-                self._watch.close()
-            self._watch = None
             self._writer.close()
             self.db.conn.close()
             for conn in list(self._readers):
@@ -334,29 +328,18 @@ class Store:
             self._readers.add(conn)
         return conn
 
-    def version(self) -> tuple:
+    def version(self) -> tuple[int, int]:
         """A value that changes whenever anyone commits to the store: the key for caches.
 
-        In WAL mode, the WAL-index header (``edgerec.walwatch``: no query, well under a
-        microsecond); otherwise SQLite's data_version, which counts commits by *other*
-        connections (other processes included). Commits on this store are counted here too.
+        SQLite's data_version counts commits by *other* connections (other processes
+        included); commits on this store are counted here. Not the WAL-index header read
+        from our own map of the ``-shm`` file, although that costs no query: opening and
+        closing any descriptor of that file drops every POSIX lock this process holds on it
+        (SQLite's included), which let another connection rebuild the file under SQLite's
+        map (a SIGBUS in the concurrency test).
         """
-        watch = self._watch if self._watch is not _UNSET else self._open_watch()
-        if watch is not None:
-            return watch.token(), self._commits
         with self._lock:
             return self.db.conn.execute("PRAGMA data_version").fetchone()[0], self._commits
-
-    def _open_watch(self) -> "WalWatch | None":
-        """The store's ``WalWatch``, opened once, after the version connection has read the
-        store (so SQLite has the ``-shm`` file open, and keeps it, for as long as we do)."""
-        with self._lock:
-            if self._watch is _UNSET:
-                conn = self.db.conn
-                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-                self._watch = WalWatch.open(self.path, mode)
-            return self._watch
 
     def items_version(self) -> int:
         """Changes with every catalogue write (items added, updated, retired)."""
