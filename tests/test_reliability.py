@@ -402,10 +402,10 @@ def test_counting_options_are_bounded_in_every_entry_point(svd, tmp_path):
 @pytest.mark.parametrize("user, message", [
     (None, "bad user_id None"), (b"u1", "bad user_id b'u1'"), (["u1"], "bad user_id"),
     ("", "user_id is empty"), ("a\x00b", "NUL"), ("\ud800", "user_id"), ("x" * 300, "at most 256")])
-def test_requests_for_impossible_user_ids_are_one_input_error(mf, user, message):
+def test_requests_for_impossible_user_ids_are_one_input_error(svd, user, message):
     """None, bytes or a list used to become "None" (a popularity list for a user who cannot
     exist) and a lone surrogate a raw UnicodeEncodeError; ids follow the store's rule."""
-    with Recommender.open(mf.bundle, mf.store) as rec:
+    with Recommender.open(svd.bundle, svd.store) as rec:
         with pytest.raises(InputError, match=message):
             rec.recommend(user, n=3)
         with pytest.raises(InputError, match=r"user 1: .*" + message):
