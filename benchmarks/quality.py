@@ -62,6 +62,19 @@ def synthetic_store(shape: str, path: Path) -> Path:
     return path
 
 
+def interactions_for(data: Path, work: Path):
+    """The data's interactions (``store_for``'s store, read once and closed): what the
+    training benchmarks start from."""
+    from edgerec.store import Store
+    from edgerec.trainer.data import load_interactions
+
+    store = Store.open(store_for(data, work), create=False)
+    try:
+        return load_interactions(store)
+    finally:
+        store.close()
+
+
 def store_for(data: Path, work: Path) -> Path:
     """The data as a store: a .db is used as is, anything else is ingested once."""
     if data.suffix == ".db":

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from quality import store_for  # noqa: E402
+from quality import interactions_for  # noqa: E402
 
 
 def gru_kind():
@@ -51,15 +51,14 @@ def gru_kind():
 
 def main(argv=None) -> dict:
     from edgerec.pipelines.evaluate import restrict_to_train, split
-    from edgerec.store import Store
-    from edgerec.trainer import MODEL_KINDS, fit, load_interactions
+    from edgerec.trainer import MODEL_KINDS, fit
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    data = load_interactions(Store.open(store_for(args.data, args.out), create=False))
+    data = interactions_for(args.data, args.out)
     train, _ = restrict_to_train(data, *split(data))
     MODEL_KINDS["seq-gru"] = gru_kind()
     results = {}

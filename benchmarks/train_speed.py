@@ -65,10 +65,8 @@ def confidence_matrix(data):
 
 def main(argv=None) -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
-    from quality import store_for
+    from quality import interactions_for
 
-    from edgerec.store import Store
-    from edgerec.trainer.data import load_interactions
     from edgerec.trainer import MODEL_KINDS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -79,9 +77,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    store = Store.open(store_for(args.data, args.out), create=False)
-    data = load_interactions(store)
-    store.close()
+    data = interactions_for(args.data, args.out)
     matrix = confidence_matrix(data)
     edgerec_fit(data, 8, 1)  # compiles (or loads) the numba kernels outside the timings
     rows = []

@@ -21,12 +21,10 @@ from pathlib import Path
 
 def main(argv=None) -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
-    from quality import store_for
+    from quality import interactions_for
 
     from edgerec.pipelines.evaluate import split
-    from edgerec.store import Store
     from edgerec.trainer import fit
-    from edgerec.trainer.data import load_interactions
     from edgerec.trainer.defaults import data_statistics
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -38,9 +36,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    store = Store.open(store_for(args.data, args.out), create=False)
-    data = load_interactions(store)
-    store.close()
+    data = interactions_for(args.data, args.out)
     train = data.subset(split(data, "temporal")[0])  # the test part is never seen
     stats = data_statistics(train)
     print("statistics:", json.dumps(stats), flush=True)
