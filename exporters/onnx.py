@@ -36,14 +36,24 @@ class ExportError(EdgerecError):
     """The exported graph does not reproduce the Keras model."""
 
 
-def network_function(net) -> tf.types.experimental.GenericFunction:
-    """The model's all-item scores as a TensorFlow function: the part tf2onnx converts."""
+def network_function(net, known: bool = False) -> tf.types.experimental.GenericFunction:
+    """The model's all-item scores as a TensorFlow function: the part tf2onnx converts.
+
+    ``known``: the scores of users with a table row only (``score_known``, no fold-in).
+    """
 
     @tf.function(input_signature=NETWORK_SIGNATURE)
     def network(users, history):
-        return {_SCORES: net.score_all(users, history)}
+        return {_SCORES: net.score_known(users) if known else net.score_all(users, history)}
 
     return network
+
+
+def has_known_core(net) -> bool:
+    """Whether a known-user core pays: the kind folds in users whose trained scores come
+    from a table row alone (mf, als, neumf), so the full core carries fold-in nodes that
+    such users never need."""
+    return net.folds_in and not net.reads_history
 
 
 def add_top_k_head(graph) -> None:
@@ -185,22 +195,24 @@ def check_weights_dtype(weights_dtype: str) -> None:
         raise ValueError(f"weights_dtype must be one of {', '.join(PARITY_TOL)}, not {weights_dtype!r}")
 
 
-def to_onnx(net, weights_dtype: str = "float32") -> bytes:
+def to_onnx(net, weights_dtype: str = "float32", known: bool = False) -> bytes:
     """The scoring core: the network (converted by tf2onnx, or written directly for the
     neighbourhood kinds: ``neighbour_graph``) plus the exclusion/top-k head.
 
     ``weights_dtype`` "float16" stores the large weights as float16 (``float16_weights``).
+    ``known``: the known-user core (``has_known_core``), same signature, users >= 0 only.
     """
     import onnx
     import tf2onnx
 
     check_weights_dtype(weights_dtype)
-    tables = net.neighbour_tables()
+    tables = None if known else net.neighbour_tables()
     if tables is not None:
         proto = neighbour_graph(*tables)
     else:
-        proto, _ = tf2onnx.convert.from_function(network_function(net),
+        proto, _ = tf2onnx.convert.from_function(network_function(net, known),
                                                  input_signature=NETWORK_SIGNATURE, opset=C.OPSET)
+        _keep_history_input(proto.graph)
     add_top_k_head(proto.graph)
     if weights_dtype == "float16":
         float16_weights(proto.graph)
@@ -208,12 +220,23 @@ def to_onnx(net, weights_dtype: str = "float32") -> bytes:
     return proto.SerializeToString()
 
 
+def _keep_history_input(graph) -> None:
+    """Declare ``history`` even where the network does not read it (tf2onnx drops unused
+    inputs): every core takes the contract's inputs, so a runtime feeds any core alike."""
+    from onnx import TensorProto, helper
+
+    if C.INPUT_HISTORY not in {i.name for i in graph.input}:
+        graph.input.append(helper.make_tensor_value_info(C.INPUT_HISTORY, TensorProto.INT64,
+                                                         ["batch", "history"]))
+
+
 def check_parity(net, onnx_model: bytes, data, n_users: int = 64, k: int = 20,
-                 seed: int = 0, tol: float = 1e-5) -> dict:
+                 seed: int = 0, tol: float = 1e-5, known: bool = False) -> dict:
     """Compare the ONNX core with the Keras model on random users; raise on a mismatch.
 
     Users get their real recent histories and seen-item exclusions; for kinds that fold
-    in unknown users, some rows are sent as unknown (-1). Scores must agree within
+    in unknown users, some rows are sent as unknown (-1), except for the known-user core
+    (``known``), which must give every user what the full core gives them. Scores must agree within
     ``tol`` (relative to their magnitude) and top-k order must match except where the
     Keras scores tie.
     """
@@ -222,7 +245,7 @@ def check_parity(net, onnx_model: bytes, data, n_users: int = 64, k: int = 20,
     chosen = rng.choice(data.n_users, size=n_users, replace=False).astype(np.int64)
     history = data.recent_items(chosen, net.history_length)
     users = chosen.copy()
-    if net.folds_in:
+    if net.folds_in and not known:
         users[: max(1, n_users // 8)] = C.UNKNOWN_USER
     seen = data.items_by_user()
     exclude = C.padded([seen[u].tolist() for u in chosen], data.n_items)
@@ -238,10 +261,10 @@ def check_parity(net, onnx_model: bytes, data, n_users: int = 64, k: int = 20,
         scale = max(1.0, float(np.abs(expected[np.isfinite(expected)]).max(initial=1.0)))
         worst = max(worst, float(diff.max(initial=0.0)))
         if diff.max(initial=0.0) > tol * scale:
-            raise ExportError(f"parity check failed: ONNX scores differ from Keras by "
+            raise ExportError(f"parity check failed{' (known-user core)' if known else ''}: ONNX scores differ from Keras by "
                               f"{diff.max():.3g} for user index {u}")
         if not np.allclose(ref[r, got_items[r]][valid], expected[valid], rtol=tol, atol=tol * scale):
-            raise ExportError(f"parity check failed: ONNX top-{k} order differs from Keras for "
+            raise ExportError(f"parity check failed{' (known-user core)' if known else ''}: ONNX top-{k} order differs from Keras for "
                               f"user index {u}")
     return {"users": len(users), "k": k, "max_abs_diff": worst}
 
@@ -254,10 +277,15 @@ def export_bundle(result: FitResult, out: str | Path, progress: Progress = quiet
     ``weights_dtype`` "float16" halves ``model.onnx`` (see ``float16_weights``).
     """
     net, data = result.model, result.data
-    onnx_bytes = to_onnx(net, weights_dtype)
-    parity = check_parity(net, onnx_bytes, data, seed=result.params["seed"],
-                          tol=PARITY_TOL[weights_dtype])
-    progress(f"parity ok: {parity['users']} users, max |diff| {parity['max_abs_diff']:.2g}")
+    cores = {False: to_onnx(net, weights_dtype)}
+    if has_known_core(net) and data.n_users:
+        cores[True] = to_onnx(net, weights_dtype, known=True)
+    parity = {known: check_parity(net, core, data, seed=result.params["seed"],
+                                  tol=PARITY_TOL[weights_dtype], known=known)
+              for known, core in cores.items()}
+    for known, checked in parity.items():
+        progress(f"parity ok{' (known-user core)' if known else ''}: {checked['users']} users, "
+                 f"max |diff| {checked['max_abs_diff']:.2g}")
 
     manifest = {
         C.M_MODEL_KIND: net.kind,
@@ -270,13 +298,14 @@ def export_bundle(result: FitResult, out: str | Path, progress: Progress = quiet
         C.M_METRICS: result.metrics,
         C.M_ONNX: {"opset": C.OPSET, "inputs": list(C.INPUTS),
                    "optional_inputs": list(C.OPTIONAL_INPUTS), "outputs": list(C.OUTPUTS),
-                   "parity": parity, "weights_dtype": weights_dtype},
+                   "parity": parity[False], "weights_dtype": weights_dtype,
+                   **({"known_parity": parity[True]} if True in parity else {})},
     }
     weights = None
     if with_state and net.warm_starts:
         weights, manifest[C.M_TRAINER_STATE] = state_of(net)
-    return bundle.write(out, onnx_bytes, manifest, item_vectors=_item_vectors(net),
-                        trainer_state=weights)
+    return bundle.write(out, cores[False], manifest, item_vectors=_item_vectors(net),
+                        trainer_state=weights, known_onnx=cores.get(True))
 
 
 def _item_vectors(net) -> np.ndarray | None:

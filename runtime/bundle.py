@@ -107,6 +107,12 @@ class Bundle:
         return self.directory / self.manifest.onnx.file
 
     @property
+    def known_onnx_path(self) -> Path | None:
+        """The known-user scoring core's file (``contract.M_ONNX_KNOWN``), or None."""
+        about = self.manifest.onnx_known
+        return None if about is None else self.directory / about.file
+
+    @property
     def n_items(self) -> int:
         """Items the model scores (dense indices 0..n_items-1; n_items pads)."""
         return self.manifest.dims.n_items
@@ -142,13 +148,14 @@ class Bundle:
 
 
 def verify_files(directory: Path, manifest: C.Manifest) -> None:
-    """The ONNX file's checksum and the vector file's size, against the manifest."""
-    onnx_file = directory / manifest.onnx.file
-    if not onnx_file.is_file():
-        raise BundleError(f"{directory}: bundle has no {onnx_file.name}")
-    if sha256_file(onnx_file) != manifest.onnx.sha256:
-        raise BundleError(f"{onnx_file}: sha256 does not match the manifest (corrupted or "
-                          "partly copied bundle)")
+    """The ONNX files' checksums and the vector file's size, against the manifest."""
+    for core in filter(None, (manifest.onnx, manifest.onnx_known)):
+        onnx_file = directory / core.file
+        if not onnx_file.is_file():
+            raise BundleError(f"{directory}: bundle has no {onnx_file.name}")
+        if sha256_file(onnx_file) != core.sha256:
+            raise BundleError(f"{onnx_file}: sha256 does not match the manifest (corrupted or "
+                              "partly copied bundle)")
     vectors = manifest.item_vectors
     if vectors is not None:
         file = directory / vectors.file
@@ -200,13 +207,15 @@ def describe(path: str | Path) -> dict:
 
 def write(dest: str | Path, onnx_bytes: bytes, manifest: dict,
           item_vectors: np.ndarray | None = None,
-          trainer_state: list[np.ndarray] | None = None) -> Path:
+          trainer_state: list[np.ndarray] | None = None,
+          known_onnx: bytes | None = None) -> Path:
     """Write a bundle to ``dest`` atomically.
 
     The manifest gets the format and edgerec versions and the checksums filled in.
     ``item_vectors`` ([n_items, d]) are stored as float32 ``item_vectors.npy``;
     ``trainer_state`` (the model's weights, in order) as ``trainer_state.npz``, described
     by the manifest's ``trainer_state`` entry that the caller fills with rows and params.
+    ``known_onnx``, the known-user core (``contract.M_ONNX_KNOWN``), as ``model_known.onnx``.
     """
     dest = Path(dest)
     tmp = staging(dest)
@@ -214,7 +223,12 @@ def write(dest: str | Path, onnx_bytes: bytes, manifest: dict,
         (tmp / C.MODEL_FILE).write_bytes(onnx_bytes)
         state = manifest.get(C.M_TRAINER_STATE, {})
         # Only what is written gets an entry.
-        manifest = {k: v for k, v in manifest.items() if k not in (C.M_VECTORS, C.M_TRAINER_STATE)}
+        manifest = {k: v for k, v in manifest.items()
+                    if k not in (C.M_VECTORS, C.M_TRAINER_STATE, C.M_ONNX_KNOWN)}
+        if known_onnx is not None:
+            (tmp / C.KNOWN_MODEL_FILE).write_bytes(known_onnx)
+            manifest[C.M_ONNX_KNOWN] = {"file": C.KNOWN_MODEL_FILE,
+                                        "sha256": hashlib.sha256(known_onnx).hexdigest()}
         if item_vectors is not None:
             manifest = {**manifest, C.M_VECTORS: _write_vectors(tmp / C.VECTORS_FILE, item_vectors)}
         if trainer_state is not None:

@@ -49,6 +49,7 @@ OUTPUTS = (OUTPUT_ITEMS, OUTPUT_SCORES)
 UNKNOWN_USER = -1
 
 MODEL_FILE = "model.onnx"
+KNOWN_MODEL_FILE = "model_known.onnx"
 MANIFEST_FILE = "manifest.json"
 VECTORS_FILE = "item_vectors.npy"
 TRAINER_STATE_FILE = "trainer_state.npz"
@@ -65,6 +66,11 @@ M_DIMS = "dims"  # {"n_users", "n_items", "dim", "history_length", "folds_in"}
 M_TRAINING = "training"  # data summary and parameters
 M_METRICS = "metrics"
 M_ONNX = "onnx"  # {"file", "sha256", "opset", "inputs", "optional_inputs", "outputs"}
+# Optional: a second scoring core with the same signature, for requests whose users all
+# have a table row (index >= 0): the same answers as ``onnx`` gives them, without the
+# fold-in nodes (``folds_in`` kinds whose trained users' scores do not read the history).
+# {"file", "sha256"}; a runtime may ignore it and serve everyone from ``onnx``.
+M_ONNX_KNOWN = "onnx_known"
 M_VECTORS = "item_vectors"  # optional: {"file", "sha256", "bytes", "shape"}
 # Optional: the Keras weights a warm start continues from (the runtime never reads them):
 # {"file", "sha256", "bytes", "rows": per weight "users" | "items" | null, "params"}
@@ -143,6 +149,7 @@ MANIFEST_SCHEMA: dict = {
             "seconds": {"type": "number"}}},
         M_METRICS: {"type": "object"},
         M_ONNX: _file_entry(False),
+        M_ONNX_KNOWN: _file_entry(False),
         M_VECTORS: _file_entry(True, shape={
             "type": "array", "minItems": 2, "maxItems": 2, "items": _count(MAX_DIM),
             "description": "must be [n_items, d]"}),
@@ -205,6 +212,7 @@ class Manifest(Mapping):
     training: dict
     metrics: dict
     json: dict = field(repr=False)
+    onnx_known: FileEntry | None = None  # the known-user core, when the bundle has one
 
     @classmethod
     def of(cls, data: dict) -> "Manifest":
@@ -216,7 +224,7 @@ class Manifest(Mapping):
                         bool(dims.get("folds_in", False))),
                    FileEntry.of(data[M_ONNX]), FileEntry.of(data.get(M_VECTORS)),
                    FileEntry.of(data.get(M_TRAINER_STATE)), data[M_TRAINING], data[M_METRICS],
-                   data)
+                   data, FileEntry.of(data.get(M_ONNX_KNOWN)))
 
     @property
     def trained_until(self) -> float | None:

@@ -71,7 +71,7 @@ def load(path: str | Path, provider: str | None = None, threads: int | None = No
         dims = bundle.manifest.dims
         threads = 1 if dims.n_items * dims.dim <= SMALL_MODEL_WEIGHTS else 0
     try:
-        scorer = Scorer(bundle.onnx_path, provider, threads)
+        scorer = Scorer(bundle.onnx_path, provider, threads, known=bundle.known_onnx_path)
     except ProviderError:
         raise
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own exception types
@@ -96,17 +96,22 @@ def probe(bundle: Bundle, scorer: Scorer) -> None:
             raise BundleError(f"{bundle.onnx_path}: input {name} has {shape[axis]} columns, the "
                               f"manifest's dims say {size}")
     k = n  # every item: a graph over another catalogue size cannot return exactly 0..n-1
-    users = np.array([0 if bundle.user_index else C.UNKNOWN_USER], dtype=np.int64)
-    try:
-        items, scores = scorer.top_k(users, np.full((1, length), n, dtype=np.int64),
-                                     np.full((1, 1), n, dtype=np.int64), k)
-    except Exception as exc:  # noqa: BLE001 - whatever ONNX Runtime raises
-        raise BundleError(f"{bundle.onnx_path}: test inference failed ({_first_line(exc)})") from None
-    if (np.shape(items) != (1, k) or np.shape(scores) != (1, k)
-            or not np.array_equal(np.sort(items[0]), np.arange(n))):
-        raise BundleError(f"{bundle.onnx_path}: test inference did not rank the manifest's {n} "
-                          f"items (outputs {np.shape(items)}, {np.shape(scores)}): the graph "
-                          "and the manifest do not belong together")
+    # A known user runs the known-user core where there is one; -1 then runs the full one.
+    probes = [0 if bundle.user_index else C.UNKNOWN_USER]
+    if scorer.known_session is not None and bundle.user_index:
+        probes.append(C.UNKNOWN_USER)
+    for user in probes:
+        try:
+            items, scores = scorer.top_k(np.array([user], dtype=np.int64),
+                                         np.full((1, length), n, dtype=np.int64),
+                                         np.full((1, 1), n, dtype=np.int64), k)
+        except Exception as exc:  # noqa: BLE001 - whatever ONNX Runtime raises
+            raise BundleError(f"{bundle.onnx_path}: test inference failed ({_first_line(exc)})") from None
+        if (np.shape(items) != (1, k) or np.shape(scores) != (1, k)
+                or not np.array_equal(np.sort(items[0]), np.arange(n))):
+            raise BundleError(f"{bundle.onnx_path}: test inference did not rank the manifest's {n} "
+                              f"items (outputs {np.shape(items)}, {np.shape(scores)}): the graph "
+                              "and the manifest do not belong together")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -63,14 +63,16 @@ def requested_provider(provider: str | None) -> str:
 
 
 class Scorer:
-    """One ONNX Runtime session over a scoring core, on the best usable provider.
+    """ONNX Runtime sessions over a scoring core, on the best usable provider.
 
-    ``model`` is a path or the serialized graph. ``provider`` is "cpu" or "cuda" (what
-    actually runs); ``provider_note`` says why CUDA was not used when it was not.
+    ``model`` is a path or the serialized graph. ``known`` (optional) is the bundle's
+    known-user core (``contract.M_ONNX_KNOWN``): a call whose users all have a table row
+    runs it instead, the same answers without the fold-in nodes. ``provider`` is "cpu" or
+    "cuda" (what actually runs); ``provider_note`` says why CUDA was not used when it was not.
     """
 
     def __init__(self, model: str | Path | bytes, provider: str | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, known: str | Path | bytes | None = None):
         choice = requested_provider(provider)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -83,20 +85,10 @@ class Scorer:
         options.enable_mem_pattern = False
         if threads:
             options.intra_op_num_threads = threads
-        self.provider_note = ""
-        self.session = None
-        if choice in ("auto", "cuda"):
-            reason = cuda_unusable_reason()
-            if reason is None:
-                self.session, reason = _try_cuda(model, options)
-            if self.session is None:
-                if choice == "cuda":
-                    raise ProviderError(f"CUDA execution provider requested but unusable: {reason}")
-                self.provider_note = reason
-        if self.session is None:
-            self.session = ort.InferenceSession(_source(model), options,
-                                                providers=[PROVIDER_NAMES["cpu"]])
+        self.session, self.provider_note = _open(model, choice, options)
         self.provider = "cuda" if self.session.get_providers()[0] == PROVIDER_NAMES["cuda"] else "cpu"
+        # The known-user core runs where the full one does (no second CUDA attempt).
+        self.known_session = None if known is None else _open(known, self.provider, options)[0]
         self._outputs = list(C.OUTPUTS)
         # Passing run options saves ONNX Runtime building default ones on every call:
         # 2.5 us of a 20 us MovieLens-size call (measured, ONNX Runtime 1.31). Read-only in
@@ -113,7 +105,8 @@ class Scorer:
         ``mask`` (float32 [1 or B, n_items], 0 or -inf) is fed only when given, so a plain
         request costs what it did before masks existed. A core exported before ``item_mask``
         gets the masked-out items as extra exclusions instead: the same result, computed
-        the slower way.
+        the slower way. Users sent as -1 (to fold in) need the full core; a call without
+        any runs the known-user core when the bundle has one.
         """
         feed = {C.INPUT_USERS: users, C.INPUT_HISTORY: history, C.INPUT_EXCLUDE: exclude,
                 C.INPUT_K: self._k_array(k)}
@@ -122,7 +115,10 @@ class Scorer:
                 feed[C.INPUT_ITEM_MASK] = mask
             else:
                 feed[C.INPUT_EXCLUDE] = _mask_as_exclusions(exclude, mask)
-        return self.session.run(self._outputs, feed, self._run_options)
+        session = self.session
+        if self.known_session is not None and users.size and users.min() >= 0:
+            session = self.known_session
+        return session.run(self._outputs, feed, self._run_options)
 
     def _k_array(self, k: int) -> np.ndarray:
         """The ``k`` input, one read-only array per value, so a request builds none (ONNX
@@ -149,6 +145,21 @@ def _mask_as_exclusions(exclude: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _source(model: str | Path | bytes) -> str | bytes:
     return model if isinstance(model, bytes) else str(model)
+
+
+def _open(model: str | Path | bytes, choice: str,
+          options: ort.SessionOptions) -> tuple[ort.InferenceSession, str]:
+    """(session, why CUDA was not used or "") for the provider ``choice``."""
+    reason = ""
+    if choice in ("auto", "cuda"):
+        reason = cuda_unusable_reason()
+        if reason is None:
+            session, reason = _try_cuda(model, options)
+            if session is not None:
+                return session, ""
+        if choice == "cuda":
+            raise ProviderError(f"CUDA execution provider requested but unusable: {reason}")
+    return ort.InferenceSession(_source(model), options, providers=[PROVIDER_NAMES["cpu"]]), reason
 
 
 def _try_cuda(model: str | Path | bytes, options: ort.SessionOptions):

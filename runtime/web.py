@@ -45,7 +45,8 @@ def export_web(bundle: str | Path, out: str | Path, store: str | Path | None = N
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         shutil.copyfile(opened.onnx_path, tmp / C.MODEL_FILE)
-        manifest = {k: v for k, v in opened.manifest.items() if k not in (C.M_VECTORS, C.M_TRAINER_STATE)}
+        manifest = {k: v for k, v in opened.manifest.items()
+                    if k not in (C.M_VECTORS, C.M_TRAINER_STATE, C.M_ONNX_KNOWN)}
         manifest[C.M_ONNX] = {**manifest[C.M_ONNX], "file": C.MODEL_FILE}
         (tmp / C.MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
         (tmp / CATALOGUE_FILE).write_text(json.dumps(catalogue, ensure_ascii=False), encoding="utf-8")

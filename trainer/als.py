@@ -196,3 +196,7 @@ class AlternatingLeastSquares(FactorTables):
         known = tf.gather(self.user_embedding.embeddings, tf.maximum(users, 0))
         vectors = tf.where((users >= 0)[:, None], known, self.fold_in(history))
         return tf.matmul(vectors, self.item_embedding.embeddings, transpose_b=True)
+
+    def score_known(self, users):
+        known = tf.gather(self.user_embedding.embeddings, users)
+        return tf.matmul(known, self.item_embedding.embeddings, transpose_b=True)

@@ -89,6 +89,16 @@ class ScoringModel(keras.Model):
         """[B] user indices and [B, L] recent item indices -> [B, n_items] scores."""
         raise NotImplementedError
 
+    def score_known(self, users):
+        """[B] indices of users the model has a table row for -> [B, n_items]: what
+        ``score_all`` gives them, without the fold-in.
+
+        Kinds whose trained users' scores do not read the history (``folds_in`` and not
+        ``reads_history``) implement it; the exporter writes it as the known-user core
+        (``contract.M_ONNX_KNOWN``), which the runtime serves such users from.
+        """
+        raise NotImplementedError(f"{self.kind} has no known-user scores")
+
     def indexed_weights(self) -> dict[str, list]:
         """The weights whose rows are users ("users") or items ("items").
 

@@ -49,15 +49,18 @@ class MatrixFactorization(FoldsIn, SampledNegativesModel, FactorTables):
         return dot + tf.squeeze(self.user_bias(users), -1) + tf.squeeze(self.item_bias(items), -1)
 
     def score_all(self, users, history):
-        items = self.item_embedding.embeddings
-        if self.folds_in:
-            rows = tf.maximum(users, 0)  # -1: the fold-in replaces the row
-            known = tf.concat([tf.gather(self.user_embedding.embeddings, rows),
-                               tf.gather(self.user_bias.embeddings, rows)], axis=1)
-            vectors = self.fold_in.user_vectors(known, items, users, history)
-            user, bias = vectors[:, :self.dim], vectors[:, self.dim:]
-        else:  # every user has a row: the plain graph, with nothing to slice or select
-            user = tf.gather(self.user_embedding.embeddings, users)
-            bias = tf.gather(self.user_bias.embeddings, users)
-        scores = tf.matmul(user, items, transpose_b=True)
+        if not self.folds_in:  # every user has a row: the plain graph, nothing to select
+            return self.score_known(users)
+        rows = tf.maximum(users, 0)  # -1: the fold-in replaces the row
+        known = tf.concat([tf.gather(self.user_embedding.embeddings, rows),
+                           tf.gather(self.user_bias.embeddings, rows)], axis=1)
+        vectors = self.fold_in.user_vectors(known, self.item_embedding.embeddings, users, history)
+        return self._scores(vectors[:, :self.dim], vectors[:, self.dim:])
+
+    def score_known(self, users):
+        return self._scores(tf.gather(self.user_embedding.embeddings, users),
+                            tf.gather(self.user_bias.embeddings, users))
+
+    def _scores(self, user, bias):
+        scores = tf.matmul(user, self.item_embedding.embeddings, transpose_b=True)
         return scores + tf.reshape(self.item_bias.embeddings, [1, -1]) + bias

@@ -97,9 +97,16 @@ class NeuralCollaborativeFiltering(FoldsIn, SampledNegativesModel):
         return getattr(self, f"fold_in_{branch}").user_vectors(known, item_table, users, history)
 
     def score_all(self, users, history):
+        return self._scores(self._user_vectors("gmf", users, history),
+                            self._user_vectors("mlp", users, history))
+
+    def score_known(self, users):
+        return self._scores(tf.gather(self.gmf_user.embeddings, users),
+                            tf.gather(self.mlp_user.embeddings, users))
+
+    def _scores(self, gu, mu):
+        """[B, N] scores from the users' GMF and MLP embeddings (rows or folded in)."""
         dim = self.dim
-        gu = self._user_vectors("gmf", users, history)
-        mu = self._user_vectors("mlp", users, history)
         w_out = self.output_layer.kernel                              # [d + h_last, 1]
         gmf = tf.matmul(gu * tf.reshape(w_out[:dim], [1, dim]), self.gmf_item.embeddings,
                         transpose_b=True)                             # [B, N]
