@@ -1,7 +1,7 @@
 """Latency of the scoring core and of requests, each beside a baseline from the same run.
 
     python benchmarks/latency.py [--quick] [--skip-shop] [--requests-only] [--calls N]
-        [--provider cpu|cuda|auto] [--kinds als,gan] [--out DIR]
+        [--provider cpu|cuda|auto] [--kinds als,gan] [--events u.data] [--out DIR]
 
 Writes DIR/latency.json and DIR/latency.png (default DIR: benchmarks/out). Sections:
 
@@ -590,6 +590,23 @@ def implicit_of_store(store, users: list[str]):
     return None if model is None else (model, index)
 
 
+def events_store(cache: Path, events: Path) -> Path:
+    """A store of an events file (MovieLens ``u.data`` or any format ``ingest_events``
+    reads), written once into the cache: the kinds then train and serve on real data."""
+    from edgerec.ingest import ingest_events
+    from edgerec.store import Store
+
+    path = cache / f"{events.parent.name}-{events.stem}.db"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp.db")
+        tmp.unlink(missing_ok=True)
+        store = Store.open(tmp)
+        ingest_events(store, events)
+        store.close()
+        tmp.rename(path)
+    return path
+
+
 def shop_store(cache: Path) -> Path:
     """The ``demo:shop`` purchases (``edgerec.demo.shop``), written once into the cache."""
     from edgerec.demo import shop
@@ -680,6 +697,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--requests-only", action="store_true",
                         help="only the request sections (requests, batch, kinds): no scoring "
                              "core, float16, start-up or plot")
+    parser.add_argument("--events", type=Path, default=None,
+                        help="an events file (e.g. MovieLens' u.data) whose store the kinds are "
+                             "trained and timed on instead of the synthetic ML-100K-size store")
     parser.add_argument("--calls", type=int, default=None,
                         help="timed calls per measurement [default: 300 with --quick, else 5000]")
     args = parser.parse_args(argv)
@@ -704,7 +724,8 @@ def main(argv=None) -> dict:
                                                            args.provider, calls)
     name = "ml100k" if not quick else "ml100k-quick"
     kinds = ["als", *[k for k in (args.kinds.split(",") if args.kinds else KINDS) if k != "als"]]
-    results["kinds"] = {name: bench_kinds(cache, cache / f"{name}.db", kinds, args.provider, calls)}
+    kinds_store = events_store(cache, args.events) if args.events else cache / f"{name}.db"
+    results["kinds"] = {kinds_store.stem: bench_kinds(cache, kinds_store, kinds, args.provider, calls)}
     if not quick and not args.skip_shop:
         results["kinds"]["demo_shop"] = bench_kinds(cache, shop_store(cache), kinds, args.provider,
                                                     calls)

@@ -158,6 +158,61 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray):
                              ir_version=8, producer_name="edgerec")
 
 
+def item_rows_graph(rows: np.ndarray):
+    """The network part of a dense item-item kind (``ease``), written directly in ONNX.
+
+    ``rows`` is [n_items + 1, n_items] (row n_items: the padding, zeros); a user's scores
+    are the sum of their distinct history items' rows. Gathering those rows and summing
+    them, each slot weighed by 1 / its item's count (a repeated item counts once, as in the
+    multi-hot ``score_all``), costs O(history x items); the converted multi-hot times the
+    whole matrix cost O(items x items) per user, 17x implicit's request on MovieLens 100K.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    n_items = rows.shape[1]
+    nodes = []
+
+    def node(op, inputs, outputs, **attrs):
+        nodes.append(helper.make_node(op, inputs, outputs, name=f"rows/{outputs[0]}", **attrs))
+
+    initializers = [
+        numpy_helper.from_array(np.ascontiguousarray(rows, np.float32), "rows/weight"),
+        numpy_helper.from_array(np.array([n_items + 1], np.int64), "rows/width"),
+        numpy_helper.from_array(np.array([0], np.int64), "rows/zero"),
+        numpy_helper.from_array(np.array([1], np.int64), "rows/axis1"),
+    ]
+    node("Shape", [C.INPUT_HISTORY], ["history_shape"])
+    node("Slice", ["history_shape", "rows/zero", "rows/axis1"], ["batch"])
+    node("Concat", ["batch", "rows/width"], ["count_shape"], axis=0)
+    node("ConstantOfShape", ["count_shape"], ["zeros"],
+         value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
+    node("ConstantOfShape", ["history_shape"], ["ones"],
+         value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]))
+    node("ScatterElements", ["zeros", C.INPUT_HISTORY, "ones"], ["counts"], axis=1,
+         reduction="add")
+    node("GatherElements", ["counts", C.INPUT_HISTORY], ["slot_counts"], axis=1)
+    node("Reciprocal", ["slot_counts"], ["slot_share"])
+    node("Unsqueeze", ["slot_share", "rows/axis1"], ["slot_share_3d"])    # [B, 1, L]
+    node("Gather", ["rows/weight", C.INPUT_HISTORY], ["history_rows"], axis=0)  # [B, L, N]
+    node("MatMul", ["slot_share_3d", "history_rows"], ["summed"])          # [B, 1, N]
+    node("Squeeze", ["summed", "rows/axis1"], [_SCORES])
+    return _history_network(nodes, initializers, n_items, "edgerec_item_rows")
+
+
+def _history_network(nodes: list, initializers: list, n_items: int, name: str):
+    """A hand-written network graph: the signature's inputs, the [B, n_items] score row out."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info(C.INPUT_USERS, TensorProto.INT64, ["batch"]),
+         helper.make_tensor_value_info(C.INPUT_HISTORY, TensorProto.INT64, ["batch", "history"])],
+        [helper.make_tensor_value_info(_SCORES, TensorProto.FLOAT, ["batch", n_items])],
+        initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", C.OPSET)],
+                             ir_version=8, producer_name="edgerec")
+
+
 def float16_weights(graph, min_elements: int = 1 << 12) -> int:
     """Store the graph's weight tables (``min_elements`` values or more) as float16, each
     behind a Cast to float32; small layers keep their precision.
@@ -197,7 +252,8 @@ def check_weights_dtype(weights_dtype: str) -> None:
 
 def to_onnx(net, weights_dtype: str = "float32", known: bool = False) -> bytes:
     """The scoring core: the network (converted by tf2onnx, or written directly for the
-    neighbourhood kinds: ``neighbour_graph``) plus the exclusion/top-k head.
+    neighbourhood kinds, ``neighbour_graph``, and ``ease``, ``item_rows_graph``) plus the
+    exclusion/top-k head.
 
     ``weights_dtype`` "float16" stores the large weights as float16 (``float16_weights``).
     ``known``: the known-user core (``has_known_core``), same signature, users >= 0 only.
@@ -207,8 +263,11 @@ def to_onnx(net, weights_dtype: str = "float32", known: bool = False) -> bytes:
 
     check_weights_dtype(weights_dtype)
     tables = None if known else net.neighbour_tables()
+    rows = None if known else net.history_item_rows()
     if tables is not None:
         proto = neighbour_graph(*tables)
+    elif rows is not None:
+        proto = item_rows_graph(rows)
     else:
         proto, _ = tf2onnx.convert.from_function(network_function(net, known),
                                                  input_signature=NETWORK_SIGNATURE, opset=C.OPSET)

@@ -26,13 +26,17 @@ class ModelInputs(NamedTuple):
 
 
 def model_inputs(bundle, histories: Mapping[str, list[str]], users: Sequence[str],
-                 extra: list[int], mask: np.ndarray | None, exclude_seen: bool = True) -> ModelInputs:
+                 extra: list[int], mask: np.ndarray | None, exclude_seen: bool = True,
+                 trim: bool = False) -> ModelInputs:
     """Inputs for the ``users`` the model knows or, for kinds that fold in, can place.
 
     ``extra`` (item indices excluded for everyone: retired or filtered out) and ``mask``
     come from ``Catalogue.eligibility``. Users left out get the popularity fallback.
     ``exclude_seen=False`` (offline re-ranking jobs) lets seen items come back; the
-    history is still read for scoring.
+    history is still read for scoring. ``trim`` (for cores whose history input takes any
+    width, ``Scorer.free_history``) sends the history as wide as the longest of these
+    users' rather than ``history_length``: padding adds nothing to any score, but each
+    padding slot still costs the graph a gather (for ease, a catalogue-wide row).
     """
     known, folds_in = bundle.user_index, bundle.folds_in
     scored, seen = [], []
@@ -42,10 +46,12 @@ def model_inputs(bundle, histories: Mapping[str, list[str]], users: Sequence[str
             scored.append(u)
             seen.append(items)
     length = bundle.history_length
+    recent = [s[:length] for s in seen]
+    width = min(length, max(1, max(map(len, recent), default=0))) if trim else length
     excluded = seen if exclude_seen else [[] for _ in seen]
     return ModelInputs(
         scored,
         np.array([known.get(u, C.UNKNOWN_USER) for u in scored], dtype=np.int64),
-        C.padded([s[:length] for s in seen], bundle.n_items, length),
+        C.padded(recent, bundle.n_items, width),
         C.padded([s + extra for s in excluded] if extra else excluded, bundle.n_items),
         mask)

@@ -78,7 +78,8 @@ def _inputs(snap: Snapshot, served: serving.Served, histories: Mapping[str, list
             users: Sequence[str], options: _Options | None) -> ModelInputs:
     """The scoring core's inputs for ``users``, with the retired and filtered-out items."""
     extra, mask = snap.catalogue.eligibility(None if options is None else options.filter)
-    return model_inputs(served.bundle, histories, users, extra, mask)
+    return model_inputs(served.bundle, histories, users, extra, mask,
+                        trim=served.scorer.free_history)
 
 
 def _pool(n: int) -> int:

@@ -97,6 +97,11 @@ class Scorer:
         self._ks: dict[int, np.ndarray] = {}
         self.has_mask = C.INPUT_ITEM_MASK in {
             i.name for i in [*self.session.get_inputs(), *self.session.get_overridable_initializers()]}
+        # Whether the history may be sent narrower than ``history_length`` (the exported
+        # cores leave its width free; a hand-written graph may fix it): ``model_inputs``' trim.
+        self.free_history = all(
+            not isinstance(i.shape[1], int) for s in (self.session, self.known_session) if s
+            for i in s.get_inputs() if i.name == C.INPUT_HISTORY)
 
     def top_k(self, users: np.ndarray, history: np.ndarray, exclude: np.ndarray,
               k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -17,8 +17,8 @@ def test_broken_graph_fails_parity_and_publishes_nothing(mf, tmp_path, monkeypat
 
     honest = exporter.network_function
 
-    def skewed(net):  # a conversion that computes something slightly different
-        inner = honest(net)
+    def skewed(net, known=False):  # a conversion that computes something slightly different
+        inner = honest(net, known)
 
         @tf.function(input_signature=exporter.NETWORK_SIGNATURE)
         def network(users, history):

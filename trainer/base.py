@@ -118,6 +118,13 @@ class ScoringModel(keras.Model):
         """
         raise NotImplementedError(f"{self.kind} has no item vectors")
 
+    def history_item_rows(self) -> np.ndarray | None:
+        """[n_items + 1, n_items] dense item-item weights (last row: padding, zeros), or
+        None: for kinds whose scores are the sum of the distinct history items' rows, which
+        the exporter writes as a gather and a weighted sum (``item_rows_graph``) instead of
+        converting ``score_all``'s multi-hot matrix product."""
+        return None
+
     def neighbour_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
         """([n_items + 1, K] neighbour indices, weights), or None: the capability flag of the
         item-neighbourhood kinds, whose scoring core the exporter writes as gather and

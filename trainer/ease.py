@@ -81,6 +81,9 @@ class EASE(ScoringModel):
             tf.ones(tf.shape(history), tf.float32))
         return tf.matmul(multi_hot, self.item_weights)
 
+    def history_item_rows(self) -> np.ndarray:
+        return self.item_weights.numpy()
+
 
 def item_gram(data: Interactions, dtype=np.float64) -> np.ndarray:
     """X^T X of the binary user x item matrix, from users in dense float32 chunks."""
