@@ -103,8 +103,11 @@ def _fold(vectors: np.ndarray, items: list[int]) -> np.ndarray:
 
 
 def build_bundle(store: str | Path, out: str | Path, folds_in: bool = True, dim: int = 16,
-                 history_length: int = 20) -> Built:
-    """Write a ``fixture-svd`` bundle of ``store``'s events to ``out``; see the module doc."""
+                 history_length: int = 20, known_core: bool = False) -> Built:
+    """Write a ``fixture-svd`` bundle of ``store``'s events to ``out``; see the module doc.
+
+    ``known_core`` adds the known-user core (``contract.M_ONNX_KNOWN``): known users' rows
+    times the item vectors, with no fold-in nodes."""
     data = read_store(store)
     n_users, n_items = data.matrix.shape
     items = svd_item_vectors(data.matrix, min(dim, n_users, n_items))
@@ -112,7 +115,8 @@ def build_bundle(store: str | Path, out: str | Path, folds_in: bool = True, dim:
     history_length = history_length if folds_in else 0
     manifest = manifest_of(data, items.shape[1], history_length, folds_in)
     core = scoring_core(network(users, items, history_length))
-    path = bundles.write(out, core, manifest, item_vectors=items)
+    known = scoring_core(known_network(users, items, history_length)) if known_core else None
+    path = bundles.write(out, core, manifest, item_vectors=items, known_onnx=known)
     return Built(KIND, Path(store), path, data.user_ids, data.item_ids, items, users,
                  history_length)
 
@@ -161,6 +165,16 @@ def network(users: np.ndarray, items: np.ndarray, history_length: int) -> tuple[
     inputs = [_input(C.INPUT_USERS, TensorProto.INT64, ["batch"]),
               _input(C.INPUT_HISTORY, TensorProto.INT64, ["batch", history_length])]
     return nodes, initializers, inputs
+
+
+def known_network(users: np.ndarray, items: np.ndarray, history_length: int) -> tuple[list, list, list]:
+    """``network`` for users with a row only: the row times the item vectors (``history``
+    is declared, as the contract's signature has it, and not read)."""
+    nodes = [_node("Gather", ["fixture/users", C.INPUT_USERS], "user"),
+             _node("MatMul", ["user", "fixture/items_t"], _SCORES)]
+    inputs = [_input(C.INPUT_USERS, TensorProto.INT64, ["batch"]),
+              _input(C.INPUT_HISTORY, TensorProto.INT64, ["batch", history_length])]
+    return nodes, [_array("fixture/users", users), _array("fixture/items_t", items.T)], inputs
 
 
 def scoring_core(graph: tuple[list, list, list]) -> bytes:

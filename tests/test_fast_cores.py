@@ -1,0 +1,86 @@
+"""The faster scoring cores of issue 15: the known-user core beside the full one, chosen per
+call, and ease's gathered rows. Each must give the answers the full computation gives."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edgerec import Recommender
+from edgerec import bundle as bundles
+from edgerec import contract as C
+from edgerec.errors import BundleError
+
+
+class Counting:
+    """An ONNX Runtime session that counts its runs (which core answered a request)."""
+
+    def __init__(self, session):
+        self.session, self.calls = session, 0
+
+    def run(self, *args):
+        self.calls += 1
+        return self.session.run(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
+def _same(got, expected) -> None:
+    assert [r.item_id for r in got] == [r.item_id for r in expected]
+    np.testing.assert_allclose([r.score for r in got], [r.score for r in expected], rtol=1e-5)
+
+
+@pytest.fixture
+def two_bundles(demo_store, tmp_path):
+    """The same hand-built model with and without the known-user core, over a store copy."""
+    from bundles import build_bundle
+
+    store = tmp_path / "store.db"
+    shutil.copy(demo_store, store)
+    return store, build_bundle(store, tmp_path / "fast", known_core=True), build_bundle(store, tmp_path / "full")
+
+
+@pytest.mark.runtime
+def test_known_users_get_the_known_core_and_the_rest_the_full_core(two_bundles):
+    store, fast, full = two_bundles
+    with Recommender.open(fast.bundle, store) as a, Recommender.open(full.bundle, store) as b:
+        assert a.bundle.known_onnx_path.name == C.KNOWN_MODEL_FILE
+        assert b.bundle.manifest.onnx_known is None and b.scorer.known_session is None
+        a.scorer.session, a.scorer.known_session = Counting(a.scorer.session), Counting(a.scorer.known_session)
+        known = fast.user_ids[:4]
+        a.record("visitor-x", fast.item_ids[0])
+        a.record("visitor-x", fast.item_ids[5])
+        a.record(known[0], fast.item_ids[7])  # a known user's history changed since training
+        for user in [*known, "visitor-x"]:
+            _same(a.recommend(user, 10), b.recommend(user, 10))
+        assert (a.scorer.known_session.calls, a.scorer.session.calls) == (4, 1)
+        # the known core answers what the model says: the user's row, not the new events
+        history = a.store.history(known[0])
+        ranked = np.argsort(-fast.scores(known[0], history), kind="stable")
+        seen = set(history)
+        expected = [fast.item_ids[i] for i in ranked if fast.item_ids[i] not in seen][:10]
+        assert [r.item_id for r in a.recommend(known[0], 10)] == expected
+        # a batch with an unknown user goes to the full core, one with none to the known one
+        before = a.scorer.session.calls
+        for got, expected in zip(a.recommend_many([*known, "visitor-x"]), b.recommend_many([*known, "visitor-x"])):
+            _same(got, expected)
+        assert a.scorer.session.calls == before + 1
+        for got, expected in zip(a.recommend_many(known), b.recommend_many(known)):
+            _same(got, expected)
+        assert a.scorer.session.calls == before + 1
+
+
+@pytest.mark.runtime
+def test_a_damaged_known_core_is_refused_on_open(two_bundles):
+    store, fast, _ = two_bundles
+    directory = bundles.recover(fast.bundle)
+    manifest = json.loads((directory / C.MANIFEST_FILE).read_text())
+    assert manifest[C.M_ONNX_KNOWN]["file"] == C.KNOWN_MODEL_FILE
+    with open(directory / C.KNOWN_MODEL_FILE, "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(BundleError, match=f"{C.KNOWN_MODEL_FILE}: sha256 does not match"):
+        Recommender.open(fast.bundle, store)
