@@ -84,3 +84,56 @@ def test_a_damaged_known_core_is_refused_on_open(two_bundles):
         fh.write(b"\0")
     with pytest.raises(BundleError, match=f"{C.KNOWN_MODEL_FILE}: sha256 does not match"):
         Recommender.open(fast.bundle, store)
+
+
+def test_user_table_kinds_export_a_known_core_that_a_skew_fails(mf, tmp_path, monkeypatch):
+    """mf's bundle carries the known-user core, parity-checked; a known core that computes
+    something else is refused, and no bundle is published."""
+    import onnx
+    import tensorflow as tf
+
+    from edgerec.exporters import ExportError, export_bundle
+    from edgerec.exporters import onnx as exporter
+
+    opened = bundles.Bundle.open(mf.bundle)
+    assert opened.manifest[C.M_ONNX]["known_parity"]["users"] > 0
+    full, known = (len(onnx.load(str(path)).graph.node) for path in (opened.onnx_path, opened.known_onnx_path))
+    assert known < full
+    honest = exporter.network_function
+
+    def skewed(net, known=False):
+        inner = honest(net, known)
+
+        @tf.function(input_signature=exporter.NETWORK_SIGNATURE)
+        def network(users, history):
+            return {name: value * (1.01 if known else 1.0) for name, value in inner(users, history).items()}
+
+        return network
+
+    monkeypatch.setattr(exporter, "network_function", skewed)
+    with pytest.raises(ExportError, match=r"parity check failed \(known-user core\)"):
+        export_bundle(mf.result, tmp_path / "bad")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ease_core_sums_rows_as_the_multi_hot_product_does(train_once):
+    """ease's gathered-rows graph against the Keras multi-hot x B, with repeated items,
+    padding and histories of several widths (the runtime trims the padding)."""
+    from edgerec.exporters.onnx import to_onnx
+    from edgerec.session import Scorer
+    from edgerec.trainer.validation import score_users
+
+    net = train_once("ease").result.model
+    n = net.n_items
+    rng = np.random.default_rng(0)
+    history = rng.integers(0, n, (6, 12))
+    history[:, 3] = history[:, 0]  # an item twice in each row: it counts once
+    history[1, 5:] = n  # padding
+    history[2, :] = n  # no history at all
+    scorer = Scorer(to_onnx(net), provider="cpu")
+    for width in (12, 7):  # 7: as the runtime sends it, padded only to the widest row
+        padded = np.full_like(history, n)
+        padded[:, :width] = history[:, :width]
+        items, scores = scorer.top_k(np.full(6, -1), padded[:, :width], np.full((6, 1), n), n)
+        got = np.take_along_axis(scores, np.argsort(items, axis=1), axis=1)
+        np.testing.assert_allclose(got, score_users(net, np.full(6, -1), padded), rtol=1e-5, atol=1e-6)
