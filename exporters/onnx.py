@@ -140,22 +140,70 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray):
     node("GatherElements", ["counts", C.INPUT_HISTORY], ["slot_counts"], axis=1)
     node("Reciprocal", ["slot_counts"], ["slot_share"])
     node("Unsqueeze", ["slot_share", "neighbours/axis2"], ["slot_share_3d"])
-    node("Gather", ["neighbours/index", C.INPUT_HISTORY], ["rows_index"], axis=0)
-    node("Gather", ["neighbours/weight", C.INPUT_HISTORY], ["rows_weight"], axis=0)
-    node("Mul", ["rows_weight", "slot_share_3d"], ["shared_weight"])
-    node("Reshape", ["rows_index", "neighbours/flat"], ["flat_index"])
-    node("Reshape", ["shared_weight", "neighbours/flat"], ["flat_weight"])
-    node("ScatterElements", ["zeros", "flat_index", "flat_weight"], ["row"], axis=1,
-         reduction="add")
-    node("Slice", ["row", "neighbours/zero", "neighbours/n_items", "neighbours/axis1"], [_SCORES])
-    graph = helper.make_graph(
-        nodes, "edgerec_neighbours",
-        [helper.make_tensor_value_info(C.INPUT_USERS, TensorProto.INT64, ["batch"]),
-         helper.make_tensor_value_info(C.INPUT_HISTORY, TensorProto.INT64, ["batch", "history"])],
-        [helper.make_tensor_value_info(_SCORES, TensorProto.FLOAT, ["batch", n_items])],
-        initializers)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", C.OPSET)],
-                             ir_version=8, producer_name="edgerec")
+    if dense_neighbours(n_items, index.shape[1]):
+        _dense_neighbour_rows(node, initializers, n_items)
+    else:
+        node("Gather", ["neighbours/index", C.INPUT_HISTORY], ["rows_index"], axis=0)
+        node("Gather", ["neighbours/weight", C.INPUT_HISTORY], ["rows_weight"], axis=0)
+        node("Mul", ["rows_weight", "slot_share_3d"], ["shared_weight"])
+        node("Reshape", ["rows_index", "neighbours/flat"], ["flat_index"])
+        node("Reshape", ["shared_weight", "neighbours/flat"], ["flat_weight"])
+        node("ScatterElements", ["zeros", "flat_index", "flat_weight"], ["row"], axis=1,
+             reduction="add")
+        node("Slice", ["row", "neighbours/zero", "neighbours/n_items", "neighbours/axis1"], [_SCORES])
+    return _history_network(nodes, initializers, n_items, "edgerec_neighbours")
+
+
+# Catalogues up to this size may score neighbour kinds from dense rows (64 MiB of float32
+# in the session's memory at the limit; the bundle keeps the [n_items + 1, K] tables).
+DENSE_NEIGHBOUR_ITEMS = 4096
+# ...when a dense row costs at most this many neighbour slots: ONNX Runtime 1.31's
+# ScatterElements takes ~8 ns per added value, a gathered dense row ~0.4 ns per item
+# (measured on one core, benchmarks/latency.py's machine).
+DENSE_ROW_SLOTS = 20
+
+
+def dense_neighbours(n_items: int, k: int) -> bool:
+    """Whether the neighbour graph gathers dense rows rather than scatter-adding slots."""
+    return n_items <= DENSE_NEIGHBOUR_ITEMS and n_items <= DENSE_ROW_SLOTS * k
+
+
+def _dense_neighbour_rows(node, initializers: list, n_items: int) -> None:
+    """The score row as the share-weighted sum of the history items' dense neighbour rows.
+
+    The dense [n_items + 1, n_items] matrix is scattered from the tables by nodes whose
+    inputs are all initializers, so ONNX Runtime computes it once, when it opens the
+    session (constant folding), and the bundle stays O(n_items x K). A request then costs
+    one gather of history x n_items values and a [1, L] x [L, n_items] product per user,
+    instead of scatter-adding history x K values one by one; the same sums, in another
+    order (float rounding differs by ~1e-7 of the scores).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    initializers.append(numpy_helper.from_array(np.array([n_items + 1, n_items + 1], np.int64),
+                                                "neighbours/square"))
+    node("ConstantOfShape", ["neighbours/square"], ["dense_zeros"],
+         value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
+    node("Cast", ["neighbours/index"], ["index_64"], to=TensorProto.INT64)
+    node("ScatterElements", ["dense_zeros", "index_64", "neighbours/weight"], ["dense_padded"],
+         axis=1, reduction="add")
+    node("Slice", ["dense_padded", "neighbours/zero", "neighbours/n_items", "neighbours/axis1"],
+         ["dense"])                                                      # [n_items + 1, n_items]
+    node("Transpose", ["slot_share_3d"], ["slot_share_row"], perm=[0, 2, 1])  # [B, 1, L]
+    _weighted_rows(node, initializers, "dense", "slot_share_row", n_items, "neighbours")
+
+
+def _weighted_rows(node, initializers: list, table: str, share_row: str, n_items: int,
+                   prefix: str) -> None:
+    """``_SCORES`` [B, n_items] = share_row [B, 1, L] x the history's rows of ``table``
+    ([n_items + 1, n_items], padding row zero): one gather and one batched product."""
+    from onnx import numpy_helper
+
+    initializers.append(numpy_helper.from_array(np.array([-1, n_items], np.int64),
+                                                f"{prefix}/row_of_items"))
+    node("Gather", [table, C.INPUT_HISTORY], ["history_rows"], axis=0)  # [B, L, n_items]
+    node("MatMul", [share_row, "history_rows"], ["summed"])              # [B, 1, n_items]
+    node("Reshape", ["summed", f"{prefix}/row_of_items"], [_SCORES])
 
 
 def item_rows_graph(rows: np.ndarray):
@@ -192,10 +240,8 @@ def item_rows_graph(rows: np.ndarray):
          reduction="add")
     node("GatherElements", ["counts", C.INPUT_HISTORY], ["slot_counts"], axis=1)
     node("Reciprocal", ["slot_counts"], ["slot_share"])
-    node("Unsqueeze", ["slot_share", "rows/axis1"], ["slot_share_3d"])    # [B, 1, L]
-    node("Gather", ["rows/weight", C.INPUT_HISTORY], ["history_rows"], axis=0)  # [B, L, N]
-    node("MatMul", ["slot_share_3d", "history_rows"], ["summed"])          # [B, 1, N]
-    node("Squeeze", ["summed", "rows/axis1"], [_SCORES])
+    node("Unsqueeze", ["slot_share", "rows/axis1"], ["slot_share_row"])   # [B, 1, L]
+    _weighted_rows(node, initializers, "rows/weight", "slot_share_row", n_items, "rows")
     return _history_network(nodes, initializers, n_items, "edgerec_item_rows")
 
 
