@@ -111,12 +111,15 @@ class NeuralCollaborativeFiltering(FoldsIn, SampledNegativesModel):
         gmf = tf.matmul(gu * tf.reshape(w_out[:dim], [1, dim]), self.gmf_item.embeddings,
                         transpose_b=True)                             # [B, N]
         first, rest = self.tower[0], self.tower[1:]
-        h = tf.nn.relu(tf.matmul(mu, first.kernel[:dim])[:, None, :]
-                       + tf.matmul(self.mlp_item.embeddings, first.kernel[dim:])[None, :, :]
+        h = tf.nn.relu(tf.expand_dims(tf.matmul(mu, first.kernel[:dim]), 1)
+                       + tf.matmul(self.mlp_item.embeddings, first.kernel[dim:])
                        + first.bias)                                  # [B, N, h1]
+        # As [B * N, h] matrices with constant reshapes: ``tensordot`` converts to ONNX with
+        # five shape-computing nodes per layer, each a dispatch on every request.
+        h = tf.reshape(h, [-1, first.units])
         for layer in rest:
-            h = tf.nn.relu(tf.tensordot(h, layer.kernel, axes=1) + layer.bias)
-        mlp = tf.tensordot(h, w_out[dim:, 0], axes=1)                  # [B, N]
+            h = tf.nn.relu(tf.matmul(h, layer.kernel) + layer.bias)
+        mlp = tf.reshape(tf.matmul(h, w_out[dim:]), [-1, self.n_items])  # [B, N]
         return gmf + mlp + self.output_layer.bias[0]
 
     def item_vectors(self) -> np.ndarray:
