@@ -27,8 +27,10 @@ Writes DIR/latency.json and DIR/latency.png (default DIR: benchmarks/out). Secti
    turns (ratio to als; a kind's own graph costs what it costs only in a trained bundle),
    their first requests (fresh recommenders, in turns), the stage breakdown of both, and
    their model.onnx size: on
-   the MovieLens-size store and, unless --quick or --skip-shop, on the ``demo:shop``
-   purchases (30K users, 24K items).
+   the MovieLens-size store (or the store of ``--events FILE``, e.g. MovieLens 100K's
+   ``u.data``) and, unless --quick or --skip-shop, on the ``demo:shop`` purchases (30K
+   users, 24K items). mf, als and neumf bundles carry the known-user core
+   (``model_known.onnx``), which serves these requests: every timed user is known.
 5. startup: import, open, first answer and peak RSS after 10,000 requests, in fresh
    subprocesses: the first one after the sections above, then two more.
 6. environment: providers, CPU, cores, load averages, library versions.
