@@ -108,8 +108,8 @@ class ScoringModel(keras.Model):
         """
         raise NotImplementedError(f"{self.kind} has no item vectors")
 
-    def neighbour_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """([n_items + 1, K] neighbour indices, weights), or None: the capability flag of the
+    def neighbour_tables(self) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """([n_items + 1, K] neighbour indices, weights, history recency), or None: the flag of the
         item-neighbourhood kinds, whose scoring core the exporter writes as gather and
         scatter-add over these tables instead of converting ``score_all``."""
         return None
