@@ -168,3 +168,14 @@ def test_exported_graph_weighs_history_slots_as_score_all_does():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         scores[recency] = want
     assert not np.allclose(scores[1.0], scores[0.5])
+
+
+def test_forward_itemknn_recommends_what_came_after(tmp_path):
+    """forward 1 counts only pairs in timeline order: i1 came before i2 for u1 and u2, so
+    a visitor who bought i1 is offered i2 (2 / (sqrt3 sqrt3 + shrink)), never i0, which
+    always came before i1 (the symmetric cosine offers both)."""
+    bundle, store = _served(tmp_path, "itemknn", weighting="none", shrink=1.0, forward=1.0)
+    with Recommender.open(bundle, store) as rec:
+        rec.record("visitor", "i1", "purchase")
+        got = _scores(rec, "visitor")
+    assert list(got)[0] == "i2" and got == pytest.approx({"i2": 2 / (3 + 1), "i0": 0.0, "i3": 0.0})

@@ -78,7 +78,7 @@ class NeighbourModel(ScoringModel):
     # is chosen on the holdout (``search``); the tables do not depend on it, so trying a
     # value costs one validation, not a new table (``_tables_for``).
     defaults = {"epochs": 1, "neighbours": 100, "recency": 1.0}
-    search = {"recency": (1.0, 0.8, 0.6, 0.4, 0.2)}
+    search = {"recency": (1.0, 0.6, 0.3)}
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
