@@ -24,6 +24,8 @@ from .backend import tf
 from .base import ScoringModel
 from .data import Interactions, history_length_for
 
+# The lightest history slot a model with recency < 1 reads, relative to the newest.
+MIN_SLOT_WEIGHT = 1e-4
 # Items per block of similarity rows: a dense [block, n_items] float32 slab (~100 MB at 100K items).
 _BLOCK_CELLS = 1 << 25
 
@@ -107,7 +109,15 @@ class NeighbourModel(ScoringModel):
         return costs.neighbour_seconds(n_users, n_items, n_interactions)
 
     def prepare(self, train: Interactions) -> None:
-        self.history_length = history_length_for(train, self.MAX_HISTORY)
+        """Read the longest training history (at most ``MAX_HISTORY``), and with recency r < 1
+        no slot beyond the one weighing under ``MIN_SLOT_WEIGHT`` (r^p), which would add
+        less to any score than that share of the newest item's weight, and costs every
+        request (and validation) history x K work."""
+        length = history_length_for(train, self.MAX_HISTORY)
+        r = self.params["recency"]
+        if r < 1.0:
+            length = min(length, 1 + int(np.log(MIN_SLOT_WEIGHT) / np.log(r)) if r > 0 else 1)
+        self.history_length = length
 
     def item_weights(self, train: Interactions):
         """``rows(start, stop)`` -> dense [stop - start, n_items] item-to-item weights."""
