@@ -212,7 +212,7 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
     slowdown = 1.0  # measured / estimated seconds of the kinds tried so far (a busy machine)
     for entry in plan:
         name = entry["model"]
-        left = budget_seconds - (time.perf_counter() - started) - _refit_seconds(best)
+        left = budget_seconds - (time.perf_counter() - started) - _refit_seconds(best, slowdown)
         limit = min(left, AUTO_MAX_SHARE * budget_seconds) if best is not None else left
         if best is not None and entry["epoch_s"] * slowdown > limit:  # the first kind always runs
             reason = (f"one epoch needs ~{entry['epoch_s'] * slowdown:.0f}s (estimate x "
@@ -265,12 +265,20 @@ def _slowdown(tried: list[dict]) -> float:
     return max(1.0, spent / planned) if planned > 0 else 1.0
 
 
-def _refit_seconds(result: FitResult | None) -> float:
+def _refit_seconds(result: FitResult | None, slowdown: float = 1.0) -> float:
     """What refitting ``result`` on all interactions should take: its epochs up to the best
-    one (validation included, which the refit skips: a margin), a quarter more data."""
+    one (validation included, which the refit skips: a margin), a quarter more data; at
+    least the kind's estimated epochs times the measured ``slowdown``, since a searched
+    kind's kept setting may have reused tables computed for an earlier one (the
+    neighbourhood kinds' ``recency``), so its own seconds understate a refit."""
     if result is None:
         return 0.0
-    return 1.25 * sum(row["seconds"] for row in result.epochs[:result.params["trained_epochs"]])
+    epochs = result.params["trained_epochs"]
+    measured = sum(row["seconds"] for row in result.epochs[:epochs])
+    kind, data = MODEL_KINDS[result.params["model"]], result.data
+    planned = epochs * slowdown * kind.epoch_seconds(data.n_users, data.n_items, len(data.users),
+                                                     result.params)
+    return 1.25 * max(measured, planned)
 
 
 def fit_warm(source: Store | str | Path | Interactions, bundle: str | Path, model: str | None = None,
