@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 GRID = {"factors": (64, 128), "regularization": (0.1, 1.0, 10.0, 100.0), "alpha": (10.0, 40.0)}
-# edgerec's own itemknn, tuned the same way (``--tune-itemknn``): the neighbourhood baseline.
+# edgerec's own itemknn, tuned the same way (``--tune-itemknn``): the neighbourhood baseline,
+# classic item-kNN (every history item alike, symmetric co-occurrence), as the literature's.
 ITEMKNN_GRID = {"neighbours": (100, 400), "shrink": (0.0, 50.0),
-                "weighting": ("none", "bm25")}
+                "weighting": ("none", "bm25"), "recency": (1.0,), "forward": (0.0,)}
 
 
 def implicit_scores(train, test, params: dict, k: int = 10) -> dict:

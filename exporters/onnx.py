@@ -99,15 +99,16 @@ def add_top_k_head(graph) -> None:
     ])
 
 
-def neighbour_graph(index: np.ndarray, weight: np.ndarray):
+def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0):
     """The network part of an item-neighbourhood kind, written directly in ONNX.
 
     ``index``/``weight`` are [n_items + 1, K] tables (row n_items: the padding, pointing at
     itself with weight 0). Per request: count each history item (a ScatterElements add into
     a zero row), gather the history's neighbour rows, weigh each slot by 1 / its item's
-    count (a repeated item counts once, as in the multi-hot ``score_all``), scatter-add the
-    weights into the score row and drop the padding column: O(history x K) work besides
-    the row itself. ``users`` is an input of the signature that these kinds do not read.
+    count (a repeated item counts once) times ``recency`` ^ (its position, 0 the newest),
+    as the model's ``slot_weights`` does, scatter-add the weights into the score row and
+    drop the padding column: O(history x K) work besides the row itself. ``users`` is an
+    input of the signature that these kinds do not read.
     """
     from onnx import TensorProto, helper, numpy_helper
 
@@ -139,7 +140,17 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray):
          reduction="add")
     node("GatherElements", ["counts", C.INPUT_HISTORY], ["slot_counts"], axis=1)
     node("Reciprocal", ["slot_counts"], ["slot_share"])
-    node("Unsqueeze", ["slot_share", "neighbours/axis2"], ["slot_share_3d"])
+    if recency != 1.0:  # slot p weighs recency^p: Range over the history's width, then Pow
+        initializers += [numpy_helper.from_array(np.array(recency, np.float32), "neighbours/recency"),
+                         numpy_helper.from_array(np.array(0, np.int64), "neighbours/first"),
+                         numpy_helper.from_array(np.array(1, np.int64), "neighbours/step")]
+        node("Gather", ["history_shape", "neighbours/step"], ["history_width"], axis=0)
+        node("Range", ["neighbours/first", "history_width", "neighbours/step"], ["slot_positions"])
+        node("Cast", ["slot_positions"], ["slot_exponents"], to=TensorProto.FLOAT)
+        node("Pow", ["neighbours/recency", "slot_exponents"], ["slot_decay"])
+        node("Mul", ["slot_share", "slot_decay"], ["slot_share_decayed"])
+    node("Unsqueeze", ["slot_share_decayed" if recency != 1.0 else "slot_share",
+                       "neighbours/axis2"], ["slot_share_3d"])
     if dense_neighbours(n_items, index.shape[1]):
         _dense_neighbour_rows(node, initializers, n_items)
     else:

@@ -82,7 +82,7 @@ def test_sparse_ease_on_every_item_is_ease_kept_to_its_positive_weights():
     net = fit(data, "sparse_ease", neighbours=20, candidates=20, reg=5.0).model  # refit: all data
     full = ease_weights(data, 5.0)
     assert (full != 0).sum() == 12 * 11  # every pair co-occurs: nothing is left out
-    index, weight = net.neighbour_tables()
+    index, weight, _ = net.neighbour_tables()
     got = np.zeros((13, 13), np.float32)
     np.add.at(got, (np.arange(13)[:, None].repeat(index.shape[1], 1), index), weight)
     np.testing.assert_allclose(got[:12, :12], np.maximum(full, 0), rtol=1e-4, atol=1e-6)
@@ -114,6 +114,68 @@ def test_neighbourhood_kinds_refuse_bad_settings(tmp_path):
     from edgerec.trainer import fit
     for kind, params, message in [("itemknn", {"weighting": "okapi"}, "weighting must be one of"),
                                   ("itemknn", {"neighbours": 0}, "neighbours >= 1"),
-                                  ("sparse_ease", {"reg": 0.0}, "reg > 0")]:
+                                  ("sparse_ease", {"reg": 0.0}, "reg > 0"),
+                                  ("rp3beta", {"recency": 1.5}, "0 <= recency <= 1")]:
         with pytest.raises(InputError, match=message):
             fit(store, kind, **params)
+
+
+def test_a_later_history_item_outweighs_an_earlier_one(tmp_path):
+    """With recency r the newest item counts 1, the one before r (TINY's cosines, shrink 1):
+    a visitor whose last purchase is i0 is led to i0's neighbour i1, one whose last is i3
+    to i3's neighbour i2, though both bought the same two items. Without recency the two
+    would get the same list."""
+    r = 0.2
+    bundle, store = _served(tmp_path, "itemknn", weighting="none", shrink=1.0, recency=r)
+    c01, c02, c23 = 2 / (math.sqrt(6) + 1), 1 / (math.sqrt(6) + 1), 1 / (math.sqrt(3) + 1)
+    with Recommender.open(bundle, store) as rec:
+        for user, order in (("i0-last", ("i3", "i0")), ("i3-last", ("i0", "i3"))):
+            for item in order:
+                rec.record(user, item, "purchase")
+        assert _scores(rec, "i0-last") == pytest.approx({"i1": c01, "i2": c02 + r * c23}, rel=1e-5)
+        assert _scores(rec, "i3-last") == pytest.approx({"i2": c23 + r * c02, "i1": r * c01},
+                                                        rel=1e-5)
+        assert list(_scores(rec, "i0-last")) == ["i1", "i2"]
+        assert list(_scores(rec, "i3-last")) == ["i2", "i1"]
+
+
+def test_exported_graph_weighs_history_slots_as_score_all_does():
+    """Histories with repeats and padding, scored by the ONNX core and by ``score_all``,
+    with recency on: equal scores; and recency changes them (so the check can fail)."""
+    from edgerec.exporters.onnx import to_onnx
+    from edgerec.session import Scorer
+    from edgerec.trainer import Interactions, fit
+    from edgerec.trainer.validation import score_users
+
+    rng = np.random.default_rng(1)
+    users, items = np.nonzero(rng.random((80, 30)) < 0.2)
+    data = Interactions(np.array([f"u{u}" for u in range(80)], dtype=object),
+                        np.array([f"i{i}" for i in range(30)], dtype=object),
+                        users.astype(np.int64), items.astype(np.int64),
+                        rng.permutation(len(users)).astype(float), {"interactions": len(users)})
+    history = rng.integers(0, 30, size=(16, 9))
+    history[:, 3] = history[:, 0]         # a repeated item
+    history[::2, 6:] = 30                 # padding at the end, as the runtime sends it
+    nothing = np.full((16, 1), 30, np.int64)
+    scores = {}
+    for recency in (1.0, 0.5):
+        net = fit(data, "itemknn", recency=recency, refit=False).model
+        want = score_users(net, np.zeros(16, np.int64), history)
+        items_, got_scores = Scorer(to_onnx(net), provider="cpu").top_k(
+            np.zeros(16, np.int64), history, nothing, 30)
+        got = np.full_like(want, np.nan)
+        np.put_along_axis(got, items_, got_scores, axis=1)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        scores[recency] = want
+    assert not np.allclose(scores[1.0], scores[0.5])
+
+
+def test_forward_itemknn_recommends_what_came_after(tmp_path):
+    """forward 1 counts only pairs in timeline order: i1 came before i2 for u1 and u2, so
+    a visitor who bought i1 is offered i2 (2 / (sqrt3 sqrt3 + shrink)), never i0, which
+    always came before i1 (the symmetric cosine offers both)."""
+    bundle, store = _served(tmp_path, "itemknn", weighting="none", shrink=1.0, forward=1.0)
+    with Recommender.open(bundle, store) as rec:
+        rec.record("visitor", "i1", "purchase")
+        got = _scores(rec, "visitor")
+    assert list(got)[0] == "i2" and got == pytest.approx({"i2": 2 / (3 + 1), "i0": 0.0, "i3": 0.0})

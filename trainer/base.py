@@ -125,8 +125,8 @@ class ScoringModel(keras.Model):
         converting ``score_all``'s multi-hot matrix product."""
         return None
 
-    def neighbour_tables(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """([n_items + 1, K] neighbour indices, weights), or None: the capability flag of the
+    def neighbour_tables(self) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """([n_items + 1, K] neighbour indices, weights, history recency), or None: the flag of the
         item-neighbourhood kinds, whose scoring core the exporter writes as gather and
         scatter-add over these tables instead of converting ``score_all``."""
         return None

@@ -10,10 +10,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
-from .data import Interactions
+from .data import Interactions, tie_break_key
 from .neighbourhood import NeighbourModel, binary_matrix
 
 WEIGHTINGS = ("bm25", "tfidf", "none")
+# ``forward`` counts the pairs where j comes after i in a user's timeline, up to this many
+# interactions later, a pair g apart weighing GAP_DECAY^(g - 1): what comes right after i
+# says most about what follows i (0.5 and 0.8 scored alike on demo:shop-small).
+FORWARD_WINDOW = 20
+GAP_DECAY = 0.8
 
 
 class ItemKNN(NeighbourModel):
@@ -23,8 +28,14 @@ class ItemKNN(NeighbourModel):
     # Tuned on validation (ML-100K temporal, demo:shop-small): no weighting, shrink 10 and
     # 200 neighbours were best or within 1% on both; BM25 and TF-IDF lost 2-20% there,
     # since the request's history is binary, not weighted as the item columns are.
+    # ``forward`` f makes the co-occurrence directional: (1 - f) x the symmetric count plus
+    # f x the ordered count (``forward_pairs``), over the same cosine denominator. Where
+    # purchases follow one another it wins (validation NDCG@10, recency 0.2 and 0.8:
+    # demo:shop-small 0.161 -> 0.204 at f = 1; ML-100K 0.229 -> 0.238 at f = 0.5); where
+    # order means nothing the holdout keeps f = 0 (searched with ``recency``).
     defaults = {**NeighbourModel.defaults, "neighbours": 200, "shrink": 10.0,
-                "weighting": "none", "bm25_k1": 1.2, "bm25_b": 0.75}
+                "weighting": "none", "bm25_k1": 1.2, "bm25_b": 0.75, "forward": 0.0}
+    search = {"forward": (0.0, 0.5, 1.0), **NeighbourModel.search}  # tables per forward value
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
@@ -33,6 +44,8 @@ class ItemKNN(NeighbourModel):
                              f"not {self.params['weighting']!r}")
         if self.params["shrink"] < 0:
             raise InputError("itemknn needs shrink >= 0")
+        if not 0.0 <= self.params["forward"] <= 1.0:
+            raise InputError("itemknn needs 0 <= forward <= 1")
 
     def weighted(self, x: sp.csr_matrix) -> sp.csr_matrix:
         """The user x item matrix reweighted with items as documents and users as terms."""
@@ -53,10 +66,29 @@ class ItemKNN(NeighbourModel):
         x = self.weighted(binary_matrix(train))
         by_item = x.T.tocsr()
         norms = np.sqrt(np.asarray(by_item.multiply(by_item).sum(1)).ravel())
-        shrink = self.params["shrink"]
+        shrink, f = self.params["shrink"], self.params["forward"]
+        ordered = forward_pairs(train) if f > 0 else None
 
         def rows(start, stop):
-            dots = (by_item[start:stop] @ x).toarray()
+            dots = (by_item[start:stop] @ x).toarray() * (1.0 - f) if f < 1 else 0.0
+            if ordered is not None:
+                dots = dots + f * ordered[start:stop].toarray()
             return dots / (norms[start:stop, None] * norms[None, :] + shrink + 1e-12)
 
         return rows
+
+
+def forward_pairs(train: Interactions) -> sp.csr_matrix:
+    """[n_items, n_items]: entry (i, j) sums GAP_DECAY^(g - 1) over users where j came g
+    interactions after i (g <= FORWARD_WINDOW), in the timeline order the holdout uses."""
+    order = np.lexsort((tie_break_key(train.users, train.items), train.ts, train.users))
+    users, items = train.users[order], train.items[order]
+    sources, targets, weights = [], [], []
+    for gap in range(1, min(FORWARD_WINDOW, max(len(items) - 1, 0)) + 1):
+        same = users[gap:] == users[:-gap]
+        sources.append(items[:-gap][same]), targets.append(items[gap:][same])
+        weights.append(np.full(int(same.sum()), GAP_DECAY ** (gap - 1), np.float32))
+    if not sources:
+        return sp.csr_matrix((train.n_items, train.n_items), dtype=np.float32)
+    return sp.csr_matrix((np.concatenate(weights), (np.concatenate(sources), np.concatenate(targets))),
+                         shape=(train.n_items, train.n_items))

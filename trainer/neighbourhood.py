@@ -24,6 +24,8 @@ from .backend import tf
 from .base import ScoringModel
 from .data import Interactions, history_length_for
 
+# The lightest history slot a model with recency < 1 reads, relative to the newest.
+MIN_SLOT_WEIGHT = 1e-4
 # Items per block of similarity rows: a dense [block, n_items] float32 slab (~100 MB at 100K items).
 _BLOCK_CELLS = 1 << 25
 
@@ -71,12 +73,22 @@ class NeighbourModel(ScoringModel):
     warm_starts = False  # recomputed from the data every time
     history_length = 0   # set by ``prepare`` from the data
     MAX_HISTORY = 200
-    defaults = {"epochs": 1, "neighbours": 100}
+    # ``recency`` r weighs the history slot p places from the newest by r^p: 1 weighs every
+    # item alike (the classic item-kNN), smaller values let the latest purchases decide,
+    # which is what a shop whose purchases follow one another needs (demo:shop: the next
+    # purchase mostly follows the last one). Data without a meaningful order wants 1, so it
+    # is chosen on the holdout (``search``); the tables do not depend on it, so trying a
+    # value costs one validation, not a new table (``_tables_for``).
+    defaults = {"epochs": 1, "neighbours": 100, "recency": 1.0}
+    search = {"recency": (1.0, 0.6, 0.3)}
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
         if self.params["neighbours"] < 1:
             raise InputError(f"{self.kind} needs neighbours >= 1")
+        if not 0.0 <= self.params["recency"] <= 1.0:
+            raise InputError(f"{self.kind} needs 0 <= recency <= 1 (1: every history item "
+                             f"weighs the same)")
         k = self.dim
         self.neighbour_index = self.add_weight(
             shape=(n_items + 1, k), initializer=tf.keras.initializers.Constant(n_items),
@@ -97,7 +109,15 @@ class NeighbourModel(ScoringModel):
         return costs.neighbour_seconds(n_users, n_items, n_interactions)
 
     def prepare(self, train: Interactions) -> None:
-        self.history_length = history_length_for(train, self.MAX_HISTORY)
+        """Read the longest training history (at most ``MAX_HISTORY``), and with recency r < 1
+        no slot beyond the one weighing under ``MIN_SLOT_WEIGHT`` (r^p), which would add
+        less to any score than that share of the newest item's weight, and costs every
+        request (and validation) history x K work."""
+        length = history_length_for(train, self.MAX_HISTORY)
+        r = self.params["recency"]
+        if r < 1.0:
+            length = min(length, 1 + int(np.log(MIN_SLOT_WEIGHT) / np.log(r)) if r > 0 else 1)
+        self.history_length = length
 
     def item_weights(self, train: Interactions):
         """``rows(start, stop)`` -> dense [stop - start, n_items] item-to-item weights."""
@@ -110,33 +130,56 @@ class NeighbourModel(ScoringModel):
     def train_epoch(self, train: Interactions, seed: int) -> float:
         del seed
         if self._solved_on is not train:
-            index, weight = self.neighbour_rows(train)
+            index, weight = self._tables_for(train)
             pad = np.full((1, index.shape[1]), self.n_items, np.int32)
             self.neighbour_index.assign(np.vstack([index, pad]))
             self.neighbour_weight.assign(np.vstack([weight, np.zeros_like(pad, np.float32)]))
             self._solved_on = train
         return 0.0
 
-    def neighbour_tables(self) -> tuple[np.ndarray, np.ndarray]:
-        """([n_items + 1, K] int32 indices, float32 weights), padding row last: what the
-        exporter writes into the graph."""
-        return self.neighbour_index.numpy(), self.neighbour_weight.numpy()
+    # The last tables computed: (kind, data, settings) -> tables. ``fit``'s search over
+    # ``recency`` builds a model per value on the same data, and their tables are equal.
+    _last_tables: tuple = (None, None)
+
+    def _tables_for(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
+        settings = sorted((n, v) for n, v in self.params.items() if n not in ("recency", "epochs"))
+        key, tables = NeighbourModel._last_tables
+        if key is None or key[0] != self.kind or key[1] is not train or key[2] != settings:
+            tables = self.neighbour_rows(train)
+            NeighbourModel._last_tables = ((self.kind, train, settings), tables)
+        return tables
+
+    def neighbour_tables(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """([n_items + 1, K] int32 indices, float32 weights), padding row last, and the
+        ``recency`` decay of the history slots: what the exporter writes into the graph."""
+        return (self.neighbour_index.numpy(), self.neighbour_weight.numpy(),
+                float(self.params["recency"]))
+
+    def slot_weights(self, history):
+        """[B, L] history -> [B, L] float32: each slot's share, recency^(its position from
+        the newest, slot 0) / how often its item occurs in the history (a repeated item
+        counts once, at the mean of its slots' decays). Padding slots gather a zero row."""
+        width = self.n_items + 1
+        batch = tf.shape(history, out_type=tf.int64)[0]
+        slots = tf.reshape(history + tf.range(batch)[:, None] * width, [-1])
+        counts = tf.math.unsorted_segment_sum(tf.ones_like(slots, tf.float32), slots, batch * width)
+        share = 1.0 / tf.reshape(tf.gather(counts, slots), tf.shape(history))
+        if self.params["recency"] == 1.0:
+            return share
+        positions = tf.cast(tf.range(tf.shape(history)[1]), tf.float32)
+        return share * tf.pow(float(self.params["recency"]), positions)[None, :]
 
     def score_all(self, users, history):
-        """The sum of the distinct history items' neighbour rows, as the exported graph
-        computes it: gather the rows, weigh each history slot by 1 / how often its item
-        occurs in the history, scatter-add into the score row (one flat segment sum).
-        O(batch x history x K): a multi-hot times the sparse matrix would cost its
-        non-zeros times the batch."""
+        """The weighted sum of the distinct history items' neighbour rows, as the exported
+        graph computes it: gather the rows, weigh each history slot (``slot_weights``),
+        scatter-add into the score row (one flat segment sum). O(batch x history x K): a
+        multi-hot times the sparse matrix would cost its non-zeros times the batch."""
         del users  # scores come from the history alone
         width = self.n_items + 1
         batch = tf.shape(history, out_type=tf.int64)[0]
         offset = tf.range(batch)[:, None] * width                     # row b starts at b * width
-        slots = tf.reshape(history + offset, [-1])
-        counts = tf.math.unsorted_segment_sum(tf.ones_like(slots, tf.float32), slots, batch * width)
-        share = 1.0 / tf.reshape(tf.gather(counts, slots), tf.shape(history))
         index = tf.cast(tf.gather(self.neighbour_index, history), tf.int64)  # [B, L, K]
-        weight = tf.gather(self.neighbour_weight, history) * share[..., None]
+        weight = tf.gather(self.neighbour_weight, history) * self.slot_weights(history)[..., None]
         targets = tf.reshape(index + offset[..., None], [-1])
         scores = tf.math.unsorted_segment_sum(tf.reshape(weight, [-1]), targets, batch * width)
         return tf.reshape(scores, tf.stack([batch, width]))[:, :self.n_items]

@@ -209,13 +209,15 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
     plan = plan_auto(data, epochs)
     progress(f"[auto] budget {budget_seconds:.0f}s; plan (estimated seconds, most value per second "
              f"first): " + ", ".join(f"{p['model']} ~{p['estimate_s']:.0f}s" for p in plan))
+    slowdown = 1.0  # measured / estimated seconds of the kinds tried so far (a busy machine)
     for entry in plan:
         name = entry["model"]
-        left = budget_seconds - (time.perf_counter() - started) - _refit_seconds(best)
+        left = budget_seconds - (time.perf_counter() - started) - _refit_seconds(best, slowdown)
         limit = min(left, AUTO_MAX_SHARE * budget_seconds) if best is not None else left
-        if best is not None and entry["epoch_s"] > limit:  # the first kind always runs
-            reason = (f"one epoch needs ~{entry['epoch_s']:.0f}s, {max(limit, 0):.0f}s available "
-                      f"(budget {budget_seconds:.0f}s, refit reserved)")
+        if best is not None and entry["epoch_s"] * slowdown > limit:  # the first kind always runs
+            reason = (f"one epoch needs ~{entry['epoch_s'] * slowdown:.0f}s (estimate x "
+                      f"{slowdown:.1f}, the slowdown measured so far), {max(limit, 0):.0f}s "
+                      f"available (budget {budget_seconds:.0f}s, refit reserved)")
             tried.append({"model": name, "skipped": reason})
             progress(f"[auto] {name}: skipped: {reason}")
             continue
@@ -230,7 +232,9 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
             continue
         score = result.metrics["holdout"].get(metric, 0.0)
         tried.append({"model": name, metric: score, "seconds": round(result.seconds, 1),
-                      "epochs": result.params["trained_epochs"], "limit_s": round(limit, 1)})
+                      "epochs": result.params["trained_epochs"], "limit_s": round(limit, 1),
+                      "estimate_s": round(entry["estimate_s"], 1)})
+        slowdown = _slowdown(tried)
         progress(f"[auto] {name}: holdout {metric} {score:.4f} in {result.seconds:.0f}s "
                  f"(best epoch {result.params['trained_epochs']}, limit {limit:.0f}s)")
         if best is None or score > best.metrics["holdout"].get(metric, 0.0):
@@ -250,12 +254,31 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
     return FitResult(net, data, metrics, fitted, best.epochs, time.perf_counter() - started)
 
 
-def _refit_seconds(result: FitResult | None) -> float:
+def _slowdown(tried: list[dict]) -> float:
+    """How much slower than planned the finished kinds ran (at least 1): their seconds over
+    their estimates, for kinds that ran all their planned epochs or stopped early (a kind
+    cut by its time limit says nothing). A loaded machine makes every kind slower alike,
+    so ``fit_auto`` skips a kind whose scaled epoch cannot fit instead of starting it."""
+    done = [t for t in tried if "seconds" in t and t["seconds"] < t["limit_s"]]
+    spent = sum(t["seconds"] for t in done)
+    planned = sum(t["estimate_s"] for t in done)
+    return max(1.0, spent / planned) if planned > 0 else 1.0
+
+
+def _refit_seconds(result: FitResult | None, slowdown: float = 1.0) -> float:
     """What refitting ``result`` on all interactions should take: its epochs up to the best
-    one (validation included, which the refit skips: a margin), a quarter more data."""
+    one (validation included, which the refit skips: a margin), a quarter more data; at
+    least the kind's estimated epochs times the measured ``slowdown``, since a searched
+    kind's kept setting may have reused tables computed for an earlier one (the
+    neighbourhood kinds' ``recency``), so its own seconds understate a refit."""
     if result is None:
         return 0.0
-    return 1.25 * sum(row["seconds"] for row in result.epochs[:result.params["trained_epochs"]])
+    epochs = result.params["trained_epochs"]
+    measured = sum(row["seconds"] for row in result.epochs[:epochs])
+    kind, data = MODEL_KINDS[result.params["model"]], result.data
+    planned = epochs * slowdown * kind.epoch_seconds(data.n_users, data.n_items, len(data.users),
+                                                     result.params)
+    return 1.25 * max(measured, planned)
 
 
 def fit_warm(source: Store | str | Path | Interactions, bundle: str | Path, model: str | None = None,
