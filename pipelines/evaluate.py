@@ -66,6 +66,7 @@ from ..recommender import Recommender
 from ..store import Store
 from ..trainer import (AUTO, Interactions, Progress, fit, load_interactions, model_kind, quiet,
                        temporal_split)
+from ..trainer.data import item_stratified_split
 from ..trainer.validation import popularity, popularity_baseline, popularity_metrics
 
 PROTOCOLS = ("temporal", "leave-one-out-sampled", "random", "new-users")
@@ -98,19 +99,6 @@ def split(data: Interactions, protocol: str = "temporal", seed: int = 0) -> tupl
     raise InputError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
 
 
-def item_stratified_split(data: Interactions, fraction: float,
-                          seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks (train, test): a seeded random ``fraction`` of each item's interactions
-    (round-half-even of its count, as Python's ``round``) is held out."""
-    order = np.lexsort((np.random.default_rng(seed).random(len(data.items)), data.items))
-    items_sorted = data.items[order]
-    counts = np.bincount(data.items, minlength=data.n_items)
-    rank = np.arange(len(order)) - np.r_[0, np.cumsum(counts)[:-1]][items_sorted]
-    test = np.zeros(len(order), dtype=bool)
-    test[order] = rank >= np.rint((1.0 - fraction) * counts)[items_sorted]
-    return ~test, test
-
-
 def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temporal", k: int = 10,
              out: str | Path | None = None, progress: Progress = quiet, diversity: float = 0.0,
              **fit_params) -> dict:
@@ -141,6 +129,8 @@ def evaluate(store: Store | str | Path, model: str = "mf", protocol: str = "temp
         finally:
             opened.close()
     train_mask, test_mask = split(data, protocol, fit_params.get("seed", 0))
+    # fit's own holdout asks what this test asks (see ``validation_split``).
+    fit_params = {"validation": "random" if protocol == "random" else "temporal", **fit_params}
     if protocol == "new-users":
         return _finish(_new_users(data, train_mask, test_mask, model, k, progress, fit_params),
                        out)

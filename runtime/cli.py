@@ -41,7 +41,7 @@ def _echo_err(message: str) -> None:
 
 
 def fit_options(command):
-    """--epochs/--dim/--negatives/--seed/--budget-seconds for train and evaluate; unset ones take the model
+    """--epochs/--dim/--negatives/--seed/--budget-seconds/--validation for train and evaluate; unset ones take the model
     kind's own defaults (each kind documents them in ``MODEL_KINDS[kind].defaults``)."""
     for option in reversed([
             click.option("--epochs", type=int, help="Most epochs (early stopping)."),
@@ -49,7 +49,10 @@ def fit_options(command):
             click.option("--negatives", type=int, help="Sampled negatives per positive."),
             click.option("--seed", type=int, help="Random seed [default: 0]."),
             click.option("--budget-seconds", type=float,
-                         help="--model auto: seconds for every try and the refit [default: 240].")]):
+                         help="--model auto: seconds for every try and the refit [default: 240]."),
+            click.option("--validation", help="The holdout that early stopping, searches and "
+                         "auto judge by: temporal (each user's newest 20%) or random (20% of "
+                         "each item's events) [default: temporal; evaluate: as its protocol].")]):
         command = option(command)
     return command
 

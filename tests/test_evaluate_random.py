@@ -37,6 +37,24 @@ def test_random_split_holds_out_a_quarter_of_each_item():
     assert (again == train).all() and not (other == train).all()
 
 
+def test_validation_split_random_is_item_stratified_and_temporal_is_newest():
+    from edgerec.errors import InputError
+    from edgerec.trainer.data import validation_split
+
+    data = _data([5, 10, 20])
+    data.ts[:] = np.arange(len(data.items))  # user u's events: newest is their last item
+    _, random_holdout = validation_split(data, "random", seed=0)
+    assert np.bincount(data.items[random_holdout], minlength=3).tolist() == [1, 2, 4]
+    _, temporal = validation_split(data, "temporal")
+    assert not (temporal == random_holdout).all()
+    try:
+        validation_split(data, "sideways")
+    except InputError as exc:
+        assert "sideways" in str(exc) and "temporal, random" in str(exc)
+    else:
+        raise AssertionError("an unknown validation split was accepted")
+
+
 def test_cli_random_protocol_beats_popularity(tmp_path):
     path = tmp_path / "store.db"
     store = Store.open(path)
@@ -48,6 +66,8 @@ def test_cli_random_protocol_beats_popularity(tmp_path):
     assert done.stdout.startswith("random: 200 users")
     report = json.loads(out.read_text())
     assert report["params"]["split"] == {"fraction": 0.25, "stratified_by": "item", "seed": 0}
+    # the model's own holdout was random too: a temporal one would tune it for another task
+    assert report["params"]["validation"] == "random"
     data = report["data"]
     assert abs(data["test_interactions"] / data["interactions"] - 0.25) < 0.02
     assert report["metrics"]["ndcg@10"] > 1.3 * report["popularity"]["ndcg@10"]

@@ -132,6 +132,40 @@ def temporal_split(data: Interactions, fraction: float = 0.2,
     return ~holdout, holdout
 
 
+def item_stratified_split(data: Interactions, fraction: float,
+                          seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (train, test): a seeded random ``fraction`` of each item's interactions
+    (round-half-even of its count, as Python's ``round``) is held out."""
+    order = np.lexsort((np.random.default_rng(seed).random(len(data.items)), data.items))
+    items_sorted = data.items[order]
+    counts = np.bincount(data.items, minlength=data.n_items)
+    rank = np.arange(len(order)) - np.r_[0, np.cumsum(counts)[:-1]][items_sorted]
+    test = np.zeros(len(order), dtype=bool)
+    test[order] = rank >= np.rint((1.0 - fraction) * counts)[items_sorted]
+    return ~test, test
+
+
+# The holdouts ``fit`` can judge epochs, searches and ``auto`` by (``validation_split``).
+VALIDATIONS = ("temporal", "random")
+VALIDATION_FRACTION = 0.2
+
+
+def validation_split(data: Interactions, validation: str = "temporal",
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (train, holdout) of ``fit``'s holdout.
+
+    The holdout must ask what the final test asks, or the search tunes for another task:
+    ``temporal`` (each user's newest 20%, the default) rewards order-aware settings, which a
+    random split (``evaluate --protocol random``) punishes; ``random`` holds out a seeded
+    20% of each item's interactions instead.
+    """
+    if validation == "temporal":
+        return temporal_split(data, VALIDATION_FRACTION)
+    if validation == "random":
+        return item_stratified_split(data, VALIDATION_FRACTION, seed)
+    raise InputError(f"unknown validation {validation!r}; choose from {', '.join(VALIDATIONS)}")
+
+
 class NegativeSampler:
     """Uniform negatives per positive, resampled until none is one of the user's positives."""
 

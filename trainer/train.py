@@ -21,7 +21,7 @@ from ..bundle import read_manifest
 from ..errors import InputError
 from ..store import Store
 from .backend import keras, tf
-from .data import Interactions, load_interactions, temporal_split
+from .data import Interactions, load_interactions, validation_split
 from .defaults import data_defaults, search_grid
 from .registry import AUTO, MODEL_KINDS, model_kind
 from .validation import VALIDATION_USERS, holdout_metrics, popularity_baseline
@@ -52,7 +52,7 @@ AUTO_BUDGET_SECONDS = 240.0
 def fit(source: Store | str | Path | Interactions, model: str | None = None, *, seed: int = 0,
         patience: int = 3, refit: bool = True, k: int = 10, progress: Progress = quiet,
         warm_start: str | Path | None = None, time_limit: float | None = None,
-        **params) -> FitResult:
+        validation: str = "temporal", **params) -> FitResult:
     """Train a model of kind ``model`` (default mf) on every event in a store (or on ``Interactions``).
 
     ``params`` are the kind's hyper-parameters (``MODEL_KINDS[model].defaults``: epochs,
@@ -64,6 +64,7 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
     same weights (with ``time_limit``, as long as the limit is not reached). A kind's
     ``search`` parameters that the caller leaves unset are chosen on the holdout: every
     value is trained (with early stopping) and the best kept (``params["searched"]``).
+    ``validation`` is that holdout's split (``validation_split``: temporal or random).
     """
     if warm_start is not None:
         return fit_warm(source, warm_start, model, seed=seed, k=k, progress=progress, **params)
@@ -73,7 +74,8 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
         if unknown:
             raise InputError(f"model 'auto' uses each kind's defaults; it takes only epochs and "
                              f"budget_seconds, not {', '.join(unknown)}")
-        return fit_auto(source, seed=seed, patience=patience, k=k, progress=progress, **params)
+        return fit_auto(source, seed=seed, patience=patience, k=k, progress=progress,
+                        validation=validation, **params)
     kind = model_kind(model)
     unknown = sorted(set(params) - set(kind.defaults))
     if unknown:
@@ -87,7 +89,7 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
     started = time.perf_counter()
     data = _interactions(source)
     params.update(data_defaults(model, data, passed))
-    train_mask, holdout_mask = temporal_split(data)
+    train_mask, holdout_mask = validation_split(data, validation, seed)
     train, holdout = data.subset(train_mask), data.subset(holdout_mask)
     progress(f"{model}: {data.summary['interactions']} interactions, {data.n_users} users, "
              f"{data.n_items} items; holdout {int(holdout_mask.sum())} interactions")
@@ -117,7 +119,7 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
     refit = bool(refit and len(holdout.users))
     if refit:
         net = _refit(kind, data, seed, params, best["epoch"], progress)
-    fitted = {"model": model, "seed": seed, "patience": patience, **params,
+    fitted = {"model": model, "seed": seed, "patience": patience, "validation": validation, **params,
               "trained_epochs": best["epoch"], "refit": refit}
     if searched:
         fitted["searched"] = {name: list(values) for name, values in searched.items()}
@@ -188,7 +190,7 @@ def plan_auto(data: Interactions, epochs: int | None = None) -> list[dict]:
 
 def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patience: int = 3,
              k: int = 10, progress: Progress = quiet, epochs: int | None = None,
-             budget_seconds: float = AUTO_BUDGET_SECONDS) -> FitResult:
+             budget_seconds: float = AUTO_BUDGET_SECONDS, validation: str = "temporal") -> FitResult:
     """Fit model kinds with their defaults inside ``budget_seconds``, keep the best on the
     holdout, refit it; the refit is inside the budget too.
 
@@ -224,6 +226,7 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
         try:
             cap = {"epochs": min(epochs, MODEL_KINDS[name].defaults["epochs"])} if epochs else {}
             result = fit(data, name, seed=seed, patience=patience, refit=False, k=k,
+                         validation=validation,
                          progress=lambda m, name=name: progress(f"[auto {name}] {m}"),
                          time_limit=limit, **cap)
         except InputError as exc:
