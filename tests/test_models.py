@@ -221,6 +221,9 @@ def test_auto_plans_by_value_per_second_and_says_why_it_skips(demo_store):
     assert result.metrics["auto"]["chosen"] == plan[0]["model"] == result.model.kind
     assert all("available" in t["skipped"] for t in tried[1:])
     assert any(line.startswith("[auto] stopped after") for line in lines)
+    # the budget is spent: the winner is not refitted past it, and says so
+    assert result.params["refit"] is False
+    assert any(line.startswith("[auto] no refit:") for line in lines)
 
 
 def test_every_kind_declares_its_capabilities(trained):

@@ -192,7 +192,8 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
              k: int = 10, progress: Progress = quiet, epochs: int | None = None,
              budget_seconds: float = AUTO_BUDGET_SECONDS, validation: str = "temporal") -> FitResult:
     """Fit model kinds with their defaults inside ``budget_seconds``, keep the best on the
-    holdout, refit it; the refit is inside the budget too.
+    holdout, refit it; the refit is inside the budget too (when it would not fit, the
+    winner keeps its weights from the training part: ``params["refit"]`` says which).
 
     ``epochs`` caps every kind's epochs (default: each kind's own). The holdout is the same
     temporal split each kind early-stops on (inside ``evaluate`` it is carved from the
@@ -248,13 +249,28 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
     spent = time.perf_counter() - started
     progress(f"[auto] stopped after {spent:.0f}s of {budget_seconds:.0f}s: every kind tried or "
              f"skipped; chose {winner}: highest holdout {metric}")
-    kind = MODEL_KINDS[winner]
-    params = {name: best.params[name] for name in kind.defaults}
-    net = _refit(kind, data, seed, params, best.params["trained_epochs"], progress)
+    net, refit = _refit_within(best, budget_seconds - spent, slowdown, seed, progress)
     metrics = {**best.metrics, "auto": {"chosen": winner, "criterion": f"holdout {metric}",
                                         "budget_seconds": budget_seconds, "tried": tried}}
-    fitted = {**best.params, "auto": True, "refit": True}
+    fitted = {**best.params, "auto": True, "refit": refit}
     return FitResult(net, data, metrics, fitted, best.epochs, time.perf_counter() - started)
+
+
+def _refit_within(best: FitResult, left: float, slowdown: float, seed: int,
+                  progress: Progress) -> tuple[keras.Model, bool]:
+    """(the winner refitted on every interaction, True) when its refit is expected to fit in
+    the ``left`` seconds, else (its weights from the training part, False).
+
+    The budget is the caller's promise: the last kind to run may win with a refit nobody
+    reserved (its own), and a model that read most of the data beats a late one."""
+    expected = _refit_seconds(best, slowdown)
+    kind = MODEL_KINDS[best.params["model"]]
+    if expected > left:
+        progress(f"[auto] no refit: ~{expected:.0f}s expected, {max(left, 0):.0f}s of the budget "
+                 f"left; {kind.kind} keeps its weights from the training part")
+        return best.model, False
+    params = {name: best.params[name] for name in kind.defaults}
+    return _refit(kind, best.data, seed, params, best.params["trained_epochs"], progress), True
 
 
 def _slowdown(tried: list[dict]) -> float:
