@@ -92,6 +92,15 @@ def test_cli_ingest_strict_rejects_the_whole_file_and_lenient_skips_the_bad_row(
     assert Store.open(store, create=False).history("u") == ["3", "1"]
 
 
+@pytest.mark.runtime
+@pytest.mark.parametrize("option", [("--holdout", "1.5"), ("--tolerance", "-1")])
+def test_update_rejects_bad_options_before_loading_the_trainer(svd, option):
+    """A runtime test: without TensorFlow the option is still what the error names."""
+    done = cli("update", svd.store, svd.bundle, *option)
+    assert done.returncode == 1 and done.stderr.startswith(f"Error: {option[0]} must be")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_make_demo_runs_end_to_end(tmp_path):
     """`make demo` itself, with this environment's edgerec (the install step is taken as
     done) and a short training, into a temporary folder."""
