@@ -14,10 +14,12 @@ DEMO_TRAIN_ARGS ?=
 
 .PHONY: demo test test-base bench quality clean kiosk kiosk-screenshot dist kiosk-exe shipping
 
+# --no-compile: pip would byte-compile all ~14,000 modules of TensorFlow, Ray, Spark...
+# (most never imported by anything here); Python compiles each module on its first import.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[train,dev,bench]'
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[train,dev,bench]'
 	touch $(STAMP)
 
 # Without npm the JavaScript tests skip (and say so); better-sqlite3 compiles on install.
@@ -50,7 +52,7 @@ test: $(STAMP) $(JS_STAMP) $(BASE_STAMP)
 $(BASE_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(BASE_VENV)
 	$(BASE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BASE_VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(BASE_VENV)/bin/python -m pip install --quiet --no-compile -e '.[test]'
 	touch $(BASE_STAMP)
 
 test-base: $(BASE_STAMP) $(JS_STAMP)
