@@ -41,10 +41,16 @@ demo: $(STAMP)
 # The import contracts first (pyproject's [tool.importlinter], README "Layout").
 # Each test runs once: the runtime's own tests (marked `runtime`) in the base-only venv
 # (test-base), all the others here. `$(BIN)/python -m pytest` alone runs every test.
+# test-base runs beside the main suite, which leaves one of two cores idle much of its
+# time (imports, subprocesses, single-threaded Python); its report, kept in a file so that
+# the two do not interleave, is printed once both are done. Either failing fails `make test`.
+BASE_LOG := $(BASE_VENV)/test-base.log
 test: $(STAMP) $(JS_STAMP) $(BASE_STAMP)
 	$(BIN)/python tools/lint_imports.py
-	$(BIN)/python -m pytest -q -m 'not runtime'
-	$(MAKE) --no-print-directory test-base
+	@$(MAKE) --no-print-directory test-base >$(BASE_LOG) 2>&1 & base=$$!; \
+	$(BIN)/python -m pytest -q -m 'not runtime'; main=$$?; \
+	wait $$base; runtime=$$?; echo "--- make test-base (ran beside the suite above) ---"; \
+	cat $(BASE_LOG); [ $$main -eq 0 ] && [ $$runtime -eq 0 ]
 
 # The runtime's own suite (tests marked `runtime`, on hand-built bundles) in a venv with the
 # base install and the test extra only: the light install is proven on every run, not
