@@ -28,7 +28,7 @@ import numpy as np
 from .. import serving
 from ..errors import InputError
 from ..exporters import export_bundle
-from ..replay import iso, replay, training_end
+from ..replay import check_gate, iso, replay, training_end
 from ..store import Store, snapshots
 from ..trainer import Progress, fit, quiet
 
@@ -44,10 +44,7 @@ def update(store: str | Path | Store, current: str | Path, *, holdout: float = 0
     bundles' replay metrics; it is also recorded in the published bundle's metrics.
     ``keep`` writes the candidate bundle there as well, whatever the decision.
     """
-    if not 0.0 < holdout < 1.0:
-        raise InputError(f"--holdout must be between 0 and 1, not {holdout}")
-    if tolerance < 0:
-        raise InputError(f"--tolerance must be at least 0, not {tolerance}")
+    check_gate(holdout, tolerance)
     current = Path(current)
     started = time.perf_counter()
     opened = store if isinstance(store, Store) else Store.open(store, create=False)

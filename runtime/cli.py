@@ -239,6 +239,9 @@ def update(store, bundle, holdout, tolerance, k, epochs, seed, keep, as_json):
 
     Exit status 0: published, or nothing new; 3: the candidate was worse, BUNDLE kept.
     """
+    from .replay import check_gate
+
+    check_gate(holdout, tolerance)  # before the trainer's imports: a typo fails at once
     run_update = _trainer().update
     from .pipelines.update import REFUSED
 

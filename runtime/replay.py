@@ -18,9 +18,20 @@ from typing import Mapping
 import numpy as np
 
 from .bundle import read_manifest
+from .errors import InputError
 from .metrics import id_rows, ranking_metrics
 from .recommender import Recommender
 from .store import Store, snapshots
+
+
+def check_gate(holdout: float, tolerance: float) -> None:
+    """``update``'s gate settings: the newest share of the unseen events held out for the
+    replay, and how much lower (relative) the candidate may rank them. Here, not in the
+    pipeline, so that ``edgerec update`` refuses a bad value before it loads TensorFlow."""
+    if not 0.0 < holdout < 1.0:
+        raise InputError(f"--holdout must be between 0 and 1, not {holdout}")
+    if tolerance < 0:
+        raise InputError(f"--tolerance must be at least 0, not {tolerance}")
 
 
 def training_end(bundle: str | Path) -> float | None:

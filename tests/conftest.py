@@ -221,3 +221,32 @@ def svd_plain(demo_store, tmp_path_factory):
     from bundles import build_bundle
 
     return build_bundle(demo_store, tmp_path_factory.mktemp("svd-plain") / "svd", folds_in=False)
+
+
+# -- the CLI in this process (suite time) ---------------------------------------------------
+#
+# ``run_cli`` starts a new Python for every command: about a second of imports for the
+# runtime's commands and eight more for those that load TensorFlow (train, evaluate,
+# update). ``cli`` runs the same ``edgerec`` command in this process through click's
+# runner, with the same exit code, stdout and stderr. ``run_cli`` stays where the separate
+# process is the point: the installed script itself, signals and kills, locks held by
+# another process, a second process joining a cluster.
+
+
+def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``edgerec *args`` in this process; an exception the CLI did not turn into an exit
+    code (a crash: a subprocess would print its traceback) is raised here, failing the test."""
+    from click.testing import CliRunner
+
+    from edgerec.cli import main
+
+    here = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(main, [str(a) for a in args], env=env)
+    finally:
+        os.chdir(here)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)

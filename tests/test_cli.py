@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import cli, run_cli
 
 
 def test_cli_pipeline_from_csv(tmp_path):
@@ -15,19 +15,19 @@ def test_cli_pipeline_from_csv(tmp_path):
     csv_path.write_text("user_id,item_id,rating,timestamp\n" + "".join(
         f"{u},{i},{w},{int(t)}\n" for u, i, _, w, t in events))
     store = tmp_path / "store.db"
-    ingest = run_cli("ingest", store, csv_path)
+    ingest = cli("ingest", store, csv_path)
     assert ingest.returncode == 0, ingest.stderr
     assert f"{len(events)} added" in ingest.stdout
 
     # --fp16 too (one CLI training less in the suite): float16 itself is tested in
     # test_fast_paths.py, the option's way to the manifest here.
-    train = run_cli("train", store, "--out", tmp_path / "models" / "mf", "--epochs", "3", "--dim", "16",
+    train = cli("train", store, "--out", tmp_path / "models" / "mf", "--epochs", "3", "--dim", "16",
                     "--fp16")
     assert train.returncode == 0, train.stderr
     assert "epoch   1" in train.stderr and "parity ok" in train.stderr
     bundle = tmp_path / "models" / "mf"
 
-    rec = run_cli("recommend", store, bundle, events[0][0], "-n", "4", "--json")
+    rec = cli("recommend", store, bundle, events[0][0], "-n", "4", "--json")
     assert rec.returncode == 0, rec.stderr
     out = json.loads(rec.stdout)
     assert out["provider"] == "cpu" and out["fallback"] is False and len(out["items"]) == 4
@@ -36,32 +36,32 @@ def test_cli_pipeline_from_csv(tmp_path):
 
     users = tmp_path / "users.txt"
     users.write_text(f"{events[0][0]}\nstranger\n")
-    batch = run_cli("batch", store, bundle, "--out", tmp_path / "top.csv", "-n", "2", "--users", users)
+    batch = cli("batch", store, bundle, "--out", tmp_path / "top.csv", "-n", "2", "--users", users)
     assert batch.returncode == 0, batch.stderr
     lines = (tmp_path / "top.csv").read_text().splitlines()
     assert lines[0] == "user_id,rank,item_id,score" and len(lines) == 5
     assert lines[3].startswith("stranger,1,")
 
-    info = run_cli("describe", bundle, "--json")
+    info = cli("describe", bundle, "--json")
     assert info.returncode == 0
     about = json.loads(info.stdout)
     assert about["model_kind"] == "mf" and about["dims"]["dim"] == 16
     assert about["training"]["params"]["epochs"] == 3 and about["onnx"]["weights_dtype"] == "float16"
-    text = run_cli("describe", bundle).stdout
+    text = cli("describe", bundle).stdout
     assert "sha256" in text and "opset 17" in text
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    missing = run_cli("recommend", tmp_path / "none.db", tmp_path / "nobundle", "u1")
+    missing = cli("recommend", tmp_path / "none.db", tmp_path / "nobundle", "u1")
     assert missing.returncode == 1
     assert missing.stderr.strip().startswith("Error: ")
     assert len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.stderr
 
     store = tmp_path / "s.db"
-    assert run_cli("demo-data", store, "--users", "20", "--items", "30").returncode == 0
-    bad_bundle = run_cli("describe", tmp_path)
+    assert cli("demo-data", store, "--users", "20", "--items", "30").returncode == 0
+    bad_bundle = cli("describe", tmp_path)
     assert bad_bundle.returncode == 1 and "not a bundle" in bad_bundle.stderr
-    bad_kind = run_cli("train", store, "--model", "nope", "--out", tmp_path / "m")
+    bad_kind = cli("train", store, "--model", "nope", "--out", tmp_path / "m")
     assert bad_kind.returncode == 1 and "unknown model kind 'nope'" in bad_kind.stderr
     assert len(bad_kind.stderr.strip().splitlines()) == 1
 
@@ -80,16 +80,25 @@ def test_cli_ingest_strict_rejects_the_whole_file_and_lenient_skips_the_bad_row(
     store = tmp_path / "s.db"
     bad = tmp_path / "bad.csv"
     bad.write_text("user,item,ts\nu,1,10\nu,2,oops\nu,3,30\n")
-    strict = run_cli("ingest", store, bad, "--strict")
+    strict = cli("ingest", store, bad, "--strict")
     assert strict.returncode == 1 and strict.stdout == ""
     assert strict.stderr.strip() == f"Error: {bad}, line 3: bad timestamp 'oops' in column 'ts'"
-    lenient = run_cli("ingest", store, bad)
+    lenient = cli("ingest", store, bad)
     assert lenient.returncode == 0, lenient.stderr
     assert f"{bad} (csv): 3 rows, 2 added, 0 duplicates, 1 malformed" in lenient.stdout
     assert "line 3" in lenient.stdout
     from edgerec.store import Store
 
     assert Store.open(store, create=False).history("u") == ["3", "1"]
+
+
+@pytest.mark.runtime
+@pytest.mark.parametrize("option", [("--holdout", "1.5"), ("--tolerance", "-1")])
+def test_update_rejects_bad_options_before_loading_the_trainer(svd, option):
+    """A runtime test: without TensorFlow the option is still what the error names."""
+    done = cli("update", svd.store, svd.bundle, *option)
+    assert done.returncode == 1 and done.stderr.startswith(f"Error: {option[0]} must be")
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_make_demo_runs_end_to_end(tmp_path):

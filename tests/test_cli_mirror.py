@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import cli
 
 from edgerec import Experiment, Recommender
 from edgerec.errors import StoreError
@@ -59,15 +59,15 @@ def test_recommender_batch_filters_as_recommend_many(mf, store_copy, tmp_path):
 
 def test_cli_batch_where_on_a_store_and_refused_on_parquet(mf, store_copy, tmp_path):
     out = tmp_path / "top.csv"
-    done = run_cli("batch", store_copy, mf.bundle, "--out", out, "-n", "3", "--where",
+    done = cli("batch", store_copy, mf.bundle, "--out", out, "-n", "3", "--where",
                    "category=Comedy")
     assert done.returncode == 0, done.stderr
     got = _csv_items(out)
     assert len(got) > 100 and set().union(*got.values()) <= _comedies(store_copy)
     pytest.importorskip("pyarrow")
     histories = tmp_path / "h.parquet"
-    assert run_cli("export-histories", store_copy, histories).returncode == 0
-    refused = run_cli("batch", histories, mf.bundle, "--out", tmp_path / "p.csv", "--where",
+    assert cli("export-histories", store_copy, histories).returncode == 0
+    refused = cli("batch", histories, mf.bundle, "--out", tmp_path / "p.csv", "--where",
                       "category=Comedy")
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1
     assert "--where matches the catalogue of a store source" in refused.stderr
@@ -83,7 +83,7 @@ def test_ab_recommend_takes_the_experiments_filters(mf, train_once, store_copy, 
     comedies = _comedies(store_copy)
     with Experiment.open(config, store_copy) as experiment:
         users = {experiment.variant_for(f"u{i}"): f"u{i}" for i in range(20)}
-    out = run_cli("ab", "recommend", store_copy, config, users["A"], "-n", "4", "--where",
+    out = cli("ab", "recommend", store_copy, config, users["A"], "-n", "4", "--where",
                   "category=Comedy", "--ts", "1234.5", "--json")
     assert out.returncode == 0, out.stderr
     served = json.loads(out.stdout)
@@ -92,9 +92,9 @@ def test_ab_recommend_takes_the_experiments_filters(mf, train_once, store_copy, 
     with Store.open(store_copy, create=False) as store:
         logged = store.read("SELECT ts FROM impressions WHERE request_id = ?", (served["request_id"],))
     assert [ts for (ts,) in logged] == [1234.5] * 4
-    clash = run_cli("ab", "recommend", store_copy, config, users["B"], "--diversity", "0.1")
+    clash = cli("ab", "recommend", store_copy, config, users["B"], "--diversity", "0.1")
     assert clash.returncode == 1 and "sets diversity" in clash.stderr
-    text = run_cli("ab", "recommend", store_copy, config, users["B"], "-n", "3", "--exclude",
+    text = cli("ab", "recommend", store_copy, config, users["B"], "-n", "3", "--exclude",
                    served["items"][0]["item_id"])
     assert text.returncode == 0 and "variant B" in text.stdout and len(text.stdout.splitlines()) == 4
 
@@ -102,14 +102,14 @@ def test_ab_recommend_takes_the_experiments_filters(mf, train_once, store_copy, 
 def test_restore_mirrors_recommender_restore(mf, store_copy):
     with Recommender.open(mf.bundle, store_copy, provider="cpu") as rec:
         item = rec.recommend(rec.store.user_ids()[0], n=1)[0].item_id
-    assert run_cli("retire", store_copy, item).returncode == 0
+    assert cli("retire", store_copy, item).returncode == 0
     with Store.open(store_copy, create=False) as store:
         assert item in store.inactive_items()
-    out = run_cli("restore", store_copy, item)
+    out = cli("restore", store_copy, item)
     assert out.returncode == 0 and out.stdout.strip() == f"{store_copy}: 1 item(s) restored"
     with Store.open(store_copy, create=False) as store:
         assert item not in store.inactive_items()
-    assert run_cli("retire", store_copy, item, "--restore").stdout.strip().endswith("restored")
+    assert cli("retire", store_copy, item, "--restore").stdout.strip().endswith("restored")
 
 
 def test_a_closed_store_refuses_further_use(tmp_path):

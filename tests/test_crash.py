@@ -24,7 +24,7 @@ from edgerec.recommender import Recommender
 from edgerec.serving import load, publish
 from edgerec.store import Store
 
-from conftest import run_cli, variant
+from conftest import cli, variant
 
 EDGEREC = str(Path(sys.executable).with_name("edgerec"))
 KILLED = -signal.SIGKILL
@@ -97,7 +97,7 @@ def test_train_out_killed_while_publishing_keeps_the_old_bundle(mf, tmp_path):
     dest = tmp_path / "m"
     publish(variant(mf, tmp_path / "old", "old"), dest)
     store = tmp_path / "s.db"
-    assert run_cli("demo-data", store, "--users", "60", "--items", "40").returncode == 0
+    assert cli("demo-data", store, "--users", "60", "--items", "40").returncode == 0
     done = subprocess.run([EDGEREC, "train", store, "--out", dest, "--epochs", "1"],
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, bundles.CRASH_ENV: "linked"})

@@ -26,7 +26,7 @@ from edgerec.errors import BundleError  # noqa: E402
 from edgerec.histories import export_histories  # noqa: E402
 from edgerec.store import Store  # noqa: E402
 
-from conftest import run_cli  # noqa: E402
+from conftest import cli, run_cli  # noqa: E402
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 USERS = 2000
@@ -239,7 +239,7 @@ def test_bad_bundle_fails_before_any_work(big_store, bundles, tmp_path):
     with pytest.raises(BundleError, match="sha256"):
         batch(big_store, broken, tmp_path / "out", engine="ray")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]
-    result = run_cli("batch", big_store, tmp_path / "nowhere", "--out", tmp_path / "o", "--engine", "spark")
+    result = cli("batch", big_store, tmp_path / "nowhere", "--out", tmp_path / "o", "--engine", "spark")
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "bundle directory not found" in result.stderr
 
@@ -252,7 +252,7 @@ def test_bad_bundle_fails_before_any_work(big_store, bundles, tmp_path):
 def test_wrong_history_schema_fails_with_one_line(schema, field, bundles, tmp_path):
     path = tmp_path / "h.parquet"
     pq.write_table(pa.Table.from_pylist([], schema=schema), path)
-    result = run_cli("batch", path, bundles["folds-in"], "--out", tmp_path / "out", "--engine", "ray")
+    result = cli("batch", path, bundles["folds-in"], "--out", tmp_path / "out", "--engine", "ray")
     assert result.returncode == 1
     line = result.stderr.strip()
     assert "\n" not in line and str(path) in line and field in line, line
@@ -265,13 +265,13 @@ def test_cli_export_then_local_batch_csv_and_parquet(big_store, bundles, expecte
     users = tmp_path / "users.txt"
     users.write_text("u5\nstranger1\nu1500\n")
     hist = tmp_path / "h.parquet"
-    assert run_cli("export-histories", big_store, hist, "--users", users).returncode == 0
+    assert cli("export-histories", big_store, hist, "--users", users).returncode == 0
     assert pq.read_table(hist).column("user_id").to_pylist() == ["u5", "stranger1", "u1500"]
-    done = run_cli("batch", hist, bundles["folds-in"], "--out", tmp_path / "res", "-n", str(N))
+    done = cli("batch", hist, bundles["folds-in"], "--out", tmp_path / "res", "-n", str(N))
     assert done.returncode == 0, done.stderr
     got = _read(tmp_path / "res")
     assert got["u1500"]["items"] == [r.item_id for r in expected["folds-in"]["u1500"]]
-    csv = run_cli("batch", big_store, bundles["folds-in"], "--out", tmp_path / "top.csv", "-n", "2")
+    csv = cli("batch", big_store, bundles["folds-in"], "--out", tmp_path / "top.csv", "-n", "2")
     assert csv.returncode == 0, csv.stderr
     lines = (tmp_path / "top.csv").read_text().splitlines()
     assert lines[0] == "user_id,rank,item_id,score" and len(lines) == 1 + 2 * USERS

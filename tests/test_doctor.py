@@ -14,7 +14,7 @@ import pytest
 from edgerec import doctor
 from edgerec import session as S
 
-from conftest import run_cli
+from conftest import cli
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -66,7 +66,7 @@ def test_cuda_wheels_lists_installed_nvidia_runtimes(monkeypatch):
 
 
 def test_doctor_command_prints_and_json_agree_with_the_api(mf):
-    text = run_cli("doctor")
+    text = cli("doctor")
     assert text.returncode == 0, text.stderr
     report = doctor.providers_report()
     lines = text.stdout.splitlines()
@@ -75,13 +75,13 @@ def test_doctor_command_prints_and_json_agree_with_the_api(mf):
     cuda = report["providers"]["cuda"]
     assert f"cuda         {'usable' if cuda['usable'] else 'unusable'}: {cuda['why']}" in lines
     assert lines[-1] == f"auto         {report['auto']}"
-    as_json = run_cli("doctor", "--json", "--bundle", mf.bundle)
+    as_json = cli("doctor", "--json", "--bundle", mf.bundle)
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout)["providers"]["cpu"]["usable"] is True
 
 
 def test_doctor_with_a_missing_bundle_is_one_line(tmp_path):
-    out = run_cli("doctor", "--bundle", tmp_path / "nope")
+    out = cli("doctor", "--bundle", tmp_path / "nope")
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [out.stderr.strip()]
     assert "nope" in out.stderr

@@ -16,7 +16,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import cli
 from edgerec import Recommender
 from edgerec import bundle as bundles
 from edgerec import contract as C
@@ -364,12 +364,12 @@ def test_cold_start_popularity_can_be_recency_weighted(svd, store_copy):
         got = recent.recommend("ghost", n=3)
     assert ids(got) == ["fresh-hit", "week-old", "fortnight-old"]
     assert [r.score for r in got] == pytest.approx([20.0, 10 * 2.0 * 0.5, 16 * 0.25], rel=1e-9)
-    cli = json.loads(run_cli("recommend", store_copy, svd.bundle, "ghost", "-n", "3", "--json",
+    command = json.loads(cli("recommend", store_copy, svd.bundle, "ghost", "-n", "3", "--json",
                              "--half-life-days", "14").stdout)
-    assert [(r["item_id"], r["score"]) for r in cli["items"]] == [
+    assert [(r["item_id"], r["score"]) for r in command["items"]] == [
         ("fresh-hit", pytest.approx(20.0)), ("week-old", pytest.approx(20 * 0.5 ** 0.5)),
         ("fortnight-old", pytest.approx(16 * 0.5))]
-    assert cli["fallback"] is True
+    assert command["fallback"] is True
 
 
 @pytest.mark.runtime
@@ -501,12 +501,12 @@ def test_cli_publish_verifies_before_replacing(svd, live, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(svd.bundle, bad)
     (bad / "item_vectors.npy").write_bytes(b"\x93NUMPY" + b"\0" * 10)
-    out = run_cli("publish", bad, live)
+    out = cli("publish", bad, live)
     assert out.returncode == 1 and out.stderr.startswith("Error: ") and "partly copied" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert (live / "item_vectors.npy").read_bytes() == (svd.bundle / "item_vectors.npy").read_bytes()
     good = republished(svd, tmp_path / "good")
-    assert run_cli("publish", good, live).returncode == 0
+    assert cli("publish", good, live).returncode == 0
     assert json.loads((live / "manifest.json").read_text())["item_ids"][0] != "i0"
     kept = sorted(p.name for p in live.parent.iterdir() if p.name != "live")
     assert len(kept) == bundles.KEEP_VERSIONS and all(n.startswith(".live.v-") for n in kept)
@@ -549,35 +549,35 @@ def test_diversity_lowers_intra_list_similarity(svd):
 
 @pytest.mark.runtime
 def test_cli_embedding_commands(svd, store_copy):
-    rec = json.loads(run_cli("recommend", store_copy, svd.bundle, "u4", "-n", "3", "--json").stdout)
+    rec = json.loads(cli("recommend", store_copy, svd.bundle, "u4", "-n", "3", "--json").stdout)
     top = rec["items"][0]["item_id"]
 
-    out = run_cli("record", store_copy, "u4", top, "--event", "purchase")
+    out = cli("record", store_copy, "u4", top, "--event", "purchase")
     assert out.returncode == 0 and "recorded purchase" in out.stdout
-    after = json.loads(run_cli("recommend", store_copy, svd.bundle, "u4", "-n", "3", "--json",
+    after = json.loads(cli("recommend", store_copy, svd.bundle, "u4", "-n", "3", "--json",
                                "--where", "category=Comedy", "--explain", "--exclude", "i1,i2").stdout)
     assert top not in [r["item_id"] for r in after["items"]] and len(after["items"]) == 3
     assert all(r["because"] for r in after["items"])
 
-    similar = json.loads(run_cli("similar", store_copy, svd.bundle, "i5", "-n", "4", "--json").stdout)
+    similar = json.loads(cli("similar", store_copy, svd.bundle, "i5", "-n", "4", "--json").stdout)
     with Recommender.open(svd.bundle, store_copy) as r:
         assert [x["item_id"] for x in similar["items"]] == ids(r.similar_items("i5", n=4))
         why = r.explain("u4", after["items"][0]["item_id"]).to_dict()
-    explained = json.loads(run_cli("explain", store_copy, svd.bundle, "u4",
+    explained = json.loads(cli("explain", store_copy, svd.bundle, "u4",
                                    after["items"][0]["item_id"], "--json").stdout)
     assert explained == json.loads(json.dumps(why))
 
-    retired = run_cli("retire", store_copy, after["items"][0]["item_id"])
+    retired = cli("retire", store_copy, after["items"][0]["item_id"])
     assert retired.returncode == 0 and "1 item(s) retired" in retired.stdout
-    text = run_cli("recommend", store_copy, svd.bundle, "u4", "-n", "3", "--diversity", "0.5",
+    text = cli("recommend", store_copy, svd.bundle, "u4", "-n", "3", "--diversity", "0.5",
                    "--explain")
     shown = re.findall(r"^ +\d+\. (\S+) ", text.stdout, flags=re.M)
     assert text.returncode == 0 and len(shown) == 3 and after["items"][0]["item_id"] not in shown
     assert text.stdout.count("because of") == 3
 
-    bad = run_cli("record", store_copy, "u4", "i9", "--event", "purchse")
+    bad = cli("record", store_copy, "u4", "i9", "--event", "purchse")
     assert bad.returncode == 1 and bad.stderr.startswith("Error: ") and "purchse" in bad.stderr
-    unknown = run_cli("similar", store_copy, svd.bundle, "nope")
+    unknown = cli("similar", store_copy, svd.bundle, "nope")
     assert unknown.returncode == 1 and "'nope' is not in the model" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
 
@@ -589,7 +589,7 @@ def test_cli_items_include_new_arrivals_and_retire_restore(svd, store_copy, tmp_
         plain = rec.recommend("u6", n=6)
 
     def served(*options):
-        done = run_cli("recommend", store_copy, svd.bundle, "u6", "--json", *options)
+        done = cli("recommend", store_copy, svd.bundle, "u6", "--json", *options)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)["items"]
 
@@ -599,20 +599,20 @@ def test_cli_items_include_new_arrivals_and_retire_restore(svd, store_copy, tmp_
 
     catalogue = tmp_path / "catalogue.csv"
     catalogue.write_text("item_id,title,genres\nnew-a,A New Comedy,Comedy|Romance\n")
-    added = run_cli("items", store_copy, catalogue)
+    added = cli("items", store_copy, catalogue)
     assert added.returncode == 0 and "1 rows, 1 added" in added.stdout, added.stdout
     assert categories(Store.open(store_copy))["new-a"] == ["Comedy", "Romance"]
     fresh = served("-n", "5", "--new-arrivals", "1")
     assert [r["item_id"] for r in fresh] == ids(plain)[:4] + ["new-a"]
     assert fresh[4]["new_arrival"] is True and fresh[4]["score"] is None
-    text = run_cli("recommend", store_copy, svd.bundle, "u6", "-n", "5", "--new-arrivals", "1")
+    text = cli("recommend", store_copy, svd.bundle, "u6", "-n", "5", "--new-arrivals", "1")
     assert re.search(r"^ +5\. new-a  new  A New Comedy$", text.stdout, flags=re.M), text.stdout
 
-    retired = run_cli("retire", store_copy, "new-a", b)
+    retired = cli("retire", store_copy, "new-a", b)
     assert retired.returncode == 0 and "2 item(s) retired" in retired.stdout
     assert [r["item_id"] for r in served("-n", "5", "--new-arrivals", "1")] == \
         [i for i in ids(plain) if i != b][:5]
-    restored = run_cli("retire", store_copy, "new-a", b, "--restore")
+    restored = cli("retire", store_copy, "new-a", b, "--restore")
     assert restored.returncode == 0 and "2 item(s) restored" in restored.stdout
     assert [r["item_id"] for r in served("-n", "5", "--new-arrivals", "1")] == \
         ids(plain)[:4] + ["new-a"]
@@ -620,9 +620,9 @@ def test_cli_items_include_new_arrivals_and_retire_restore(svd, store_copy, tmp_
 
 def test_evaluate_reports_diversity_effect(tmp_path):
     store = tmp_path / "s.db"
-    assert run_cli("demo-data", store, "--users", "120", "--items", "80").returncode == 0
+    assert cli("demo-data", store, "--users", "120", "--items", "80").returncode == 0
     out = tmp_path / "res.json"
-    run = run_cli("evaluate", store, "--model", "mf", "--epochs", "3", "--dim", "8",
+    run = cli("evaluate", store, "--model", "mf", "--epochs", "3", "--dim", "8",
                   "--diversity", "0.5", "--out", out)
     assert run.returncode == 0, run.stderr
     assert any(line.startswith("mf+div0.5 ") for line in run.stdout.splitlines())
@@ -634,5 +634,5 @@ def test_evaluate_reports_diversity_effect(tmp_path):
     # in NDCG (measured: coverage 0.575 -> 0.65, NDCG 0.322 -> 0.299).
     assert diverse["coverage@10"] >= 1.05 * plain["coverage@10"]
     assert 0.8 * plain["ndcg@10"] <= diverse["ndcg@10"] < plain["ndcg@10"]
-    sampled = run_cli("evaluate", store, "--protocol", "leave-one-out-sampled", "--diversity", "0.5")
+    sampled = cli("evaluate", store, "--protocol", "leave-one-out-sampled", "--diversity", "0.5")
     assert sampled.returncode == 1 and "temporal or random protocol" in sampled.stderr

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import no_learning_rules, run_cli
+from conftest import cli, no_learning_rules
 from edgerec.demo import write_demo
 from edgerec.store import Store
 
@@ -161,7 +161,7 @@ def test_leave_one_out_sampled_beats_popularity(small_demo):
 
 def test_cli_evaluate(small_demo, tmp_path):
     out = tmp_path / "eval.json"
-    done = run_cli("evaluate", small_demo, "--model", "mf", "-k", "5", "--epochs", "3",
+    done = cli("evaluate", small_demo, "--model", "mf", "-k", "5", "--epochs", "3",
                    "--dim", "16", "--out", out)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -172,7 +172,7 @@ def test_cli_evaluate(small_demo, tmp_path):
     assert set(saved) == REPORT_KEYS and saved["k"] == 5 and "ndcg@5" in saved["metrics"]
     assert saved["params"]["dim"] == 16
 
-    bad = run_cli("evaluate", small_demo, "--protocol", "random-split")
+    bad = cli("evaluate", small_demo, "--protocol", "random-split")
     assert bad.returncode != 0
     assert bad.stderr.strip().startswith("Error: ") and len(bad.stderr.strip().splitlines()) == 1
     assert "unknown protocol 'random-split'" in bad.stderr and "Traceback" not in bad.stderr

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from conftest import run_cli
+from conftest import cli
 from edgerec.demo import write_demo
 from edgerec.store import Store
 
@@ -61,7 +61,7 @@ def test_cli_random_protocol_beats_popularity(tmp_path):
     write_demo(store, n_users=200, n_items=150, seed=5)
     store.close()
     out = tmp_path / "random.json"
-    done = run_cli("evaluate", path, "--model", "itemknn", "--protocol", "random", "--out", out)
+    done = cli("evaluate", path, "--model", "itemknn", "--protocol", "random", "--out", out)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("random: 200 users")
     report = json.loads(out.read_text())

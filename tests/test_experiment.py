@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import cli
 from edgerec import Experiment, Recommender
 from edgerec.abtest import (Comparison, Rate, SampleRatio, chi2_sf, normal_sf, offline_replay, plot, ratio_variance,
                             report)
@@ -445,31 +445,31 @@ def test_offline_replay_scores_each_variant_on_later_events(live, svd):
 def test_cli_assign_recommend_report_and_plot(live, tmp_path):
     path, config = live
     users = [f"u{i}" for i in range(6)]
-    out = run_cli("ab", "assign", config, *users)
+    out = cli("ab", "assign", config, *users)
     assert out.returncode == 0, out.stderr
     expected = load_config(config)
     assert out.stdout.split() == [w for u in users for w in (u, expected.variant_for(u).name)]
     for user in users:
-        out = run_cli("ab", "recommend", path, config, user, "-n", "4", "--json", "--provider", "cpu")
+        out = cli("ab", "recommend", path, config, user, "-n", "4", "--json", "--provider", "cpu")
         assert out.returncode == 0, out.stderr
         served = json.loads(out.stdout)
         assert served["variant"] == expected.variant_for(user).name and len(served["items"]) == 4
-    out = run_cli("ab", "report", path, "div", "--offline", "--window", "1")
+    out = cli("ab", "report", path, "div", "--offline", "--window", "1")
     assert out.returncode == 0, out.stderr
     assert "CTR (95% CI)" in out.stdout and "sample ratio" in out.stdout
     assert "offline replay: no events after" in out.stdout
     clicked = served["items"][0]["item_id"]
-    assert run_cli("record", path, users[-1], clicked).returncode == 0  # the last user clicks
-    data = json.loads(run_cli("ab", "report", path, "div", "--json", "--offline").stdout)
+    assert cli("record", path, users[-1], clicked).returncode == 0  # the last user clicks
+    data = json.loads(cli("ab", "report", path, "div", "--json", "--offline").stdout)
     assert data["experiment"] == "div" and sum(v["impressions"] for v in data["variants"]) == 24
     assert sum(v["clicks"] for v in data["variants"]) == 1
     assert data["offline"]["users"] == 1 and set(data["offline"]["variants"]) == {"A", "B"}
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(design(shares=(0.5, 0.6))))
-    out = run_cli("ab", "assign", bad, "u1")
+    out = cli("ab", "assign", bad, "u1")
     assert out.returncode == 1 and out.stderr.strip().count("\n") == 0
     assert out.stderr.startswith(f"Error: {bad}: variants: shares must sum to 1")
-    out = run_cli("ab", "report", path, "nope")
+    out = cli("ab", "report", path, "nope")
     assert out.returncode == 1 and "no experiment named 'nope'" in out.stderr
 
 
@@ -484,7 +484,7 @@ def test_cli_report_plot(live, tmp_path):
     with Experiment.open(config, path, provider="cpu") as exp:
         exp.recommend("u1", n=4, ts=1e9)
     png = tmp_path / "plots" / "div.png"
-    out = run_cli("ab", "report", path, "div", "--plot", png)
+    out = cli("ab", "report", path, "div", "--plot", png)
     assert out.returncode == 0, out.stderr
     assert f"plot: {png}" in out.stdout and png.read_bytes()[:8] == PNG_MAGIC
 

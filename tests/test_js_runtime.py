@@ -24,7 +24,7 @@ from edgerec.bundle import Bundle
 from edgerec.store import Store
 from edgerec.web import CATALOGUE_FILE, export_web
 
-from conftest import DEMO, run_cli
+from conftest import DEMO, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 JS = ROOT / "js"
@@ -188,7 +188,7 @@ def test_jsdoc_types_check():
 def test_export_web_serves_the_same_lists_from_files_alone(bundles, parity_store, tmp_path):
     """What a page gets (no store): the visitor's fallback and folded-in lists as Python's."""
     out = tmp_path / "web"
-    proc = run_cli("export-web", bundles["folds-in"], out, "--store", parity_store)
+    proc = cli("export-web", bundles["folds-in"], out, "--store", parity_store)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted([contract.MODEL_FILE, contract.MANIFEST_FILE, CATALOGUE_FILE])
     assert Bundle.open(out).item_ids.tolist() == Bundle.open(bundles["folds-in"]).item_ids.tolist()
@@ -212,7 +212,7 @@ def test_export_web_refuses_a_broken_bundle_and_keeps_the_old_export(bundles, tm
     export_web(bundles["plain"], out)
     assert json.loads((out / CATALOGUE_FILE).read_text()) == {"titles": {}, "popular": [], "retired": []}
     before = (out / contract.MODEL_FILE).read_bytes()
-    proc = run_cli("export-web", tmp_path / "no-bundle", out)
+    proc = cli("export-web", tmp_path / "no-bundle", out)
     assert proc.returncode == 1 and proc.stderr.startswith("Error: ") and "bundle directory not found" in proc.stderr
     assert (out / contract.MODEL_FILE).read_bytes() == before
 

@@ -25,7 +25,7 @@ from edgerec.recommender import Recommender
 from edgerec.serving import publish
 from edgerec.store import Store, fault
 
-from conftest import run_cli, variant
+from conftest import cli, variant
 
 pytestmark = pytest.mark.runtime
 
@@ -187,7 +187,7 @@ def test_nan_in_a_catalogue_file_is_a_malformed_row_and_filters_keep_working(svd
     report = ingest_items(Store.open(store), items)
     assert report.added == 1 and [n for n, _ in report.malformed] == [1, 2]
     assert "'price' holds NaN or infinity" in report.malformed[0][1]
-    out = run_cli("recommend", store, svd.bundle, "u1", "--where", "category=x", "-n", "3")
+    out = cli("recommend", store, svd.bundle, "u1", "--where", "category=x", "-n", "3")
     assert out.returncode == 0, out.stderr
     with pytest.raises(InputError, match=r"item 1: metadata field 'w' holds NaN"):
         Store.open(store).add_items([("a", None, {}), ("b", None, {"w": math.nan})])
@@ -211,7 +211,7 @@ def test_absurd_timestamps_from_the_api_and_cli_are_refused(tmp_path):
     for ts in (1e300, 1.7e12, -1.0, math.inf):
         with pytest.raises(InputError, match=r"bad ts .*outside 1970-01-01..2100-01-01"):
             store.add_events([("u", "i", "click", 1.0, ts)])
-    out = run_cli("record", path, "u", "i", "--ts", "1e300")
+    out = cli("record", path, "u", "i", "--ts", "1e300")
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "outside 1970" in out.stderr
     assert store.summary()["events"] == 0
 
@@ -301,7 +301,7 @@ def test_tampered_manifests_are_one_bundle_error(svd, tmp_path, change, message)
     bad = tampered(svd, tmp_path, change)
     with pytest.raises(BundleError, match=message):
         Recommender.open(bad, svd.store)
-    out = run_cli("check", bad)
+    out = cli("check", bad)
     assert out.returncode == 1 and out.stderr.startswith("Error: ") and out.stderr.count("\n") == 1
 
 
@@ -321,16 +321,16 @@ def test_reload_refuses_a_bundle_that_cannot_serve_and_keeps_the_old_one(svd, tm
 
 
 def test_check_reports_sound_and_damaged_files(svd, tmp_path):
-    out = run_cli("check", svd.bundle)
+    out = cli("check", svd.bundle)
     assert out.returncode == 0 and "bundle ok" in out.stdout
     store = tmp_path / "s.db"
     shutil.copy(svd.store, store)
-    out = run_cli("check", store, "--json")
+    out = cli("check", store, "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["events"] > 0
     data = bytearray(store.read_bytes())
     data[4096 * 3:4096 * 6] = b"\xff" * (4096 * 3)  # a few pages overwritten
     store.write_bytes(bytes(data))
-    out = run_cli("check", store)
+    out = cli("check", store)
     assert out.returncode == 1 and ("damaged" in out.stdout or "damaged" in out.stderr)
 
 
@@ -342,7 +342,7 @@ def test_store_faults_are_one_line_with_what_to_do(svd, tmp_path):
     data = bytearray(path.read_bytes())
     data[4096 * 3:4096 * 6] = b"\xff" * (4096 * 3)  # a few pages overwritten
     path.write_bytes(bytes(data))
-    out = run_cli("recommend", path, svd.bundle, "u1")
+    out = cli("recommend", path, svd.bundle, "u1")
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "edgerec check" in out.stderr
     with pytest.raises(StoreError, match="damaged one: run `edgerec check"):
         Store.open(path, create=False).summary()
