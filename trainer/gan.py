@@ -201,37 +201,50 @@ class CollaborativeGAN(ScoringModel):
         """One discriminator and one generator update on a batch of users.
 
         ``purchases`` [P, 2] (row in the batch, item); ``zr``/``pm`` [B, M] sampled items
-        with weights ``zr_w``/``pm_w`` (0 where the sample is a purchase). The vectors are
-        built dense ([B, n_items + 1]) for the matrix products: on the CPU a dense product
-        ran ~10x faster than the same work as sparse products and gathers.
+        with weights ``zr_w``/``pm_w`` (0 where the sample is a purchase). The real vector
+        and the masked fake one are zero outside the purchases and the samples, and the
+        losses read r only there, so every product is a gather over those items: a step
+        costs O(B x (history + samples) x hidden), not O(B x n_items x hidden), which is
+        what lets the kind train on a 24K-item shop (the dense products took ~2 TFLOP a pass).
         """
         batch = tf.shape(zr, out_type=tf.int64)[0]
-        shape = tf.stack([batch, self.n_items + 1])
-        real = tf.scatter_nd(purchases, tf.ones(tf.shape(purchases)[:1]), shape)  # also the condition
-        pm_index = tf.stack([tf.broadcast_to(tf.range(batch)[:, None], tf.shape(pm)), pm], -1)
+        rows, items = purchases[:, 0], purchases[:, 1]
         bce = keras.losses.BinaryCrossentropy(from_logits=True)
 
-        def fake():                                       # r masked to purchases and PM samples
-            hidden = tf.sigmoid(tf.matmul(real, self.g_in) + self.g_bias)
-            r = tf.sigmoid(tf.matmul(hidden, self.g_out, transpose_b=True) + self.g_out_bias)
-            masked = (tf.scatter_nd(purchases, tf.gather_nd(r, purchases), shape)
-                      + tf.scatter_nd(pm_index, tf.gather(r, pm, batch_dims=1) * pm_w, shape))
-            zero = tf.reduce_sum(tf.square(tf.gather(r, zr, batch_dims=1)) * zr_w, axis=1)
-            bought = tf.reduce_sum(tf.square(1.0 - tf.gather_nd(r, purchases)))
-            return masked, tf.reduce_mean(zero), bought / tf.cast(batch, tf.float32)
+        def bag_of(table, weights):                       # vector @ table over the purchases
+            return tf.math.unsorted_segment_sum(tf.gather(table, items) * weights[:, None],
+                                                rows, batch)
 
-        def critic(vector):
-            hidden = tf.matmul(vector, self.d_x) + tf.matmul(real, self.d_c) + self.d_bias
+        ones = tf.ones(tf.shape(items), tf.float32)
+
+        def fake():                                       # r at the purchases and the samples
+            hidden = tf.sigmoid(bag_of(self.g_in, ones) + self.g_bias)
+
+            def r_at(sampled):                            # [B, M] generated values
+                return tf.sigmoid(tf.einsum("bd,bmd->bm", hidden, tf.gather(self.g_out, sampled))
+                                  + tf.gather(self.g_out_bias, sampled))
+
+            r_bought = tf.sigmoid(tf.reduce_sum(tf.gather(hidden, rows) * tf.gather(self.g_out, items), 1)
+                                  + tf.gather(self.g_out_bias, items))
+            zero = tf.reduce_sum(tf.square(r_at(zr)) * zr_w, axis=1)
+            bought = tf.reduce_sum(tf.square(1.0 - r_bought))
+            return (r_bought, r_at(pm) * pm_w), tf.reduce_mean(zero), bought / tf.cast(batch, tf.float32)
+
+        def critic(on_bought, on_pm=None):                # the vector: these values there, 0 elsewhere
+            hidden = bag_of(self.d_x, on_bought) + bag_of(self.d_c, ones) + self.d_bias
+            if on_pm is not None:
+                hidden += tf.einsum("bm,bmd->bd", on_pm, tf.gather(self.d_x, pm))
             return tf.matmul(tf.nn.relu(hidden), self.d_out)
 
         with tf.GradientTape() as tape:
-            d_real, d_fake = critic(real), critic(tf.stop_gradient(fake()[0]))
+            r_bought, r_pm = (tf.stop_gradient(v) for v in fake()[0])
+            d_real, d_fake = critic(ones), critic(r_bought, r_pm)
             d_loss = bce(tf.ones_like(d_real), d_real) + bce(tf.zeros_like(d_fake), d_fake)
-        self.d_opt.apply_gradients(zip(tape.gradient(d_loss, self.discriminator), self.discriminator))
+        self.d_opt.apply_gradients(zip([tf.convert_to_tensor(g) for g in tape.gradient(d_loss, self.discriminator)], self.discriminator))
         with tf.GradientTape() as tape:
-            masked, zero, bought = fake()
-            d_fake = critic(masked)
+            (r_bought, r_pm), zero, bought = fake()
+            d_fake = critic(r_bought, r_pm)
             g_loss = (bce(tf.ones_like(d_fake), d_fake) + self.params["zr_weight"] * self._zr_scale * zero
                       + self.params["purchase_weight"] * bought)
-        self.g_opt.apply_gradients(zip(tape.gradient(g_loss, self.generator), self.generator))
+        self.g_opt.apply_gradients(zip([tf.convert_to_tensor(g) for g in tape.gradient(g_loss, self.generator)], self.generator))
         return d_loss, g_loss
