@@ -1,6 +1,6 @@
 """Training at scale: each kind on a 100K users x 100K items shop of 10M purchases.
 
-    python benchmarks/large_train.py [--models als,auto] [--follow 0.7] [--stay 0.25]
+    python benchmarks/large_train.py [--models als,auto] [--follow 0.7] [--stay 0.25] [--categories N]
                                      [--budget 240] [--params JSON] [--users N] [--items N]
                                      [--events N] [--out DIR]
 
@@ -8,7 +8,7 @@ The data is ``demo:shop``'s generator (``edgerec.demo.shop_purchases``) at the s
 ``benchmarks/latency.py``'s large store: 100 purchases per user on average (lognormal),
 Zipf(0.9) item popularity, each purchase following an item-to-item transition from the
 previous one (``--follow``), else from one of the user's two favourite categories
-(``--stay``), else from popularity; built in memory as ``Interactions`` (the store round
+(``--stay``; ``--categories`` of them), else from popularity; built in memory as ``Interactions`` (the store round
 trip is ``latency.py``'s business). ``--follow 0 --stay 0`` leaves items drawn
 independently of the user, as in latency.py's store, where nothing can beat most-popular.
 
@@ -32,14 +32,14 @@ import numpy as np
 
 
 def shop_interactions(n_users: int, n_items: int, n_events: int, follow: float, stay: float,
-                      seed: int = 0):
+                      categories: int | None = None, seed: int = 0):
     """``n_events`` shop purchases as ``load_interactions`` returns them: unique (user, item)
     pairs of the users and the items bought."""
     from edgerec.demo import shop_purchases
     from edgerec.trainer.data import Interactions
 
-    users, items, ts, _ = shop_purchases(n_users, n_items, n_events / n_users, follow=follow,
-                                         stay=stay, seed=seed)
+    users, items, ts, _ = shop_purchases(n_users, n_items, n_events / n_users, categories, follow,
+                                         stay, seed=seed)
     bought, items = np.unique(items, return_inverse=True)
     summary = {"events": int(len(users)), "interactions": int(len(users)), "users": n_users,
                "items": int(len(bought))}
@@ -53,7 +53,8 @@ def one(kind: str, args) -> dict:
     from edgerec.trainer import fit
 
     t0 = time.perf_counter()
-    data = shop_interactions(args.users, args.items, args.events, args.follow, args.stay)
+    data = shop_interactions(args.users, args.items, args.events, args.follow, args.stay,
+                             args.categories)
     built = time.perf_counter() - t0
     extra = {"budget_seconds": args.budget} if kind == "auto" else json.loads(args.params)
     t0 = time.perf_counter()
@@ -76,6 +77,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--follow", type=float, default=0.7)
     parser.add_argument("--stay", type=float, default=0.25)
+    parser.add_argument("--categories", type=int, help="default: 12 x events per user items each")
     parser.add_argument("--budget", type=float, default=240.0)
     parser.add_argument("--params", default="{}", help='settings for the kinds, JSON: {"reg": 20}')
     parser.add_argument("--one", help=argparse.SUPPRESS)

@@ -30,9 +30,11 @@ CFGAN_ZP) the adversarial signal alone did not hold on our data: on the test fix
 MovieLens 100K validation, NDCG@10 peaked within two epochs and fell back to popularity's
 level as the discriminator won (0.090 against popularity's 0.091 on ML-100K validation).
 
-Training builds each batch's vectors dense ([users, items]) for the matrix products: on
-the CPU that ran ~10x faster than the same work as sparse products and gathers, but a pass
-costs O(users x items x hidden), the kind's weak point on large catalogues.
+Training reads the generated vector only at the purchases and the sampled items, so each
+product is a gather over those (O(users x (history + samples) x hidden) a pass, the same
+losses and updates as the dense [users, items] products it replaced); what still grows with
+the catalogue is Adam's dense update of the [items x hidden] tables at every step, the
+kind's weak point on large catalogues.
 
 Published replications (Ferrari Dacrema et al. 2019/2021) found CFGAN not competitive
 with tuned simple baselines; benchmarks/README.md says how it does here.
@@ -65,6 +67,13 @@ def auto_hidden(n_items: int, largest: int = 256) -> int:
 def bag(table, indices, weights):
     """sum_l weights[b, l] * table[indices[b, l]]: [B, L] -> [B, d] (a multi-hot product)."""
     return tf.einsum("bl,bld->bd", weights, tf.gather(table, indices))
+
+
+def _dense(gradients):
+    """The gathers' sparse gradients as dense tensors: Keras's Adam updates only the touched
+    rows of a sparse gradient (its moments of the other rows do not decay), which trained
+    differently from the dense products this step replaced; dense, the two agree."""
+    return [tf.convert_to_tensor(g) for g in gradients]
 
 
 class CollaborativeGAN(ScoringModel):
@@ -224,11 +233,12 @@ class CollaborativeGAN(ScoringModel):
                 return tf.sigmoid(tf.einsum("bd,bmd->bm", hidden, tf.gather(self.g_out, sampled))
                                   + tf.gather(self.g_out_bias, sampled))
 
-            r_bought = tf.sigmoid(tf.reduce_sum(tf.gather(hidden, rows) * tf.gather(self.g_out, items), 1)
-                                  + tf.gather(self.g_out_bias, items))
+            r_bought = tf.sigmoid(tf.reduce_sum(tf.gather(hidden, rows) * tf.gather(self.g_out, items),
+                                                1) + tf.gather(self.g_out_bias, items))
             zero = tf.reduce_sum(tf.square(r_at(zr)) * zr_w, axis=1)
             bought = tf.reduce_sum(tf.square(1.0 - r_bought))
-            return (r_bought, r_at(pm) * pm_w), tf.reduce_mean(zero), bought / tf.cast(batch, tf.float32)
+            batch_size = tf.cast(batch, tf.float32)
+            return (r_bought, r_at(pm) * pm_w), tf.reduce_mean(zero), bought / batch_size
 
         def critic(on_bought, on_pm=None):                # the vector: these values there, 0 elsewhere
             hidden = bag_of(self.d_x, on_bought) + bag_of(self.d_c, ones) + self.d_bias
@@ -240,11 +250,12 @@ class CollaborativeGAN(ScoringModel):
             r_bought, r_pm = (tf.stop_gradient(v) for v in fake()[0])
             d_real, d_fake = critic(ones), critic(r_bought, r_pm)
             d_loss = bce(tf.ones_like(d_real), d_real) + bce(tf.zeros_like(d_fake), d_fake)
-        self.d_opt.apply_gradients(zip([tf.convert_to_tensor(g) for g in tape.gradient(d_loss, self.discriminator)], self.discriminator))
+        self.d_opt.apply_gradients(zip(_dense(tape.gradient(d_loss, self.discriminator)),
+                                       self.discriminator))
         with tf.GradientTape() as tape:
             (r_bought, r_pm), zero, bought = fake()
             d_fake = critic(r_bought, r_pm)
             g_loss = (bce(tf.ones_like(d_fake), d_fake) + self.params["zr_weight"] * self._zr_scale * zero
                       + self.params["purchase_weight"] * bought)
-        self.g_opt.apply_gradients(zip([tf.convert_to_tensor(g) for g in tape.gradient(g_loss, self.generator)], self.generator))
+        self.g_opt.apply_gradients(zip(_dense(tape.gradient(g_loss, self.generator)), self.generator))
         return d_loss, g_loss
