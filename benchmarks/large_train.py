@@ -1,14 +1,16 @@
-"""Training at scale: each kind on a 100K users x 100K items shop of 10M events.
+"""Training at scale: each kind on a 100K users x 100K items shop of 10M purchases.
 
-    python benchmarks/large_train.py [--models als,auto] [--follow 0.7] [--budget 240]
-                                     [--params JSON] [--users N] [--items N] [--events N] [--out DIR]
+    python benchmarks/large_train.py [--models als,auto] [--follow 0.7] [--stay 0.25] [--categories N]
+                                     [--budget 240] [--params JSON] [--users N] [--items N]
+                                     [--events N] [--out DIR]
 
-The data is the shape of ``benchmarks/latency.py``'s large store (lognormal events per user,
-Zipf(0.9) item popularity, 10M events), built in memory as ``Interactions`` (the store
-round trip is ``latency.py``'s business). With ``--follow 0`` it is exactly that store's
-distribution: items drawn independently of the user, so nothing can beat most-popular there.
-By default each event comes, with probability ``follow``, from the user's favourite category
-(100 items per category, Zipf within it): structure a recommender can find.
+The data is ``demo:shop``'s generator (``edgerec.demo.shop_purchases``) at the size of
+``benchmarks/latency.py``'s large store: 100 purchases per user on average (lognormal),
+Zipf(0.9) item popularity, each purchase following an item-to-item transition from the
+previous one (``--follow``), else from one of the user's two favourite categories
+(``--stay``; ``--categories`` of them), else from popularity; built in memory as ``Interactions`` (the store round
+trip is ``latency.py``'s business). ``--follow 0 --stay 0`` leaves items drawn
+independently of the user, as in latency.py's store, where nothing can beat most-popular.
 
 Each kind runs ``edgerec.trainer.fit`` as ``edgerec train`` does (holdout for early stopping,
 refit on everything) in a fresh process, so its peak RSS is its own: wall seconds, peak RSS,
@@ -28,31 +30,22 @@ from pathlib import Path
 
 import numpy as np
 
-CATEGORY_ITEMS = 100
 
-
-def shop_interactions(n_users: int, n_items: int, n_events: int, follow: float, seed: int = 0):
-    """Unique (user, item) pairs of ``n_events`` draws, as ``load_interactions`` returns them."""
+def shop_interactions(n_users: int, n_items: int, n_events: int, follow: float, stay: float,
+                      categories: int | None = None, seed: int = 0):
+    """``n_events`` shop purchases as ``load_interactions`` returns them: unique (user, item)
+    pairs of the users and the items bought."""
+    from edgerec.demo import shop_purchases
     from edgerec.trainer.data import Interactions
 
-    rng = np.random.default_rng(seed)
-    per_user = rng.lognormal(0, 1, n_users)
-    users = rng.choice(n_users, n_events, p=per_user / per_user.sum())
-    pop = 1.0 / np.arange(1, n_items + 1) ** 0.9
-    items = rng.choice(n_items, n_events, p=pop / pop.sum())
-    n_categories = max(1, n_items // CATEGORY_ITEMS)
-    favourite = rng.integers(0, n_categories, n_users)
-    ranks = 1.0 / np.arange(1, CATEGORY_ITEMS + 1) ** 0.9
-    in_category = rng.choice(CATEGORY_ITEMS, n_events, p=ranks / ranks.sum())
-    follows = rng.random(n_events) < follow
-    items[follows] = np.minimum(favourite[users[follows]] * CATEGORY_ITEMS + in_category[follows],
-                                n_items - 1)
-    pairs, first = np.unique(users * np.int64(n_items) + items, return_index=True)
-    ts = rng.integers(1_600_000_000, 1_700_000_000, n_events).astype(np.float64)[first]
-    summary = {"events": n_events, "interactions": len(pairs), "users": n_users, "items": n_items}
+    users, items, ts, _ = shop_purchases(n_users, n_items, n_events / n_users, categories, follow,
+                                         stay, seed=seed)
+    bought, items = np.unique(items, return_inverse=True)
+    summary = {"events": int(len(users)), "interactions": int(len(users)), "users": n_users,
+               "items": int(len(bought))}
     return Interactions(np.array([f"u{u}" for u in range(n_users)], object),
-                        np.array([f"i{i}" for i in range(n_items)], object),
-                        pairs // n_items, pairs % n_items, ts, summary, np.ones(len(pairs)))
+                        np.array([f"p{i}" for i in bought], object),
+                        users, items.astype(np.int64), ts, summary, np.ones(len(users)))
 
 
 def one(kind: str, args) -> dict:
@@ -60,7 +53,8 @@ def one(kind: str, args) -> dict:
     from edgerec.trainer import fit
 
     t0 = time.perf_counter()
-    data = shop_interactions(args.users, args.items, args.events, args.follow)
+    data = shop_interactions(args.users, args.items, args.events, args.follow, args.stay,
+                             args.categories)
     built = time.perf_counter() - t0
     extra = {"budget_seconds": args.budget} if kind == "auto" else json.loads(args.params)
     t0 = time.perf_counter()
@@ -82,6 +76,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--follow", type=float, default=0.7)
+    parser.add_argument("--stay", type=float, default=0.25)
+    parser.add_argument("--categories", type=int, help="default: 12 x events per user items each")
     parser.add_argument("--budget", type=float, default=240.0)
     parser.add_argument("--params", default="{}", help='settings for the kinds, JSON: {"reg": 20}')
     parser.add_argument("--one", help=argparse.SUPPRESS)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgerec import demo
 from edgerec.demo import shop
 from edgerec.store import Store, snapshots
 
@@ -73,3 +74,33 @@ def test_quality_benchmark_builds_the_small_shop(tmp_path):
     assert 2_500 < len(set(ev["user_id"].tolist())) <= 3_000
     assert set(ev["event"].tolist()) == {"purchase"}
     assert len(ev["user_id"]) / 3_000 > 8
+
+
+def _later_in_own_categories(users, items, category, rng) -> float:
+    """How much likelier a user's last 20% of purchases fall in the categories of their own
+    first 80% than in those of another user's: 1 when purchases ignore who buys."""
+    n = np.bincount(users)
+    rank = np.arange(len(users)) - np.repeat(np.cumsum(n) - n, n)  # purchases are user-ordered
+    early = rank < 0.8 * n[users]
+    seen = set(zip(users[early].tolist(), category[items[early]].tolist()))
+    other = rng.permutation(len(n))
+    late_users, late_categories = users[~early], category[items[~early]].tolist()
+    own = np.mean([(u, c) in seen for u, c in zip(late_users.tolist(), late_categories)])
+    theirs = np.mean([(u, c) in seen for u, c in zip(other[late_users].tolist(), late_categories)])
+    return own / theirs
+
+
+def test_long_shop_baskets_keep_their_users_tastes(monkeypatch):
+    """At 100 purchases per user (the 10M-event training benchmark's shape, smaller), a
+    user's later purchases still follow their earlier ones, so a model can beat
+    most-popular there; with ``follow = stay = 0`` nothing does. Blocks of users are
+    simulated apart (a tiny block here): every user is there, in time order, no repeats."""
+    monkeypatch.setattr(demo, "_SHOP_BLOCK", 64)
+    rng = np.random.default_rng(0)
+    users, items, times, category = demo.shop_purchases(300, 20_000, 100, seed=4)
+    assert np.array_equal(np.unique(users), np.arange(300)) and 80 < len(users) / 300 < 120
+    assert (np.diff(users) >= 0).all() and (np.diff(times)[np.diff(users) == 0] > 0).all()
+    assert len(np.unique(users * 20_000 + items)) == len(users)
+    assert _later_in_own_categories(users, items, category, rng) > 1.25  # 1.4 at seed 4
+    flat = demo.shop_purchases(300, 20_000, 100, follow=0.0, stay=0.0, seed=4)
+    assert _later_in_own_categories(flat[0], flat[1], flat[3], rng) < 1.15  # 1.05
