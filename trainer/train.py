@@ -216,7 +216,10 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
     for entry in plan:
         name = entry["model"]
         left = budget_seconds - (time.perf_counter() - started) - _refit_seconds(best, slowdown)
-        limit = min(left, AUTO_MAX_SHARE * budget_seconds) if best is not None else left
+        # A kind checks its time limit between epochs, so it may overrun it by one epoch:
+        # that epoch comes out of its limit, not out of the winner's refit.
+        room = left - entry["epoch_s"] * slowdown
+        limit = min(room, AUTO_MAX_SHARE * budget_seconds) if best is not None else left
         if best is not None and entry["epoch_s"] * slowdown > limit:  # the first kind always runs
             reason = (f"one epoch needs ~{entry['epoch_s'] * slowdown:.0f}s (estimate x "
                       f"{slowdown:.1f}, the slowdown measured so far), {max(limit, 0):.0f}s "
