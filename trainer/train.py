@@ -133,8 +133,8 @@ def run_epochs(net, train: Interactions, epochs: int, seed: int, progress: Progr
     refit and ``fit_warm``. Returns (the kept epoch's row, every epoch's row).
 
     With ``validate`` (net -> holdout metrics) each epoch is measured, and the loop stops
-    once ``metric`` has not improved for ``patience`` epochs, or after the epoch that
-    passes ``deadline`` (perf_counter); ``net`` is left at its best epoch. Without it every
+    once ``metric`` has not improved for ``patience`` epochs, or when another epoch as long
+    as the last would pass ``deadline`` (perf_counter); ``net`` is left at its best epoch. Without it every
     epoch runs and the last is kept.
     """
     log: list[dict] = []
@@ -155,7 +155,9 @@ def run_epochs(net, train: Interactions, epochs: int, seed: int, progress: Progr
         elif epoch - best["epoch"] >= patience:
             progress(f"early stop: best holdout {metric} at epoch {best['epoch']}")
             break
-        if deadline is not None and time.perf_counter() > deadline:
+        # Stop before an epoch like this one would pass the deadline, not after it has:
+        # auto's limits then hold, and the winner's reserved refit still fits.
+        if deadline is not None and time.perf_counter() + row["seconds"] > deadline:
             progress(f"time limit reached: best holdout {metric} at epoch {best['epoch']}")
             break
     if validate is None:
@@ -216,10 +218,7 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
     for entry in plan:
         name = entry["model"]
         left = budget_seconds - (time.perf_counter() - started) - _refit_seconds(best, slowdown)
-        # A kind checks its time limit between epochs, so it may overrun it by one epoch:
-        # that epoch comes out of its limit, not out of the winner's refit.
-        room = left - entry["epoch_s"] * slowdown
-        limit = min(room, AUTO_MAX_SHARE * budget_seconds) if best is not None else left
+        limit = min(left, AUTO_MAX_SHARE * budget_seconds) if best is not None else left
         if best is not None and entry["epoch_s"] * slowdown > limit:  # the first kind always runs
             reason = (f"one epoch needs ~{entry['epoch_s'] * slowdown:.0f}s (estimate x "
                       f"{slowdown:.1f}, the slowdown measured so far), {max(limit, 0):.0f}s "
