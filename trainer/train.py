@@ -276,14 +276,15 @@ def _refit_within(best: FitResult, left: float, slowdown: float, seed: int,
 
 
 def _slowdown(tried: list[dict]) -> float:
-    """How much slower than planned the finished kinds ran (at least 1): their seconds over
-    their estimates, for kinds that ran all their planned epochs or stopped early (a kind
-    cut by its time limit says nothing). A loaded machine makes every kind slower alike,
-    so ``fit_auto`` skips a kind whose scaled epoch cannot fit instead of starting it."""
-    done = [t for t in tried if "seconds" in t and t["seconds"] < t["limit_s"]]
-    spent = sum(t["seconds"] for t in done)
-    planned = sum(t["estimate_s"] for t in done)
-    return max(1.0, spent / planned) if planned > 0 else 1.0
+    """How much slower than planned the machine runs (at least 1): the smallest ratio of
+    seconds to estimate among kinds that ran all their planned epochs or stopped early (a
+    kind cut by its time limit says nothing). A loaded machine makes every kind slower
+    alike, so ``fit_auto`` skips a kind whose scaled epoch cannot fit instead of starting
+    it; the smallest ratio, not the pooled one, so that one family's low estimate (the
+    neighbourhood kinds' on a large catalogue) does not starve the kinds after it."""
+    ratios = [t["seconds"] / t["estimate_s"] for t in tried
+              if "seconds" in t and t["seconds"] < t["limit_s"] and t["estimate_s"] > 0]
+    return max(1.0, min(ratios)) if ratios else 1.0
 
 
 def _refit_seconds(result: FitResult | None, slowdown: float = 1.0) -> float:
