@@ -75,7 +75,7 @@ def test_auto_prices_neighbourhood_kinds_and_gan_by_their_own_work():
     assert large > 50 * small
 
 
-def clustered_shop(n_users: int = 600, n_items: int = 3_000, groups: int = 6, per_user: int = 40,
+def clustered_shop(n_users: int = 600, n_items: int = 6_000, groups: int = 6, per_user: int = 40,
                    seed: int = 0):
     """Each user buys from their group's slice of the catalogue, by Zipf popularity within
     it, and a fifth of their purchases from the whole catalogue's Zipf head: taste that
@@ -109,4 +109,4 @@ def test_als_without_a_search_keeps_reg_below_the_popularity_collapse(monkeypatc
     assert ceiling < defaults.als_reg(data.n_items)
     result = fit(data, "als", epochs=4, refit=False)
     assert result.params["reg"] <= ceiling
-    assert result.metrics["holdout"]["ndcg@10"] > 1.5 * result.metrics["popularity"]["ndcg@10"]
+    assert result.metrics["holdout"]["ndcg@10"] > 1.6 * result.metrics["popularity"]["ndcg@10"]
