@@ -39,10 +39,12 @@ def test_als_searches_confidence_and_catalogue_scaled_regularisation():
 
 def test_als_skips_a_search_that_would_not_fit_and_keeps_the_scaled_reg(monkeypatch):
     """Where the extra fits are expected to take too long (a 10M-event shop), the
-    catalogue-scaled reg stands alone, with the default alpha."""
+    catalogue-scaled reg stands alone, with the default alpha (while it is below
+    ``als_reg_ceiling``, here raised out of the way)."""
     from edgerec.trainer import defaults, fit
 
     monkeypatch.setattr(defaults, "SEARCH_SECONDS", 0.0)
+    monkeypatch.setattr(defaults, "ALS_SPECTRAL_SHARE", 1e6)
     result = fit(shop_like(120, 3_000, 8), "als", epochs=1, refit=False)
     assert "searched" not in result.params
     assert (result.params["reg"], result.params["alpha"]) == (30.0, 1.0)
