@@ -43,7 +43,8 @@ def data_statistics(data: Interactions) -> dict:
 # play counts and on the small shop, alpha 1 on MovieLens and the large shop (where a
 # density-based alpha of ~25 lost 60%). So both are searched on the holdout around the
 # catalogue-scaled reg, where the search fits in ``SEARCH_SECONDS``; beyond that the
-# catalogue-scaled reg stands alone with alpha 1.
+# catalogue-scaled reg stands alone with alpha 1, lowered to ``als_reg_ceiling`` where it
+# would leave only popularity.
 ALS_REG_PER_ITEM = 0.01
 ALS_REG_RANGE = (10.0, 1000.0)
 ALS_SEARCH = {"alpha": (1.0, 4.0), "reg": (1.0, 0.25)}  # reg: multiples of the scaled value; likeliest first
