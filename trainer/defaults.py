@@ -56,10 +56,11 @@ SEARCH_SECONDS = 120.0
 # of the confidence-weighted matrix sqrt(C) P, only the first - popularity - survives and
 # als scores exactly as most-popular. That happened on shops with ~100 purchases per user
 # (20K x 20K, 2M purchases: sigma_2 102, reg 200 and 130 gave popularity's NDCG@10 0.067
-# with coverage 0.002, reg 60 gave 0.095; implicit's ALS the same at the same reg), where
-# the catalogue-scaled reg stands alone. Where no search can correct it, reg stays below
-# this share of sigma_2.
-ALS_SPECTRAL_SHARE = 0.5
+# with coverage 0.002, reg 60 gave 0.095, reg 20 0.085; implicit's ALS the same at the same
+# reg. 100K x 100K, 10M: sigma_2 176, reg 1000, 100 and 88 gave popularity's 0.044, reg 20
+# 0.061 after 3 epochs), where the catalogue-scaled reg stands alone. Where no search can
+# correct it, reg stays below this share of sigma_2.
+ALS_SPECTRAL_SHARE = 0.2
 
 
 def als_reg(n_items: int) -> float:
