@@ -39,10 +39,12 @@ def test_als_searches_confidence_and_catalogue_scaled_regularisation():
 
 def test_als_skips_a_search_that_would_not_fit_and_keeps_the_scaled_reg(monkeypatch):
     """Where the extra fits are expected to take too long (a 10M-event shop), the
-    catalogue-scaled reg stands alone, with the default alpha."""
+    catalogue-scaled reg stands alone, with the default alpha (while it is below
+    ``als_reg_ceiling``, here raised out of the way)."""
     from edgerec.trainer import defaults, fit
 
     monkeypatch.setattr(defaults, "SEARCH_SECONDS", 0.0)
+    monkeypatch.setattr(defaults, "ALS_SPECTRAL_SHARE", 1e6)
     result = fit(shop_like(120, 3_000, 8), "als", epochs=1, refit=False)
     assert "searched" not in result.params
     assert (result.params["reg"], result.params["alpha"]) == (30.0, 1.0)
@@ -73,3 +75,40 @@ def test_auto_prices_neighbourhood_kinds_and_gan_by_their_own_work():
     small = knn.epoch_seconds(100_000, 10_000, 100_000, knn.defaults)
     large = knn.epoch_seconds(100_000, 100_000, 100_000, knn.defaults)
     assert large > 50 * small
+
+
+def clustered_shop(n_users: int = 600, n_items: int = 6_000, groups: int = 6, per_user: int = 40,
+                   seed: int = 0):
+    """Each user buys from their group's slice of the catalogue, by Zipf popularity within
+    it, and a fifth of their purchases from the whole catalogue's Zipf head: taste that
+    most-popular cannot see, beside a strong popularity direction."""
+    from edgerec.trainer import Interactions
+
+    rng = np.random.default_rng(seed)
+    size = n_items // groups
+    within = 1.0 / np.arange(1, size + 1) ** 0.9
+    overall = 1.0 / np.arange(1, n_items + 1) ** 1.1
+    users = np.repeat(np.arange(n_users), per_user)
+    items = (users % groups) * size + rng.choice(size, len(users), p=within / within.sum())
+    popular = rng.random(len(users)) < 0.2
+    items[popular] = rng.choice(n_items, int(popular.sum()), p=overall / overall.sum())
+    pairs, first = np.unique(users * n_items + items, return_index=True)
+    return Interactions(np.array([f"u{u}" for u in range(n_users)], object),
+                        np.array([f"i{i}" for i in range(n_items)], object),
+                        pairs // n_items, pairs % n_items, first.astype(float),
+                        {"interactions": len(pairs)}, np.ones(len(pairs)))
+
+
+def test_als_without_a_search_keeps_reg_below_the_popularity_collapse(monkeypatch):
+    """A catalogue-scaled reg above the data's second singular value leaves only the
+    popularity direction (als = most-popular); without a search to catch it, reg is
+    lowered below ``als_reg_ceiling`` and als beats most-popular clearly."""
+    from edgerec.trainer import defaults, fit
+
+    monkeypatch.setattr(defaults, "SEARCH_SECONDS", 0.0)
+    data = clustered_shop()
+    ceiling = defaults.als_reg_ceiling(data, {"alpha": 1.0, "weighting": "log1p"})
+    assert ceiling < defaults.als_reg(data.n_items)
+    result = fit(data, "als", epochs=4, refit=False)
+    assert result.params["reg"] <= ceiling
+    assert result.metrics["holdout"]["ndcg@10"] > 1.6 * result.metrics["popularity"]["ndcg@10"]
