@@ -122,24 +122,11 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0)
     initializers = [
         numpy_helper.from_array(np.ascontiguousarray(index, np.int32), "neighbours/index"),
         numpy_helper.from_array(np.ascontiguousarray(weight, np.float32), "neighbours/weight"),
-        numpy_helper.from_array(np.array([n_items + 1], np.int64), "neighbours/width"),
         numpy_helper.from_array(np.array([0, -1], np.int64), "neighbours/flat"),
-        numpy_helper.from_array(np.array([0], np.int64), "neighbours/zero"),
         numpy_helper.from_array(np.array([n_items], np.int64), "neighbours/n_items"),
-        numpy_helper.from_array(np.array([1], np.int64), "neighbours/axis1"),
         numpy_helper.from_array(np.array([2], np.int64), "neighbours/axis2"),
     ]
-    node("Shape", [C.INPUT_HISTORY], ["history_shape"])
-    node("Slice", ["history_shape", "neighbours/zero", "neighbours/axis1"], ["batch"])
-    node("Concat", ["batch", "neighbours/width"], ["row_shape"], axis=0)
-    node("ConstantOfShape", ["row_shape"], ["zeros"],
-         value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
-    node("ConstantOfShape", ["history_shape"], ["ones"],
-         value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]))
-    node("ScatterElements", ["zeros", C.INPUT_HISTORY, "ones"], ["counts"], axis=1,
-         reduction="add")
-    node("GatherElements", ["counts", C.INPUT_HISTORY], ["slot_counts"], axis=1)
-    node("Reciprocal", ["slot_counts"], ["slot_share"])
+    _slot_shares(node, initializers, n_items, "neighbours")
     if recency != 1.0:  # slot p weighs recency^p: Range over the history's width, then Pow
         initializers += [numpy_helper.from_array(np.array(recency, np.float32), "neighbours/recency"),
                          numpy_helper.from_array(np.array(0, np.int64), "neighbours/first"),
@@ -226,7 +213,7 @@ def item_rows_graph(rows: np.ndarray):
     multi-hot ``score_all``), costs O(history x items); the converted multi-hot times the
     whole matrix cost O(items x items) per user, 17x implicit's request on MovieLens 100K.
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     n_items = rows.shape[1]
     nodes = []
@@ -234,16 +221,28 @@ def item_rows_graph(rows: np.ndarray):
     def node(op, inputs, outputs, **attrs):
         nodes.append(helper.make_node(op, inputs, outputs, name=f"rows/{outputs[0]}", **attrs))
 
-    initializers = [
-        numpy_helper.from_array(np.ascontiguousarray(rows, np.float32), "rows/weight"),
-        numpy_helper.from_array(np.array([n_items + 1], np.int64), "rows/width"),
-        numpy_helper.from_array(np.array([0], np.int64), "rows/zero"),
-        numpy_helper.from_array(np.array([1], np.int64), "rows/axis1"),
-    ]
+    initializers = [numpy_helper.from_array(np.ascontiguousarray(rows, np.float32), "rows/weight")]
+    _slot_shares(node, initializers, n_items, "rows")
+    node("Unsqueeze", ["slot_share", "rows/axis1"], ["slot_share_row"])   # [B, 1, L]
+    _weighted_rows(node, initializers, "rows/weight", "slot_share_row", n_items, "rows")
+    return _history_network(nodes, initializers, n_items, "edgerec_item_rows")
+
+
+def _slot_shares(node, initializers: list, n_items: int, prefix: str) -> None:
+    """The nodes that both history-read graphs start with: "slot_share" [B, L], 1 / how
+    often each history slot's item occurs in that history (so a repeated item counts once,
+    as ``score_all``'s distinct items do), counted by a ScatterElements add into "zeros"
+    [B, n_items + 1], which the caller may reuse as its score row. Adds the
+    ``{prefix}/zero`` and ``{prefix}/axis1`` constants the callers slice with."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    initializers += [numpy_helper.from_array(np.array([n_items + 1], np.int64), f"{prefix}/width"),
+                     numpy_helper.from_array(np.array([0], np.int64), f"{prefix}/zero"),
+                     numpy_helper.from_array(np.array([1], np.int64), f"{prefix}/axis1")]
     node("Shape", [C.INPUT_HISTORY], ["history_shape"])
-    node("Slice", ["history_shape", "rows/zero", "rows/axis1"], ["batch"])
-    node("Concat", ["batch", "rows/width"], ["count_shape"], axis=0)
-    node("ConstantOfShape", ["count_shape"], ["zeros"],
+    node("Slice", ["history_shape", f"{prefix}/zero", f"{prefix}/axis1"], ["batch"])
+    node("Concat", ["batch", f"{prefix}/width"], ["row_shape"], axis=0)
+    node("ConstantOfShape", ["row_shape"], ["zeros"],
          value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
     node("ConstantOfShape", ["history_shape"], ["ones"],
          value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]))
@@ -251,9 +250,6 @@ def item_rows_graph(rows: np.ndarray):
          reduction="add")
     node("GatherElements", ["counts", C.INPUT_HISTORY], ["slot_counts"], axis=1)
     node("Reciprocal", ["slot_counts"], ["slot_share"])
-    node("Unsqueeze", ["slot_share", "rows/axis1"], ["slot_share_row"])   # [B, 1, L]
-    _weighted_rows(node, initializers, "rows/weight", "slot_share_row", n_items, "rows")
-    return _history_network(nodes, initializers, n_items, "edgerec_item_rows")
 
 
 def _history_network(nodes: list, initializers: list, n_items: int, name: str):
