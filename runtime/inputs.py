@@ -47,7 +47,7 @@ def model_inputs(bundle, histories: Mapping[str, list[str]], users: Sequence[str
             seen.append(items)
     length = bundle.history_length
     recent = [s[:length] for s in seen]
-    width = min(length, max(1, max(map(len, recent), default=0))) if trim else length
+    width = max(1, max(map(len, recent), default=0)) if trim else length  # recent <= length
     excluded = seen if exclude_seen else [[] for _ in seen]
     return ModelInputs(
         scored,
