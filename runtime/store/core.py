@@ -48,6 +48,7 @@ import sqlite_utils
 from .. import validate
 from ..errors import InputError, StoreError, UnknownItemError
 from .schema import CREATE, MIGRATIONS, POPULARITY, SCHEMA_VERSION
+from .walindex import WalIndex
 
 
 # (user_id, item_id, event, weight, ts); ts is seconds since the epoch or None.
@@ -167,6 +168,7 @@ class Store:
         self._write_lock = threading.RLock()
         self._local = threading.local()  # each thread's own read connection
         self._readers: weakref.WeakSet = weakref.WeakSet()
+        self._wal: WalIndex | None = None  # the cheap change detector, in WAL mode
 
     @classmethod
     def open(cls, path: str | Path, create: bool = True,
@@ -184,6 +186,7 @@ class Store:
             store._check_schema(create)
             reader = _connect(path, busy_timeout)
             store.db = sqlite_utils.Database(reader)
+            store._wal = store._wal_index()
         except sqlite3.DatabaseError as exc:
             for conn in (writer, reader):
                 if conn is not None:
@@ -259,13 +262,26 @@ class Store:
 
         _retry(run, self.path, self.busy_timeout)
 
+    def _wal_index(self) -> WalIndex | None:
+        """The WAL-index header reader (``edgerec.store.walindex``) once the read connection
+        has the ``-shm`` open, or None outside WAL mode."""
+        conn = self.db.conn
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            return None
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # maps the -shm
+        return WalIndex.open(self.path)
+
     def close(self) -> None:
-        """Close every connection (writer, readers of all threads)."""
+        """Close every connection (writer, readers of all threads), then the ``-shm``
+        descriptor: never before them (see ``edgerec.store.walindex``)."""
         with self._write_lock, self._lock:
+            wal, self._wal = self._wal, None
             self._writer.close()
             self.db.conn.close()
             for conn in list(self._readers):
                 conn.close()
+            if wal is not None:
+                wal.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -328,16 +344,21 @@ class Store:
             self._readers.add(conn)
         return conn
 
-    def version(self) -> tuple[int, int]:
+    def version(self) -> bytes | tuple[int, int]:
         """A value that changes whenever anyone commits to the store: the key for caches.
 
-        SQLite's data_version counts commits by *other* connections (other processes
-        included); commits on this store are counted here. Not the WAL-index header read
-        from our own map of the ``-shm`` file, although that costs no query: opening and
-        closing any descriptor of that file drops every POSIX lock this process holds on it
-        (SQLite's included), which let another connection rebuild the file under SQLite's
-        map (a SIGBUS in the concurrency test).
+        In WAL mode, the WAL-index header (``edgerec.store.walindex``): every commit of any
+        connection or process rewrites it, and reading it is two ``pread`` calls, no query.
+        Otherwise, or while a writer is half-way through the header, SQLite's data_version
+        (commits by *other* connections, other processes included) with this store's own
+        commits counted here. The two kinds never compare equal, so switching between
+        them only costs one cache refresh.
         """
+        wal = self._wal
+        if wal is not None:
+            header = wal.header()
+            if header is not None:
+                return header
         with self._lock:
             return self.db.conn.execute("PRAGMA data_version").fetchone()[0], self._commits
 
