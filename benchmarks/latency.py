@@ -436,12 +436,13 @@ def request_stages(rec, users: list[str], first: bool) -> dict:
     store's change check and the cache snapshot for it), ``history`` (SQLite for a first
     request, the snapshot's cache for a repeat), ``inputs`` (model inputs built, or taken
     from the cache), ``onnx`` (the ONNX Runtime call) and ``results`` (ids mapped, result
-    objects built). ``first`` keeps every user cold (nothing is cached); otherwise each
+    objects built, or those of an answer given before reused). ``first`` keeps every user cold (nothing is cached); otherwise each
     user is served once, untimed, first. The replayed answer must equal ``recommend``'s, so
     a change of the request path that this replay misses fails here instead of timing
     something else. Returns {stage: stats} and ``sum_p50_us``.
     """
-    from edgerec.recommender import _inputs
+    from edgerec.recommender import _inputs, _plain_results
+    from edgerec.topn import core_top_k
 
     samples = {stage: [] for stage in STAGES}
     clock = time.perf_counter
@@ -459,9 +460,9 @@ def request_stages(rec, users: list[str], first: bool) -> dict:
         t3 = clock()
         if not inputs.users:  # a user the model cannot score: the fallback, not timed here
             continue
-        raw = served.scorer.top_k(inputs.user_index, inputs.history, inputs.exclude, K, inputs.mask)
+        raw = core_top_k(served.bundle, served.scorer, inputs, K)
         t4 = clock()
-        recs = stage_results(served.bundle, inputs, raw)
+        recs = _plain_results(served.bundle, snap, inputs, raw)
         t5 = clock()
         for stage, (a, b) in zip(STAGES, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5))):
             samples[stage].append(b - a)
@@ -469,15 +470,6 @@ def request_stages(rec, users: list[str], first: bool) -> dict:
     out = {stage: stats(times) for stage, times in samples.items() if times}
     out["sum_p50_us"] = sum(out[stage]["p50_us"] for stage in STAGES if stage in out)
     return out
-
-
-def stage_results(bundle, inputs, raw):
-    """The ``results`` stage: what ``Recommender`` makes of the ONNX outputs."""
-    from edgerec.results import Recommendations, recommendations
-    from edgerec.topn import rows_of
-
-    (ids, scores), = rows_of(bundle, *raw)
-    return Recommendations(inputs.users[0], recommendations(ids, scores))
 
 
 def print_stages(label: str, stages: dict) -> None:

@@ -49,6 +49,8 @@ FILTER_CACHE = 256
 # times what computing it took (at most a tenth of a core on it); when it is stale, one
 # thread recomputes it while the others keep serving the stale one.
 POPULAR_MAX_AGE = 1.0
+# Answers kept per served model (each ~1 KB for a top-10).
+ANSWERS = 10_000
 _MISSING = object()
 
 
@@ -113,6 +115,25 @@ class Catalogue:
         return self._new
 
 
+class Answers:
+    """Result tuples of the plain requests of one served model, by the scoring core's output.
+
+    Building ten ``Recommendation`` tuples costs more than the rest of the result path
+    (a tuple subclass is made one Python-visible call at a time); a repeat request gets
+    the same output bytes from the scoring core, so it reuses the tuples, which are
+    immutable. The key is the output itself, so an entry can never be wrong: a changed
+    answer is a new key. The scoring core still runs on every request.
+    """
+
+    def __init__(self):
+        self._found: dict[bytes, tuple] = {}
+
+    def of(self, items: np.ndarray, scores: np.ndarray, build: Callable[[], object]) -> tuple:
+        """``tuple(build())`` for this output, built on its first appearance."""
+        return _cached(self._found, items.tobytes() + scores.tobytes(), lambda: tuple(build()),
+                       ANSWERS)
+
+
 class Snapshot:
     """Histories and popularity at one store version (plus the catalogue valid then)."""
 
@@ -132,6 +153,8 @@ class Snapshot:
         # Popularity depends on the events and retired items, not on the model served.
         same = previous is not None and catalogue.version == previous.catalogue.version
         self.popularity = previous.popularity if same else Popularity()
+        # Keyed by the model's output, valid for as long as the model serves.
+        self.answers = previous.answers if previous is not None and served is previous.served else Answers()
 
     def history(self, store, user_id: str) -> list[str]:
         """The user's history, newest first, cached for this store version."""

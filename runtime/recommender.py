@@ -35,7 +35,7 @@ from .session import Scorer
 from .similarity import mmr, most_similar
 from .store import Store
 from .pipeline import ordered_map
-from .topn import chunk_users, top_k
+from .topn import chunk_users, core_top_k, rows_of, top_k
 
 SECONDS_PER_DAY = 86_400.0
 # Chunks of a batch in flight at once: enough to overlap SQLite reads with scoring and to
@@ -80,6 +80,14 @@ def _inputs(snap: Snapshot, served: serving.Served, histories: Mapping[str, list
     extra, mask = snap.catalogue.eligibility(None if options is None else options.filter)
     return model_inputs(served.bundle, histories, users, extra, mask,
                         trim=served.scorer.free_history)
+
+
+def _plain_results(bundle: Bundle, snap: Snapshot, inputs: ModelInputs, raw) -> Recommendations:
+    """The one user's list of the scoring core's ``raw`` output (item indices, scores),
+    reusing the result tuples of an answer given before (``edgerec.cache.Answers``)."""
+    items, scores = raw
+    return Recommendations(inputs.users[0], snap.answers.of(
+        items, scores, lambda: recommendations(*rows_of(bundle, items, scores)[0])))
 
 
 def _pool(n: int) -> int:
@@ -194,6 +202,8 @@ class Recommender(feedback.Recorder):
         inputs = None
         if options is None:  # the common request: its model inputs are cached with the history
             inputs = snap.plain_inputs(user_id, lambda: _inputs(snap, served, histories, [user_id], None))
+            if inputs.users:
+                return self._plain(served, snap, inputs, n)
         return self._recommend(served, snap, histories, n, options, inputs=inputs)[0]
 
     def recommend_many(self, user_ids: Sequence[str], n: int = 10, chunk_size: int | None = None,
@@ -394,6 +404,12 @@ class Recommender(feedback.Recorder):
             for recs in out:
                 self._attach_explanations(served, recs, histories[recs.user_id])
         return out
+
+    def _plain(self, served: serving.Served, snap: Snapshot, inputs: ModelInputs,
+               n: int) -> Recommendations:
+        """A request without options of one user the model scores: one ONNX call."""
+        raw = core_top_k(served.bundle, served.scorer, inputs, validate.count(n, "n"))
+        return _plain_results(served.bundle, snap, inputs, raw)
 
     def _score(self, served: serving.Served, inputs: ModelInputs, n: int,
                options: _Options | None) -> list[Recommendations]:

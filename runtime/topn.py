@@ -43,9 +43,14 @@ def top_k(bundle, scorer, inputs: ModelInputs, k: int, as_ids: bool = True) -> l
     Items are the bundle's item ids, or dense indices when ``as_ids`` is false (for
     re-ranking over the item vectors).
     """
-    items, scores = scorer.top_k(inputs.user_index, inputs.history, inputs.exclude,
-                                 min(k, bundle.n_items), inputs.mask)
-    return rows_of(bundle, items, scores, as_ids)
+    return rows_of(bundle, *core_top_k(bundle, scorer, inputs, k), as_ids)
+
+
+def core_top_k(bundle, scorer, inputs: ModelInputs, k: int) -> tuple:
+    """The scoring core's own [B, k'] (item indices, scores) outputs, k' at most the
+    catalogue's size."""
+    return scorer.top_k(inputs.user_index, inputs.history, inputs.exclude,
+                        min(k, bundle.n_items), inputs.mask)
 
 
 def rows_of(bundle, items, scores, as_ids: bool = True) -> list[tuple[list, list[float]]]:

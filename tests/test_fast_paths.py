@@ -144,3 +144,19 @@ def test_cache_survives_writes_of_other_users(svd, store_copy, monkeypatch):
         after = rec.recommend(b, n=5)
         assert top not in [r.item_id for r in after] and read == [a]
         assert _lists([after]) == fresh(b)
+
+
+@pytest.mark.runtime
+def test_a_repeat_answer_is_a_list_of_its_own(svd, store_copy):
+    """Repeat answers share their (immutable) result tuples, never the list: an app that
+    edits a list it got changes nothing served later."""
+    with Recommender.open(svd.bundle, store_copy) as rec:
+        user = rec.store.user_ids()[2]
+        first = rec.recommend(user, n=5)
+        expected = [(i, s) for i, s in first]
+        first.clear()
+        first.fallback = True
+        again = rec.recommend(user, n=5)
+        assert [(i, s) for i, s in again] == expected and not again.fallback
+        assert [(i, s) for i, s in rec.recommend(user, n=3)] == expected[:3]
+        assert [r.item_id for r in rec.recommend_many([user], n=5)[0]] == [i for i, _ in expected]
