@@ -49,9 +49,11 @@ def model_inputs(bundle, histories: Mapping[str, list[str]], users: Sequence[str
     recent = [s[:length] for s in seen]
     width = max(1, max(map(len, recent), default=0)) if trim else length  # recent <= length
     excluded = seen if exclude_seen else [[] for _ in seen]
+    exclude = C.padded([s + extra for s in excluded] if extra else excluded, bundle.n_items)
+    if trim and len(seen) == 1 and exclude_seen and seen[0]:
+        history = exclude[:, :width]  # one user: the history is the exclusion row's start
+    else:
+        history = C.padded(recent, bundle.n_items, width)
     return ModelInputs(
-        scored,
-        np.array([known.get(u, C.UNKNOWN_USER) for u in scored], dtype=np.int64),
-        C.padded(recent, bundle.n_items, width),
-        C.padded([s + extra for s in excluded] if extra else excluded, bundle.n_items),
-        mask)
+        scored, np.array([known.get(u, C.UNKNOWN_USER) for u in scored], dtype=np.int64),
+        history, exclude, mask)

@@ -316,9 +316,13 @@ class Store:
         never queues another thread's reads behind it; in WAL mode each read sees the last
         commit made before it started.
         """
-        with _faults(self.path):
-            conn = self._reader()
-            return _retry(lambda: conn.execute(sql, params).fetchall(), self.path, self.busy_timeout)
+        try:  # the common case first, without the retry machinery (a first request's read)
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.Error:  # again, with retries while locked; other errors as ``fault`` says
+            with _faults(self.path):
+                conn = self._reader()
+                return _retry(lambda: conn.execute(sql, params).fetchall(), self.path,
+                              self.busy_timeout)
 
     @contextmanager
     def attached(self, path: str | Path, alias: str) -> Iterator[None]:
