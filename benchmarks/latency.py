@@ -436,11 +436,12 @@ def request_stages(rec, users: list[str], first: bool) -> dict:
     store's change check and the cache snapshot for it), ``history`` (SQLite for a first
     request, the snapshot's cache for a repeat), ``inputs`` (model inputs built, or taken
     from the cache), ``onnx`` (the ONNX Runtime call) and ``results`` (ids mapped, result
-    objects built, or those of an answer given before reused). ``first`` keeps every user cold (nothing is cached); otherwise each
+    objects built, or those of an answer given before reused; never for ``first``). ``first`` keeps every user cold (nothing is cached); otherwise each
     user is served once, untimed, first. The replayed answer must equal ``recommend``'s, so
     a change of the request path that this replay misses fails here instead of timing
     something else. Returns {stage: stats} and ``sum_p50_us``.
     """
+    from edgerec.cache import Answers
     from edgerec.recommender import _inputs, _plain_results
     from edgerec.topn import core_top_k
 
@@ -450,6 +451,8 @@ def request_stages(rec, users: list[str], first: bool) -> dict:
         if not first:
             rec.recommend(u, n=K)
         served = rec._served
+        if first:  # no answer given before: the result tuples are built
+            rec._current(served).answers = Answers()
         t0 = clock()
         snap = rec._current(served)
         t1 = clock()
