@@ -44,6 +44,8 @@ class Invalid(ValueError):
 
 def identifier(value, field: str) -> str:
     """An id or event type as the store keeps it: a string (integers become their digits)."""
+    if type(value) is str:  # the common case, before the slower abstract-class checks
+        return _id_text(value, field)
     if isinstance(value, Integral) and not isinstance(value, bool):
         try:
             value = str(int(value))
@@ -51,6 +53,10 @@ def identifier(value, field: str) -> str:
             raise Invalid(f"{field} is an integer of more than {MAX_ID_LENGTH} digits") from None
     if not isinstance(value, str):
         raise Invalid(f"bad {field} {_show(value)} (not a string or an integer)")
+    return _id_text(value, field)
+
+
+def _id_text(value: str, field: str) -> str:
     if not value.strip():
         raise Invalid(f"{field} is empty")
     return _bounded_text(value, field, MAX_ID_LENGTH)
@@ -125,6 +131,8 @@ def count(value, name: str, low: int = 1, high: int = 1_000_000) -> int:
     """An option that counts something (n, top, chunk sizes): an integer in [low, high].
 
     Raises ``InputError`` directly: options are not rows."""
+    if type(value) is int and low <= value <= high:  # the common case, no abstract-class check
+        return value
     if isinstance(value, bool) or not isinstance(value, Integral) or not low <= value <= high:
         raise InputError(f"{name} must be an integer from {low} to {high}, not {_show(value)}")
     return int(value)
