@@ -130,3 +130,36 @@ def test_sampled_softmax_for_large_catalogues_trains(demo_store):
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     # Measured: 0.291 at its best epoch (5 of 6); after 1-3 epochs 0.164, 0.210, 0.251.
     assert result.metrics["holdout"]["ndcg@10"] >= 0.9 * 0.291
+
+
+def test_spectral_init_is_the_leading_singular_subspace():
+    """The randomised SVD (sparse products) gives the rank-d part of the degree-normalised
+    user-item matrix that a dense SVD gives: factors @ factors.T = V_d S_d V_d^T."""
+    from edgerec.trainer.data import Interactions
+    from edgerec.trainer.sequence import spectral_item_factors
+
+    rng = np.random.default_rng(3)  # three groups of users, each buying mostly its 20 items
+    users = rng.integers(0, 200, 3000)
+    items = np.where(rng.random(3000) < 0.8, 20 * (users % 3) + rng.integers(0, 20, 3000),
+                     rng.integers(0, 60, 3000))
+    data = Interactions(np.arange(200).astype(str), np.arange(60).astype(str), users, items,
+                        np.zeros(len(users)))
+    factors = spectral_item_factors(data, 60, 3, seed=0)
+    dense = np.zeros((200, 60))
+    np.add.at(dense, (users, items), 1.0)
+    dense /= np.sqrt(np.outer(dense.sum(1).clip(1), dense.sum(0).clip(1)))
+    _, s, vt = np.linalg.svd(dense, full_matrices=False)
+    want = (vt[:3].T * s[:3]) @ vt[:3]
+    np.testing.assert_allclose(factors @ factors.T, want, atol=1e-2 * np.abs(want).max())
+
+
+def test_epoch_cost_follows_the_softmax_width():
+    """``auto`` plans seq by the items its softmax spans: the sampled one (above
+    ``full_softmax_items``) costs a fraction of the full catalogue, and more negatives more."""
+    from edgerec.trainer.sequence import SelfAttentionSequence as Seq
+
+    shop = (30_000, 24_000, 290_000)
+    sampled = Seq.epoch_seconds(*shop, Seq.defaults)
+    full = Seq.epoch_seconds(*shop, {**Seq.defaults, "full_softmax_items": 30_000})
+    more = Seq.epoch_seconds(*shop, {**Seq.defaults, "sampled_negatives": 2048})
+    assert sampled < more < full and full > 5 * sampled
