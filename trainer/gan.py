@@ -90,7 +90,8 @@ class CollaborativeGAN(ScoringModel):
     MAX_HISTORY = 1000
     defaults = {**ScoringModel.defaults, "epochs": 40, "hidden": 0, "zr_ratio": 0.7,
                 "pm_ratio": 0.7, "zr_weight": 0.1, "purchase_weight": 1.0, "max_samples": 256,
-                "learning_rate": 0.003, "batch_size": 64, "steps_per_epoch": 16}
+                "learning_rate": 0.003, "batch_size": 64, "steps_per_epoch": 16,
+                "sample_share": 8}
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
@@ -191,14 +192,16 @@ class CollaborativeGAN(ScoringModel):
         return float(np.mean(losses)) if losses else 0.0
 
     def _batch_step(self, rows: np.ndarray, rng: np.random.Generator) -> float:
-        """One step on the users at ``rows``: their purchases (flat) and uniform samples of
-        items, a sample that is one of the user's purchases weighing 0."""
+        """One step on the users at ``rows``: their purchases (flat) and one uniform sample
+        of items shared by the batch, a sample that is one of a user's purchases weighing 0
+        for that user."""
         lengths = self._indptr[rows + 1] - self._indptr[rows]
         starts = np.repeat(self._indptr[rows] - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
         items = self._flat[starts + np.arange(lengths.sum())]
         batch = np.repeat(np.arange(len(rows)), lengths)
-        samples = rng.integers(0, self.n_items, (len(rows), self._n_zr + self._n_pm))
-        bought = np.isin(np.arange(len(rows))[:, None] * self.n_items + samples,
+        share = self.params["sample_share"]
+        samples = rng.integers(0, self.n_items, (len(rows) // share, self._n_zr + self._n_pm))
+        bought = np.isin(np.arange(len(rows))[:, None] * self.n_items + np.repeat(samples, share, 0),
                          batch * self.n_items + items)
         weight = (~bought).astype(np.float32)
         zr, pm = np.split(samples, [self._n_zr], axis=1)
@@ -216,7 +219,7 @@ class CollaborativeGAN(ScoringModel):
         costs O(B x (history + samples) x hidden), not O(B x n_items x hidden), which is
         what lets the kind train on a 24K-item shop (the dense products took ~2 TFLOP a pass).
         """
-        batch = tf.shape(zr, out_type=tf.int64)[0]
+        batch = tf.shape(zr_w, out_type=tf.int64)[0]
         rows, items = purchases[:, 0], purchases[:, 1]
         bce = keras.losses.BinaryCrossentropy(from_logits=True)
 
@@ -225,13 +228,23 @@ class CollaborativeGAN(ScoringModel):
                                                 rows, batch)
 
         ones = tf.ones(tf.shape(items), tf.float32)
+        groups = tf.shape(zr, out_type=tf.int64)[0]
+
+        def grouped(x):                                   # [B, k] -> [groups, users in a group, k]
+            return tf.reshape(x, tf.stack([groups, batch // groups, -1]))
+
+        def ungrouped(x):
+            return tf.reshape(x, tf.stack([batch, -1]))
+
+        def per_user(x):                                  # [groups, M] -> [B, M]
+            return tf.repeat(x, batch // groups, axis=0)
 
         def fake():                                       # r at the purchases and the samples
             hidden = tf.sigmoid(bag_of(self.g_in, ones) + self.g_bias)
 
             def r_at(sampled):                            # [B, M] generated values
-                return tf.sigmoid(tf.einsum("bd,bmd->bm", hidden, tf.gather(self.g_out, sampled))
-                                  + tf.gather(self.g_out_bias, sampled))
+                logits = tf.einsum("gsd,gmd->gsm", grouped(hidden), tf.gather(self.g_out, sampled))
+                return tf.sigmoid(ungrouped(logits) + per_user(tf.gather(self.g_out_bias, sampled)))
 
             r_bought = tf.sigmoid(tf.reduce_sum(tf.gather(hidden, rows) * tf.gather(self.g_out, items),
                                                 1) + tf.gather(self.g_out_bias, items))
@@ -243,7 +256,7 @@ class CollaborativeGAN(ScoringModel):
         def critic(on_bought, on_pm=None):                # the vector: these values there, 0 elsewhere
             hidden = bag_of(self.d_x, on_bought) + bag_of(self.d_c, ones) + self.d_bias
             if on_pm is not None:
-                hidden += tf.einsum("bm,bmd->bd", on_pm, tf.gather(self.d_x, pm))
+                hidden += ungrouped(tf.einsum("gsm,gmd->gsd", grouped(on_pm), tf.gather(self.d_x, pm)))
             return tf.matmul(tf.nn.relu(hidden), self.d_out)
 
         with tf.GradientTape() as tape:
