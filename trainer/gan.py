@@ -91,14 +91,15 @@ class CollaborativeGAN(ScoringModel):
     defaults = {**ScoringModel.defaults, "epochs": 40, "hidden": 0, "zr_ratio": 0.7,
                 "pm_ratio": 0.7, "zr_weight": 0.1, "purchase_weight": 1.0, "max_samples": 256,
                 "learning_rate": 0.003, "batch_size": 64, "steps_per_epoch": 16,
-                "sample_share": 8}
+                "sample_share": 8, "max_steps": 64}
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
         p = self.params
-        if p["hidden"] < 0 or p["max_samples"] < 1 or p["batch_size"] < 1:
-            raise InputError("gan needs hidden >= 0 (0: sized by the catalogue), max_samples >= 1 "
-                             "and batch_size >= 1")
+        if p["hidden"] < 0 or min(p["max_samples"], p["batch_size"], p["sample_share"],
+                                  p["max_steps"]) < 1:
+            raise InputError("gan needs hidden >= 0 (0: sized by the catalogue), and max_samples, "
+                             "batch_size, sample_share and max_steps >= 1")
         if not (0 <= p["zr_ratio"] <= 1 and 0 <= p["pm_ratio"] <= 1) or min(p["zr_weight"],
                                                                             p["purchase_weight"]) < 0:
             raise InputError("gan needs zr_ratio and pm_ratio in [0, 1], zr_weight >= 0 and "
@@ -132,6 +133,17 @@ class CollaborativeGAN(ScoringModel):
         hidden = params["hidden"] or auto_hidden(n_items)
         steps = max(params["steps_per_epoch"], math.ceil(n_users / params["batch_size"]))
         return costs.gan_seconds(steps * params["batch_size"], n_items, hidden)
+
+    @staticmethod
+    def batching(n_users: int, params: dict) -> tuple[int, int]:
+        """(users a step, steps a pass): at least ``steps_per_epoch`` steps of ``batch_size``
+        users, and batches that grow with the users beyond ``max_steps`` steps a pass, since
+        each step pays Adam's dense update of the four [items x hidden] tables; a multiple
+        of ``sample_share``."""
+        share = params["sample_share"]
+        size = max(params["batch_size"], math.ceil(n_users / params["max_steps"]))
+        size = share * math.ceil(size / share)
+        return size, max(params["steps_per_epoch"], math.ceil(n_users / size))
 
     # -- the generator: what is exported ---------------------------------------------------
 
@@ -184,8 +196,7 @@ class CollaborativeGAN(ScoringModel):
         """At least one pass over the users and ``steps_per_epoch`` steps (one D, one G update each)."""
         del train
         rng = np.random.default_rng(seed)
-        size = self.params["batch_size"]
-        steps = max(self.params["steps_per_epoch"], math.ceil(len(self._users) / size))
+        size, steps = self.batching(len(self._users), self.params)
         order = np.concatenate([rng.permutation(len(self._users))
                                 for _ in range(math.ceil(steps * size / max(len(self._users), 1)))])
         losses = [self._batch_step(order[s * size:(s + 1) * size], rng) for s in range(steps)]
