@@ -144,12 +144,12 @@ class CollaborativeGAN(ScoringModel):
 
     @classmethod
     def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
-        """One pass over the users: per step the dense table updates and the sampled products
-        (``costs.gan_seconds``)."""
+        """One pass over the users: per step the dense table updates and the rows each
+        sample set gathers (``costs.gan_seconds``)."""
         hidden = params["hidden"] or auto_hidden(n_items)
-        size, steps, _ = cls.batching(n_users, params)
+        size, steps, share = cls.batching(n_users, params)
         n_zr, n_pm = sample_counts(n_items - n_interactions / max(n_users, 1), params)
-        return costs.gan_seconds(steps, size, n_items, hidden, n_zr + n_pm)
+        return costs.gan_seconds(steps, size // share, n_items, hidden, n_zr + n_pm)
 
     @staticmethod
     def batching(n_users: int, params: dict) -> tuple[int, int, int]:
