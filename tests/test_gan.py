@@ -81,3 +81,29 @@ def test_bad_settings_are_refused_before_training(demo_store, params, message):
 
     with pytest.raises(InputError, match=message):
         fit(demo_store, "gan", epochs=1, **params)
+
+
+def test_steps_a_pass_stay_bounded_as_the_users_grow():
+    """Each step pays a dense update of the [items x hidden] tables, so a pass over many
+    users takes bigger batches, not more steps; a small data set keeps the paper's batches."""
+    from edgerec.trainer.gan import CollaborativeGAN
+
+    params = CollaborativeGAN.defaults
+    assert CollaborativeGAN.batching(943, params) == (64, 16, 1)  # per-user samples
+    for users in (30_000, 100_000):
+        size, steps, share = CollaborativeGAN.batching(users, params)
+        assert steps <= params["max_steps"] and size * steps >= users
+        assert size % share == 0 and size // share <= params["batch_size"]
+    fixed = {**params, "hidden": 64}  # the automatic width shrinks as the catalogue grows
+    shop, larger = (CollaborativeGAN.epoch_seconds(30_000, items, 290_000, fixed)
+                    for items in (24_000, 96_000))
+    assert 2 * shop < larger  # the dense tables grow with the catalogue
+
+
+def test_shared_samples_train_too(demo_store):
+    """Users sharing sampled items (as in a grown batch) still learn; a batch that
+    ``sample_share`` does not divide is rounded up to whole groups."""
+    from edgerec.trainer import fit
+
+    result = fit(demo_store, "gan", epochs=1, refit=False, sample_share=4, batch_size=50)
+    assert result.params["sample_share"] == 4 and result.metrics["holdout"]["ndcg@10"] > 0

@@ -14,8 +14,14 @@ PAIRS_PER_SECOND = 3e7
 # Seconds per cell of a dense [block, n_items] similarity slab: the division or weighting,
 # the top-K partition and the gathers (several passes over float32 memory).
 SECONDS_PER_CELL = 6e-9
-# Dense float32 matrix products under TensorFlow (GAN), and batched small solves (numpy).
-DENSE_FLOPS = 5e9
+# gan's step (TensorFlow): Keras's Adam on the four [items x hidden] tables (their gathered
+# gradients made dense), in table cells a second, and the sampled rows each sample set
+# gathers, forward and backward, in floats a second. Measured at load 8-10: demo:shop (472
+# users in 59 sample sets, 512 samples, hidden 128, 23K items) 48-66 s a pass of 64 steps;
+# ML-100K (64 users, per-user samples, hidden 256) 14.4 s a pass of 16 steps.
+GAN_TABLE_CELLS = 5e6
+GAN_GATHERED = 1e7
+# Batched small solves (numpy).
 SOLVE_FLOPS = 2e8  # LAPACK on [100, 100] systems, one BLAS thread: 8 s for ML-100K's 1,613 items
 
 
@@ -34,7 +40,7 @@ def local_solve_seconds(n_items: int, candidates: int) -> float:
     return n_items * (2.0 * m ** 3 / 3.0 + 20.0 * m ** 2) / SOLVE_FLOPS
 
 
-def gan_seconds(users_per_epoch: int, n_items: int, hidden: int) -> float:
-    """CFGAN's epoch: per user about 20 dense [n_items x hidden] multiply-adds (the generator
-    twice, the critic three times on two tables, their gradients)."""
-    return 40.0 * users_per_epoch * n_items * hidden / DENSE_FLOPS
+def gan_seconds(steps: int, sample_sets: int, n_items: int, hidden: int, samples: int) -> float:
+    """CFGAN's epoch: every step updates the whole [n_items x hidden] tables (dense Adam)
+    and gathers ``samples`` rows of ``hidden`` for each of its ``sample_sets``."""
+    return steps * (n_items * hidden / GAN_TABLE_CELLS + sample_sets * samples * hidden / GAN_GATHERED)
