@@ -44,6 +44,9 @@ class ScoringModel(keras.Model):
     # Parameters chosen on the holdout when the caller leaves them unset: each value is
     # trained and the best kept (``fit``). For what no single default suits across data.
     search: dict[str, tuple] = {}
+    # Searched parameters whose values share one trained model and are only validated
+    # again (the neighbourhood kinds' ``recency``): ``auto``'s plan prices them so.
+    search_shared: tuple[str, ...] = ()
     # ``auto`` plans with these (see ``train.plan_auto``): how strong the kind tends to be on
     # implicit-feedback data beside the others (a prior from our benchmarks, not a promise)
     # and ``epoch_seconds``, a rough cost. Kinds with more value per second go first.

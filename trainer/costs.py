@@ -16,6 +16,7 @@ PAIRS_PER_SECOND = 3e7
 SECONDS_PER_CELL = 6e-9
 # Dense float32 matrix products under TensorFlow (GAN), and batched small solves (numpy).
 DENSE_FLOPS = 5e9
+VALIDATION_FLOPS = 2e9
 SOLVE_FLOPS = 2e8  # LAPACK on [100, 100] systems, one BLAS thread: 8 s for ML-100K's 1,613 items
 
 
@@ -25,6 +26,12 @@ def neighbour_seconds(n_users: int, n_items: int, n_interactions: int) -> float:
     long-tailed spread of counts), then the dense slabs of every item's row."""
     pairs = 2.0 * n_interactions ** 2 / max(n_users, 1)
     return pairs / PAIRS_PER_SECOND + float(n_items) ** 2 * SECONDS_PER_CELL
+
+
+def validation_seconds(users: int, n_items: int, width: int) -> float:
+    """One holdout validation (``validation.holdout_metrics``): every validation user's
+    full score row, ``width`` multiply-adds per cell, and its ranking."""
+    return users * n_items * width / VALIDATION_FLOPS
 
 
 def local_solve_seconds(n_items: int, candidates: int) -> float:

@@ -15,6 +15,8 @@ kind (one module each) supplies only its item-to-item weights.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -36,28 +38,51 @@ def binary_matrix(data: Interactions) -> sp.csr_matrix:
     return sp.csr_matrix((ones, (data.users, data.items)), shape=(data.n_users, data.n_items))
 
 
-def top_k_rows(rows, n_items: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k_rows(rows, n_items: int, k: int, order: np.ndarray | None = None,
+               deadline: float | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Keep each row's ``k`` largest off-diagonal weights (positive ones only).
 
-    ``rows(start, stop)`` gives the dense [stop - start, n_items] weights of those items.
-    Returns (indices int32 [n_items, k], weights float32 [n_items, k]); a row with fewer
-    than k positive weights is padded with index n_items and weight 0.
+    ``rows(items)`` gives the dense [len(items), n_items] weights of those items. Blocks go
+    in ``order`` (default: item order). With ``deadline`` (a ``time.perf_counter`` time)
+    the loop stops before a block as long as the last one would pass it, so a caller's
+    budget is overrun by at most one block; ``order`` then says which rows come first.
+    Returns (indices int32 [n_items, k], weights float32 [n_items, k], rows built); a row
+    with fewer than k positive weights, or not built, has index n_items and weight 0.
     """
     k = min(k, max(n_items - 1, 1))
     index = np.full((n_items, k), n_items, np.int32)
     weight = np.zeros((n_items, k), np.float32)
+    order = np.arange(n_items) if order is None else order
     step = max(1, _BLOCK_CELLS // max(n_items, 1))
     for start in range(0, n_items, step):
-        stop = min(n_items, start + step)
-        block = np.asarray(rows(start, stop), np.float32)
-        block[np.arange(stop - start), np.arange(start, stop)] = 0.0  # no item is its own neighbour
+        t0 = time.perf_counter()
+        items = order[start:start + step]
+        block = np.asarray(rows(items), np.float32)
+        block[np.arange(len(items)), items] = 0.0  # no item is its own neighbour
         top = np.argpartition(-block, k - 1, axis=1)[:, :k] if k < n_items else \
-            np.tile(np.arange(n_items), (stop - start, 1))
+            np.tile(np.arange(n_items), (len(items), 1))
         values = np.take_along_axis(block, top, 1)
         keep = values > 0
-        index[start:stop] = np.where(keep, top, n_items)
-        weight[start:stop] = np.where(keep, values, 0.0)
-    return index, weight
+        index[items] = np.where(keep, top, n_items)
+        weight[items] = np.where(keep, values, 0.0)
+        built = start + len(items)
+        if built < n_items and another_block_passes(deadline, t0):
+            return index, weight, built
+    return index, weight, n_items
+
+
+def another_block_passes(deadline: float | None, block_started: float) -> bool:
+    """Whether a block as long as the one started at ``block_started`` would end after
+    ``deadline`` (perf_counter times; None: no deadline)."""
+    now = time.perf_counter()
+    return deadline is not None and now + (now - block_started) > deadline
+
+
+def popular_first(train: Interactions) -> np.ndarray:
+    """Item indices, most interactions first: the order tables are built in, so tables cut
+    at a deadline hold the rows that most histories read."""
+    counts = np.bincount(train.items, minlength=train.n_items)
+    return np.argsort(-counts, kind="stable")
 
 
 class NeighbourModel(ScoringModel):
@@ -81,6 +106,7 @@ class NeighbourModel(ScoringModel):
     # value costs one validation, not a new table (``_tables_for``).
     defaults = {"epochs": 1, "neighbours": 100, "recency": 1.0}
     search = {"recency": (1.0, 0.6, 0.3)}
+    search_shared = ("recency",)
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
@@ -96,6 +122,9 @@ class NeighbourModel(ScoringModel):
         self.neighbour_weight = self.add_weight(shape=(n_items + 1, k), initializer="zeros",
                                                 trainable=False, name="neighbour_weight")
         self._solved_on = None
+        # ``fit`` sets ``deadline`` (a time.perf_counter time) where it has a time limit:
+        # the table build stops between blocks before passing it, and ``cut_short`` says so.
+        self.deadline, self.cut_short = None, None
 
     @property
     def dim(self) -> int:
@@ -120,12 +149,14 @@ class NeighbourModel(ScoringModel):
         self.history_length = length
 
     def item_weights(self, train: Interactions):
-        """``rows(start, stop)`` -> dense [stop - start, n_items] item-to-item weights."""
+        """``rows(items)`` -> dense [len(items), n_items] item-to-item weights."""
         raise NotImplementedError
 
-    def neighbour_rows(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
-        """The top-K tables (without the padding row) of the data's item weights."""
-        return top_k_rows(self.item_weights(train), self.n_items, self.dim)
+    def neighbour_rows(self, train: Interactions, deadline: float | None = None):
+        """The top-K tables (without the padding row) of the data's item weights, and how
+        many items' rows were built before ``deadline`` (``top_k_rows``)."""
+        return top_k_rows(self.item_weights(train), self.n_items, self.dim,
+                          popular_first(train), deadline)
 
     def train_epoch(self, train: Interactions, seed: int) -> float:
         del seed
@@ -137,16 +168,22 @@ class NeighbourModel(ScoringModel):
             self._solved_on = train
         return 0.0
 
-    # The last tables computed: (kind, data, settings) -> tables. ``fit``'s search over
+    # The last complete tables: (kind, data, settings) -> tables. ``fit``'s search over
     # ``recency`` builds a model per value on the same data, and their tables are equal.
     _last_tables: tuple = (None, None)
 
     def _tables_for(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
-        settings = sorted((n, v) for n, v in self.params.items() if n not in ("recency", "epochs"))
+        """The cached tables, or new ones built until ``deadline``; tables cut short are
+        kept as they are (``cut_short`` says so) but never cached."""
+        settings = sorted((n, v) for n, v in self.params.items() if n not in ("epochs", *self.search_shared))
         key, tables = NeighbourModel._last_tables
         if key is None or key[0] != self.kind or key[1] is not train or key[2] != settings:
-            tables = self.neighbour_rows(train)
-            NeighbourModel._last_tables = ((self.kind, train, settings), tables)
+            *tables, built = self.neighbour_rows(train, self.deadline)
+            if built < self.n_items:
+                self.cut_short = (f"tables cut at the time limit: rows of the {built:,} most "
+                                  f"popular of {self.n_items:,} items")
+            else:
+                NeighbourModel._last_tables = ((self.kind, train, settings), tables)
         return tables
 
     def neighbour_tables(self) -> tuple[np.ndarray, np.ndarray, float]:

@@ -20,6 +20,7 @@ import numpy as np
 from ..bundle import read_manifest
 from ..errors import InputError
 from ..store import Store
+from . import costs
 from .backend import keras, tf
 from .data import Interactions, load_interactions, validation_split
 from .defaults import data_defaults, search_grid
@@ -107,6 +108,8 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
         if searched:
             progress("search: " + ", ".join(f"{n} {settings[n]}" for n in searched))
         net = build_model(kind, data, seed, settings, train)
+        if hasattr(net, "deadline"):  # an epoch that can stop part-way (neighbour tables)
+            net.deadline = deadline
         row, log = run_epochs(net, train, settings["epochs"], seed, progress, validate=validate,
                               metric=metric, patience=patience, deadline=deadline)
         if best is None or row.get(metric, 0.0) > best[1].get(metric, 0.0):
@@ -114,15 +117,20 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
         if time_limit is not None and time.perf_counter() - started > time_limit:
             break
     net, best, log = best
+    cut = getattr(net, "cut_short", None)
+    if cut:
+        progress(cut)
     metrics = {"holdout": {m: v for m, v in best.items() if m not in ("loss", "seconds")},
                "popularity": popularity_baseline(train, holdout, k, VALIDATION_USERS, seed)}
-    refit = bool(refit and len(holdout.users))
+    refit = bool(refit and len(holdout.users) and not cut)  # a cut build would not fit either
     if refit:
         net = _refit(kind, data, seed, params, best["epoch"], progress)
     fitted = {"model": model, "seed": seed, "patience": patience, "validation": validation, **params,
               "trained_epochs": best["epoch"], "refit": refit}
     if searched:
         fitted["searched"] = {name: list(values) for name, values in searched.items()}
+    if cut:
+        fitted["cut_short"] = cut
     return FitResult(net, data, metrics, fitted, log, time.perf_counter() - started)
 
 
@@ -175,19 +183,33 @@ AUTO_PLAN_EPOCHS = 15
 
 
 def plan_auto(data: Interactions, epochs: int | None = None) -> list[dict]:
-    """Every kind with its estimated seconds (``epoch_seconds`` plus validation) and its
-    expected value per second (``auto_prior`` / seconds), best value per second first."""
+    """Every kind with its estimated seconds (``search_seconds``) and its expected value
+    per second (``auto_prior`` / seconds), best value per second first."""
     plan = []
-    validation_users = min(VALIDATION_USERS, data.n_users)
     for name, kind in MODEL_KINDS.items():
-        params = kind.defaults
-        n_epochs = min(epochs or params["epochs"], AUTO_PLAN_EPOCHS)
-        per_epoch = kind.epoch_seconds(data.n_users, data.n_items, len(data.users), params)
-        per_epoch += validation_users * data.n_items * params.get("dim", 64) / 2e9
-        n_epochs *= int(np.prod([len(values) for values in kind.search.values()]))
-        plan.append({"model": name, "epoch_s": per_epoch, "estimate_s": n_epochs * per_epoch,
-                     "value_per_s": kind.auto_prior / max(n_epochs * per_epoch, 0.1)})
+        n_epochs = min(epochs or kind.defaults["epochs"], AUTO_PLAN_EPOCHS)
+        first, total = search_seconds(kind, data, n_epochs)
+        plan.append({"model": name, "epoch_s": first, "estimate_s": total,
+                     "value_per_s": kind.auto_prior / max(total, 0.1)})
     return sorted(plan, key=lambda entry: -entry["value_per_s"])
+
+
+def search_seconds(kind, data: Interactions, n_epochs: int) -> tuple[float, float]:
+    """(one epoch of the first setting tried, its validation included; all of ``kind``'s
+    search at ``n_epochs`` each). Every setting validates every epoch, but settings that
+    differ only in ``search_shared`` parameters train once (the neighbourhood kinds' tables
+    are cached across ``recency``): pricing each as a fit overstated itemknn 3x."""
+    validation = costs.validation_seconds(min(VALIDATION_USERS, data.n_users), data.n_items,
+                                          kind.defaults.get("dim", 64))
+    trained, first, total = set(), None, 0.0
+    for values in itertools.product(*kind.search.values()):
+        settings = {**kind.defaults, **dict(zip(kind.search, values))}
+        epoch = kind.epoch_seconds(data.n_users, data.n_items, len(data.users), settings)
+        first = epoch + validation if first is None else first
+        key = tuple(v for n, v in zip(kind.search, values) if n not in kind.search_shared)
+        total += n_epochs * (validation + (0.0 if key in trained else epoch))
+        trained.add(key)
+    return first, total
 
 
 def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patience: int = 3,
@@ -239,10 +261,12 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
         score = result.metrics["holdout"].get(metric, 0.0)
         tried.append({"model": name, metric: score, "seconds": round(result.seconds, 1),
                       "epochs": result.params["trained_epochs"], "limit_s": round(limit, 1),
-                      "estimate_s": round(entry["estimate_s"], 1)})
+                      "estimate_s": round(entry["estimate_s"], 1),
+                      **{n: result.params[n] for n in ("cut_short",) if n in result.params}})
         slowdown = _slowdown(tried)
+        cut = f"; {result.params['cut_short']}" if "cut_short" in result.params else ""
         progress(f"[auto] {name}: holdout {metric} {score:.4f} in {result.seconds:.0f}s "
-                 f"(best epoch {result.params['trained_epochs']}, limit {limit:.0f}s)")
+                 f"(best epoch {result.params['trained_epochs']}, limit {limit:.0f}s{cut})")
         if best is None or score > best.metrics["holdout"].get(metric, 0.0):
             best = result
     if best is None:
@@ -267,6 +291,10 @@ def _refit_within(best: FitResult, left: float, slowdown: float, seed: int,
     reserved (its own), and a model that read most of the data beats a late one."""
     expected = _refit_seconds(best, slowdown)
     kind = MODEL_KINDS[best.params["model"]]
+    if "cut_short" in best.params:
+        progress(f"[auto] no refit: {kind.kind}'s tables were cut at its time limit, and a "
+                 f"refit builds them whole; it keeps its tables from the training part")
+        return best.model, False
     if expected > left:
         progress(f"[auto] no refit: ~{expected:.0f}s expected, {max(left, 0):.0f}s of the budget "
                  f"left; {kind.kind} keeps its weights from the training part")
