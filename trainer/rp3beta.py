@@ -29,7 +29,9 @@ class RP3beta(NeighbourModel):
         penalty = np.where(popularity > 0, np.maximum(popularity, 1.0) ** -beta, 0.0)
 
         def rows(items):
-            return (item_to_user[items] @ user_to_item).toarray() * penalty[None, :]
+            walks = (item_to_user[items] @ user_to_item).tocsr()
+            walks.data *= penalty[walks.indices]
+            return walks
 
         return rows
 

@@ -52,7 +52,7 @@ class SparseEASE(NeighbourModel):
             columns, solved = local_ease_columns(binary_matrix(train), self.params["candidates"],
                                                  self.params["reg"], order, deadline)
         matrix = columns.T.tocsr()  # columns[i, j]: weight of source i for target j
-        index, weight, built = top_k_rows(lambda items: matrix[items].toarray(), self.n_items,
+        index, weight, built = top_k_rows(lambda items: matrix[items], self.n_items,
                                           self.dim, order, deadline)
         return index, weight, min(solved, built)
 
