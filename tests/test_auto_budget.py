@@ -46,7 +46,7 @@ def test_sparse_ease_solves_stop_at_the_deadline_too():
 def test_the_plan_prices_a_cached_search_as_its_builds_plus_one_validation_per_setting():
     """rp3beta's three recency values share one table: the plan counts one build and three
     validations, not three builds; itemknn builds one table per ``forward`` value."""
-    from edgerec.trainer import MODEL_KINDS, costs
+    from edgerec.trainer import MODEL_KINDS
     from edgerec.trainer.train import plan_auto
 
     data = shop_like(3_000, 2_000, 20)
@@ -54,8 +54,13 @@ def test_the_plan_prices_a_cached_search_as_its_builds_plus_one_validation_per_s
     shape = (data.n_users, data.n_items, len(data.users))
     for name in ("rp3beta", "itemknn"):
         kind = MODEL_KINDS[name]
-        check = costs.validation_seconds(2_000, data.n_items, kind.defaults.get("dim", 64))
         forwards = kind.search.get("forward", (kind.defaults.get("forward"),))
         builds = sum(kind.epoch_seconds(*shape, {**kind.defaults, "forward": f}) for f in forwards)
-        settings = len(forwards) * len(kind.search["recency"])
-        assert np.isclose(plan[name]["estimate_s"], builds + settings * check), name
+        checks = len(forwards) * sum(kind.validation_seconds(2_000, data.n_items,
+                                                             {**kind.defaults, "recency": r})
+                                     for r in kind.search["recency"])
+        assert np.isclose(plan[name]["estimate_s"], builds + checks), name
+    # reading 200 history slots costs more than 8 (recency 0.3): validation is priced per setting
+    knn = MODEL_KINDS["itemknn"]
+    assert knn.validation_seconds(2_000, 2_000, {**knn.defaults, "recency": 1.0}) > \
+        2 * knn.validation_seconds(2_000, 2_000, {**knn.defaults, "recency": 0.3})

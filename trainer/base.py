@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import costs
 from .backend import keras
 from .data import Interactions, NegativeSampler
 
@@ -71,6 +72,11 @@ class ScoringModel(keras.Model):
         """
         examples = n_interactions * (1 + params.get("negatives", 0))
         return cls.seconds_per_mega_op * examples * params.get("dim", 32) / 1e6
+
+    @classmethod
+    def validation_seconds(cls, users: int, n_items: int, params: dict) -> float:
+        """A rough cost of one holdout validation of ``users`` (every item scored, ranked)."""
+        return costs.validation_seconds(users, n_items, params.get("dim", 64))
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__()

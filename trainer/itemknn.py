@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
+from . import costs
 from .data import Interactions, tie_break_key
 from .neighbourhood import NeighbourModel, binary_matrix
 
@@ -35,7 +36,17 @@ class ItemKNN(NeighbourModel):
     # order means nothing the holdout keeps f = 0 (searched with ``recency``).
     defaults = {**NeighbourModel.defaults, "neighbours": 200, "shrink": 10.0,
                 "weighting": "none", "bm25_k1": 1.2, "bm25_b": 0.75, "forward": 0.0}
-    search = {"forward": (0.0, 0.5, 1.0), **NeighbourModel.search}  # tables per forward value
+    # A table per forward value, cheapest first on a large catalogue (1: no symmetric
+    # products), which a search cut by ``auto``'s time limit has tried.
+    search = {"forward": (1.0, 0.5, 0.0), **NeighbourModel.search}
+
+    @classmethod
+    def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
+        """The symmetric products where ``forward`` < 1, the ordered pairs (FORWARD_WINDOW
+        per interaction) where it is > 0."""
+        f = params["forward"]
+        return costs.neighbour_seconds(n_users, n_items, n_interactions, symmetric=f < 1,
+                                       ordered_pairs=FORWARD_WINDOW * n_interactions if f > 0 else 0)
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)

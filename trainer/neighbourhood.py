@@ -29,8 +29,9 @@ from .data import Interactions, history_length_for
 
 # The lightest history slot a model with recency < 1 reads, relative to the newest.
 MIN_SLOT_WEIGHT = 1e-4
-# Items per block of similarity rows: at most this many cells (a block of 335 rows at 100K items).
-_BLOCK_CELLS = 1 << 25
+# Items per block of similarity rows: at most this many cells (83 rows at 100K items: the
+# most popular items' blocks hold millions of non-zeros, and a deadline is checked per block).
+_BLOCK_CELLS = 1 << 23
 
 
 def binary_matrix(data: Interactions) -> sp.csr_matrix:
@@ -89,6 +90,12 @@ def another_block_passes(deadline: float | None, block_started: float) -> bool:
     return deadline is not None and now + (now - block_started) > deadline
 
 
+def slots_read(recency: float) -> int:
+    """History slots a model with ``recency`` < 1 reads: up to the first weighing under
+    ``MIN_SLOT_WEIGHT`` (recency^p)."""
+    return 1 + int(np.log(MIN_SLOT_WEIGHT) / np.log(recency)) if recency > 0 else 1
+
+
 def popular_first(train: Interactions) -> np.ndarray:
     """Item indices, most interactions first: the order tables are built in, so tables cut
     at a deadline hold the rows that most histories read."""
@@ -116,7 +123,9 @@ class NeighbourModel(ScoringModel):
     # is chosen on the holdout (``search``); the tables do not depend on it, so trying a
     # value costs one validation, not a new table (``_tables_for``).
     defaults = {"epochs": 1, "neighbours": 100, "recency": 1.0}
-    search = {"recency": (1.0, 0.6, 0.3)}
+    # Likeliest first (0.3 won on demo:shop and ML-100K), and the cheapest to validate (8
+    # history slots): a search cut by ``auto``'s time limit has tried it.
+    search = {"recency": (0.3, 0.6, 1.0)}
     search_shared = ("recency",)
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
@@ -148,6 +157,13 @@ class NeighbourModel(ScoringModel):
         users) and a few dense passes over every [block, n_items] slab (top-K selection)."""
         return costs.neighbour_seconds(n_users, n_items, n_interactions)
 
+    @classmethod
+    def validation_seconds(cls, users: int, n_items: int, params: dict) -> float:
+        """Scoring reads history x K neighbour entries per user (the longest history at
+        recency 1, ``slots_read`` below it) and scatters them into a full score row."""
+        slots = cls.MAX_HISTORY if params["recency"] == 1.0 else slots_read(params["recency"])
+        return costs.neighbour_validation_seconds(users, n_items, slots * params["neighbours"])
+
     def prepare(self, train: Interactions) -> None:
         """Read the longest training history (at most ``MAX_HISTORY``), and with recency r < 1
         no slot beyond the one weighing under ``MIN_SLOT_WEIGHT`` (r^p), which would add
@@ -155,9 +171,7 @@ class NeighbourModel(ScoringModel):
         request (and validation) history x K work."""
         length = history_length_for(train, self.MAX_HISTORY)
         r = self.params["recency"]
-        if r < 1.0:
-            length = min(length, 1 + int(np.log(MIN_SLOT_WEIGHT) / np.log(r)) if r > 0 else 1)
-        self.history_length = length
+        self.history_length = min(length, slots_read(r)) if r < 1.0 else length
 
     def item_weights(self, train: Interactions):
         """``rows(items)`` -> sparse [len(items), n_items] item-to-item weights."""

@@ -20,7 +20,6 @@ import numpy as np
 from ..bundle import read_manifest
 from ..errors import InputError
 from ..store import Store
-from . import costs
 from .backend import keras, tf
 from .data import Interactions, load_interactions, validation_split
 from .defaults import data_defaults, search_grid
@@ -107,9 +106,7 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
         settings = {**params, **dict(zip(searched, values))}
         if searched:
             progress("search: " + ", ".join(f"{n} {settings[n]}" for n in searched))
-        net = build_model(kind, data, seed, settings, train)
-        if hasattr(net, "deadline"):  # an epoch that can stop part-way (neighbour tables)
-            net.deadline = deadline
+        net = build_model(kind, data, seed, settings, train, deadline)
         row, log = run_epochs(net, train, settings["epochs"], seed, progress, validate=validate,
                               metric=metric, patience=patience, deadline=deadline)
         if best is None or row.get(metric, 0.0) > best[1].get(metric, 0.0):
@@ -184,13 +181,15 @@ AUTO_PLAN_EPOCHS = 15
 
 def plan_auto(data: Interactions, epochs: int | None = None) -> list[dict]:
     """Every kind with its estimated seconds (``search_seconds``) and its expected value
-    per second (``auto_prior`` / seconds), best value per second first."""
+    per second, best first: ``auto_prior`` / the seconds to its first result (its first
+    setting's epochs; a time limit stops a search between settings and a table build
+    between blocks, so the rest of a search is what time allows, not what it costs)."""
     plan = []
     for name, kind in MODEL_KINDS.items():
         n_epochs = min(epochs or kind.defaults["epochs"], AUTO_PLAN_EPOCHS)
         first, total = search_seconds(kind, data, n_epochs)
         plan.append({"model": name, "epoch_s": first, "estimate_s": total,
-                     "value_per_s": kind.auto_prior / max(total, 0.1)})
+                     "value_per_s": kind.auto_prior / max(n_epochs * first, 0.1)})
     return sorted(plan, key=lambda entry: -entry["value_per_s"])
 
 
@@ -199,12 +198,12 @@ def search_seconds(kind, data: Interactions, n_epochs: int) -> tuple[float, floa
     search at ``n_epochs`` each). Every setting validates every epoch, but settings that
     differ only in ``search_shared`` parameters train once (the neighbourhood kinds' tables
     are cached across ``recency``): pricing each as a fit overstated itemknn 3x."""
-    validation = costs.validation_seconds(min(VALIDATION_USERS, data.n_users), data.n_items,
-                                          kind.defaults.get("dim", 64))
+    users = min(VALIDATION_USERS, data.n_users)
     trained, first, total = set(), None, 0.0
     for values in itertools.product(*kind.search.values()):
         settings = {**kind.defaults, **dict(zip(kind.search, values))}
         epoch = kind.epoch_seconds(data.n_users, data.n_items, len(data.users), settings)
+        validation = kind.validation_seconds(users, data.n_items, settings)
         first = epoch + validation if first is None else first
         key = tuple(v for n, v in zip(kind.search, values) if n not in kind.search_shared)
         total += n_epochs * (validation + (0.0 if key in trained else epoch))
@@ -240,7 +239,7 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
     for entry in plan:
         name = entry["model"]
         left = budget_seconds - (time.perf_counter() - started) - _refit_seconds(best, slowdown)
-        limit = min(left, AUTO_MAX_SHARE * budget_seconds) if best is not None else left
+        limit = min(left, AUTO_MAX_SHARE * budget_seconds)
         if best is not None and entry["epoch_s"] * slowdown > limit:  # the first kind always runs
             reason = (f"one epoch needs ~{entry['epoch_s'] * slowdown:.0f}s (estimate x "
                       f"{slowdown:.1f}, the slowdown measured so far), {max(limit, 0):.0f}s "
@@ -300,7 +299,13 @@ def _refit_within(best: FitResult, left: float, slowdown: float, seed: int,
                  f"left; {kind.kind} keeps its weights from the training part")
         return best.model, False
     params = {name: best.params[name] for name in kind.defaults}
-    return _refit(kind, best.data, seed, params, best.params["trained_epochs"], progress), True
+    net = _refit(kind, best.data, seed, params, best.params["trained_epochs"], progress,
+                 deadline=time.perf_counter() + left)
+    if getattr(net, "cut_short", None):  # the estimate was low: keep the whole model
+        progress(f"[auto] refit stopped at the budget ({net.cut_short}); {kind.kind} keeps "
+                 f"its tables from the training part")
+        return best.model, False
+    return net, True
 
 
 def _slowdown(tried: list[dict]) -> float:
@@ -384,19 +389,25 @@ def _interactions(source: Store | str | Path | Interactions) -> Interactions:
     return load_interactions(store)
 
 
-def _refit(kind, data: Interactions, seed: int, params: dict, epochs: int, progress: Progress):
-    """The chosen settings trained again on all interactions, for the chosen epochs."""
+def _refit(kind, data: Interactions, seed: int, params: dict, epochs: int, progress: Progress,
+           deadline: float | None = None):
+    """The chosen settings trained again on all interactions, for the chosen epochs (a
+    neighbourhood table build stops at ``deadline``, a perf_counter time, as in ``fit``)."""
     progress(f"refit on all interactions for {epochs} epochs")
-    net = build_model(kind, data, seed, params, data)
+    net = build_model(kind, data, seed, params, data, deadline)
     run_epochs(net, data, epochs, seed, quiet)
     return net
 
 
-def build_model(kind, data: Interactions, seed: int, params: dict, fitted_on: Interactions):
+def build_model(kind, data: Interactions, seed: int, params: dict, fitted_on: Interactions,
+                deadline: float | None = None):
     """A ``kind`` model sized for ``data``'s id maps, seeded, prepared to train on
-    ``fitted_on`` (``data`` itself, or its train part)."""
+    ``fitted_on`` (``data`` itself, or its train part). A kind whose epoch can stop
+    part-way (the neighbourhood tables) is given ``deadline``, a perf_counter time."""
     keras.utils.set_random_seed(seed)
     net = kind(data.n_users, data.n_items, seed=seed,
                **{name: value for name, value in params.items() if name != "epochs"})
     net.prepare(fitted_on)
+    if hasattr(net, "deadline"):
+        net.deadline = deadline
     return net
