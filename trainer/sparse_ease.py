@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_limits
 from ..errors import InputError
 from . import costs
 from .data import Interactions
-from .neighbourhood import (NeighbourModel, another_block_passes, binary_matrix, popular_first,
+from .neighbourhood import (NeighbourModel, another_block_passes, binary_matrix, popular_blocks,
                             top_k_rows)
 
 
@@ -47,13 +47,13 @@ class SparseEASE(NeighbourModel):
     def neighbour_rows(self, train: Interactions, deadline: float | None = None):
         # Thousands of small [m, m] solves: a BLAS thread pool only adds its hand-offs to
         # each; on the busy 2-core machine it made them 40x slower (150 s for ML-100K).
-        order = popular_first(train)
+        blocks = popular_blocks(train)
         with threadpool_limits(1, "blas"):
             columns, solved = local_ease_columns(binary_matrix(train), self.params["candidates"],
-                                                 self.params["reg"], order, deadline)
+                                                 self.params["reg"], np.concatenate(blocks), deadline)
         matrix = columns.T.tocsr()  # columns[i, j]: weight of source i for target j
         index, weight, built = top_k_rows(lambda items: matrix[items], self.n_items,
-                                          self.dim, order, deadline)
+                                          self.dim, blocks, deadline)
         return index, weight, min(solved, built)
 
 

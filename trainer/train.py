@@ -111,13 +111,14 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
                               metric=metric, patience=patience, deadline=deadline)
         if best is None or row.get(metric, 0.0) > best[1].get(metric, 0.0):
             best, params = (net, row, log), settings
-        if time_limit is not None and time.perf_counter() - started > time_limit:
+        # As run_epochs does: stop before another setting like the last would pass the limit.
+        if deadline is not None and time.perf_counter() + sum(r["seconds"] for r in log) > deadline:
             break
     net, best, log = best
     cut = getattr(net, "cut_short", None)
     if cut:
         progress(cut)
-    metrics = {"holdout": {m: v for m, v in best.items() if m not in ("loss", "seconds")},
+    metrics = {"holdout": {m: v for m, v in best.items() if m not in ("loss", "seconds", "train_s")},
                "popularity": popularity_baseline(train, holdout, k, VALIDATION_USERS, seed)}
     refit = bool(refit and len(holdout.users) and not cut)  # a cut build would not fit either
     if refit:
@@ -147,8 +148,10 @@ def run_epochs(net, train: Interactions, epochs: int, seed: int, progress: Progr
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         loss = net.train_epoch(train, seed + epoch)
+        trained = time.perf_counter() - t0
         scores = validate(net) if validate is not None else {}
-        row = {"epoch": epoch, "loss": loss, **scores, "seconds": time.perf_counter() - t0}
+        row = {"epoch": epoch, "loss": loss, **scores, "seconds": time.perf_counter() - t0,
+               "train_s": trained}
         log.append(row)
         progress("  ".join([f"epoch {epoch:3d}", f"loss {loss:.4f}",
                             *(f"{name} {value:.4f}" for name, value in scores.items() if "@" in name),
@@ -322,14 +325,15 @@ def _slowdown(tried: list[dict]) -> float:
 
 def _refit_seconds(result: FitResult | None, slowdown: float = 1.0) -> float:
     """What refitting ``result`` on all interactions should take: its epochs up to the best
-    one (validation included, which the refit skips: a margin), a quarter more data; at
-    least the kind's estimated epochs times the measured ``slowdown``, since a searched
-    kind's kept setting may have reused tables computed for an earlier one (the
-    neighbourhood kinds' ``recency``), so its own seconds understate a refit."""
+    one without their validation (which the refit skips: on demo:shop half of a neighbour
+    kind's epoch), a quarter more data; at least the kind's estimated epochs times the
+    measured ``slowdown``, since a searched kind's kept setting may have reused tables
+    computed for an earlier one (the neighbourhood kinds' ``recency``), so its own
+    seconds understate a refit."""
     if result is None:
         return 0.0
     epochs = result.params["trained_epochs"]
-    measured = sum(row["seconds"] for row in result.epochs[:epochs])
+    measured = sum(row["train_s"] for row in result.epochs[:epochs])
     kind, data = MODEL_KINDS[result.params["model"]], result.data
     planned = epochs * slowdown * kind.epoch_seconds(data.n_users, data.n_items, len(data.users),
                                                      result.params)
