@@ -95,7 +95,8 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
              f"{data.n_items} items; holdout {int(holdout_mask.sum())} interactions")
 
     tf.config.experimental.enable_op_determinism()
-    searched = search_grid(kind, train, params, passed) if len(holdout.users) else {}
+    searched = search_grid(kind, train, params, passed, bounded=time_limit is not None) \
+        if len(holdout.users) else {}
     metric, deadline = f"ndcg@{k}", None if time_limit is None else started + time_limit
 
     def validate(net) -> dict:  # without a holdout every epoch scores 0: the first is kept
