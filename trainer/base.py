@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import costs
 from .backend import keras
 from .data import Interactions, NegativeSampler
 
@@ -44,6 +45,9 @@ class ScoringModel(keras.Model):
     # Parameters chosen on the holdout when the caller leaves them unset: each value is
     # trained and the best kept (``fit``). For what no single default suits across data.
     search: dict[str, tuple] = {}
+    # Searched parameters whose values share one trained model and are only validated
+    # again (the neighbourhood kinds' ``recency``): ``auto``'s plan prices them so.
+    search_shared: tuple[str, ...] = ()
     # ``auto`` plans with these (see ``train.plan_auto``): how strong the kind tends to be on
     # implicit-feedback data beside the others (a prior from our benchmarks, not a promise)
     # and ``epoch_seconds``, a rough cost. Kinds with more value per second go first.
@@ -68,6 +72,11 @@ class ScoringModel(keras.Model):
         """
         examples = n_interactions * (1 + params.get("negatives", 0))
         return cls.seconds_per_mega_op * examples * params.get("dim", 32) / 1e6
+
+    @classmethod
+    def validation_seconds(cls, users: int, n_items: int, params: dict) -> float:
+        """A rough cost of one holdout validation of ``users`` (every item scored, ranked)."""
+        return costs.validation_seconds(users, n_items, params.get("dim", 64))
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__()

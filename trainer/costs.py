@@ -11,9 +11,6 @@ from __future__ import annotations
 
 # Co-occurring (item, item) pairs per second in scipy's sparse products.
 PAIRS_PER_SECOND = 3e7
-# Seconds per cell of a dense [block, n_items] similarity slab: the division or weighting,
-# the top-K partition and the gathers (several passes over float32 memory).
-SECONDS_PER_CELL = 6e-9
 # gan's step (TensorFlow): Keras's Adam on the four [items x hidden] tables (their gathered
 # gradients made dense), in table cells a second, and the sampled rows each sample set
 # gathers, forward and backward, in floats a second. Measured at load 8-10: demo:shop (472
@@ -21,16 +18,39 @@ SECONDS_PER_CELL = 6e-9
 # ML-100K (64 users, per-user samples, hidden 256) 14.4 s a pass of 16 steps.
 GAN_TABLE_CELLS = 5e6
 GAN_GATHERED = 1e7
+# Seconds per item of a table beyond its pairs (demo:shop: 24K items, ~1.5 s a table
+# against 0.2 s of pairs, measured beside validations at load ~11; benchmarks/README.md).
+SECONDS_PER_ITEM = 5e-5
+# Scoring holdout users.
+VALIDATION_FLOPS = 2e9
+# Seconds per history-slot x neighbour entry gathered and scattered in a neighbour score.
+SECONDS_PER_ENTRY = 2e-8
 # Batched small solves (numpy).
 SOLVE_FLOPS = 2e8  # LAPACK on [100, 100] systems, one BLAS thread: 8 s for ML-100K's 1,613 items
 
 
-def neighbour_seconds(n_users: int, n_items: int, n_interactions: int) -> float:
+def neighbour_seconds(n_users: int, n_items: int, n_interactions: int, symmetric: bool = True,
+                      ordered_pairs: int = 0) -> float:
     """An item-neighbourhood table: X^T X-like sparse products, whose work is the number of
     co-occurring pairs (sum over users of their count squared, here ~2 nnz^2 / users for a
-    long-tailed spread of counts), then the dense slabs of every item's row."""
-    pairs = 2.0 * n_interactions ** 2 / max(n_users, 1)
-    return pairs / PAIRS_PER_SECOND + float(n_items) ** 2 * SECONDS_PER_CELL
+    long-tailed spread of counts; none where ``symmetric`` is False), ``ordered_pairs``
+    (itemknn's ``forward``: gathered by position, ~10x a product's pair), the top-K sort of
+    each block's non-zeros, and a fixed cost per item (slicing, per-block bookkeeping)."""
+    pairs = 2.0 * n_interactions ** 2 / max(n_users, 1) if symmetric else 0.0
+    return (pairs + 10.0 * ordered_pairs) / PAIRS_PER_SECOND + n_items * SECONDS_PER_ITEM
+
+
+def validation_seconds(users: int, n_items: int, width: int) -> float:
+    """One holdout validation (``validation.holdout_metrics``): every validation user's
+    full score row, ``width`` multiply-adds per cell, and its ranking."""
+    return users * n_items * width / VALIDATION_FLOPS
+
+
+def neighbour_validation_seconds(users: int, n_items: int, entries: int) -> float:
+    """One validation of a neighbourhood kind: ``entries`` (history slots x K) gathered and
+    scattered per user, and a score row of every item made, ranked and read per user
+    (TensorFlow segment sums: twice the per-cell cost of a factor kind's row)."""
+    return users * (entries * SECONDS_PER_ENTRY + n_items * 2 * 64 / VALIDATION_FLOPS)
 
 
 def local_solve_seconds(n_items: int, candidates: int) -> float:

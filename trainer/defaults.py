@@ -86,11 +86,14 @@ def data_defaults(kind: str, data: Interactions, passed: set) -> dict:
     return {name: value for name, value in chosen.items() if name not in passed}
 
 
-def search_grid(kind, data: Interactions, params: dict, passed: set) -> dict:
+def search_grid(kind, data: Interactions, params: dict, passed: set, bounded: bool = False) -> dict:
     """The values to try on the holdout: ``kind.search`` (for ``als``, ``ALS_SEARCH``
     around the catalogue-scaled reg) without the names the caller set; nothing when the
     extra fits (``epoch_seconds`` x epochs each) should take more than ``SEARCH_SECONDS``
-    (for ``als`` then the one reg below ``als_reg_ceiling``, where the scaled one is above)."""
+    (for ``als`` then the one reg below ``als_reg_ceiling``, where the scaled one is above),
+    unless the fit is ``bounded`` by a time limit (``auto``), which stops the search between
+    settings, likeliest first: without it itemknn at 100K items kept forward 0 and recency
+    1, its weakest setting there. ``als`` keeps the cap: its first setting can collapse."""
     grid = dict(kind.search)
     if kind.kind == "als":
         reg = als_reg(data.n_items)
@@ -98,7 +101,7 @@ def search_grid(kind, data: Interactions, params: dict, passed: set) -> dict:
     grid = {name: values for name, values in grid.items() if name not in passed}
     fits = int(np.prod([len(values) for values in grid.values()]))
     each = params["epochs"] * kind.epoch_seconds(data.n_users, data.n_items, len(data.users), params)
-    if (fits - 1) * each <= SEARCH_SECONDS:
+    if (fits - 1) * each <= SEARCH_SECONDS or (bounded and kind.kind != "als"):
         return grid
     return _collapse_safe_reg(kind, data, params, passed)
 

@@ -9,11 +9,14 @@ so the bundle grows with items x K, never items^2, and the history is read at re
 a new purchase changes the next answer, and a user the model never saw is served.
 
 Similarities are computed with scipy sparse products, a block of items at a time, and only
-the top K of each block's rows are kept: memory stays O(block x items + items x K). Each
+the top K of each block's rows are kept (sorting the block's non-zeros): memory stays
+O(a block's non-zeros + items x K). Each
 kind (one module each) supplies only its item-to-item weights.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,8 +29,9 @@ from .data import Interactions, history_length_for
 
 # The lightest history slot a model with recency < 1 reads, relative to the newest.
 MIN_SLOT_WEIGHT = 1e-4
-# Items per block of similarity rows: a dense [block, n_items] float32 slab (~100 MB at 100K items).
-_BLOCK_CELLS = 1 << 25
+# Items per block of similarity rows: at most this many cells (83 rows at 100K items: the
+# most popular items' blocks hold millions of non-zeros, and a deadline is checked per block).
+_BLOCK_CELLS = 1 << 23
 
 
 def binary_matrix(data: Interactions) -> sp.csr_matrix:
@@ -36,28 +40,82 @@ def binary_matrix(data: Interactions) -> sp.csr_matrix:
     return sp.csr_matrix((ones, (data.users, data.items)), shape=(data.n_users, data.n_items))
 
 
-def top_k_rows(rows, n_items: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k_rows(rows, n_items: int, k: int, blocks: list | None = None,
+               deadline: float | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Keep each row's ``k`` largest off-diagonal weights (positive ones only).
 
-    ``rows(start, stop)`` gives the dense [stop - start, n_items] weights of those items.
-    Returns (indices int32 [n_items, k], weights float32 [n_items, k]); a row with fewer
-    than k positive weights is padded with index n_items and weight 0.
+    ``rows(items)`` gives the sparse [len(items), n_items] weights of those items, for each
+    of ``blocks`` (item index arrays; default ``item_blocks`` in item order). With
+    ``deadline`` (a ``time.perf_counter`` time) the loop stops before a block as long as
+    the last one would pass it, so a caller's budget is overrun by at most one block.
+    Returns (indices int32 [n_items, k], weights float32 [n_items, k], rows built);
+    a row with fewer than k positive weights, or not built, has index n_items and weight 0.
     """
     k = min(k, max(n_items - 1, 1))
     index = np.full((n_items, k), n_items, np.int32)
     weight = np.zeros((n_items, k), np.float32)
-    step = max(1, _BLOCK_CELLS // max(n_items, 1))
-    for start in range(0, n_items, step):
-        stop = min(n_items, start + step)
-        block = np.asarray(rows(start, stop), np.float32)
-        block[np.arange(stop - start), np.arange(start, stop)] = 0.0  # no item is its own neighbour
-        top = np.argpartition(-block, k - 1, axis=1)[:, :k] if k < n_items else \
-            np.tile(np.arange(n_items), (stop - start, 1))
-        values = np.take_along_axis(block, top, 1)
-        keep = values > 0
-        index[start:stop] = np.where(keep, top, n_items)
-        weight[start:stop] = np.where(keep, values, 0.0)
-    return index, weight
+    built = 0
+    for items in item_blocks(n_items) if blocks is None else blocks:
+        t0 = time.perf_counter()
+        rank, row, col, value = _ranked(rows(items), items)
+        top = rank < k
+        index[items[row[top]], rank[top]] = col[top]
+        weight[items[row[top]], rank[top]] = value[top]
+        built += len(items)
+        if built < n_items and another_block_passes(deadline, t0):
+            return index, weight, built
+    return index, weight, n_items
+
+
+def item_blocks(n_items: int, counts: np.ndarray | None = None,
+                order: np.ndarray | None = None) -> list[np.ndarray]:
+    """Items (in ``order``) in blocks of at most ``_BLOCK_CELLS`` cells; with ``counts``
+    (interactions per item) also of at most ~1/256 of the total count each: a block's
+    co-occurring pairs grow with its items' counts, and equal blocks keep a deadline's
+    overrun small (83 of the most popular items in one block took 190 s of a 120 s limit
+    on the 100K x 100K shop)."""
+    order = np.arange(n_items) if order is None else order
+    most = max(1, _BLOCK_CELLS // max(n_items, 1))
+    parts = [order]
+    if counts is not None:
+        before = np.cumsum(counts[order]) - counts[order]
+        group = np.floor(before / max(counts.sum(), 1e-12) * 256)
+        parts = np.split(order, np.flatnonzero(np.diff(group)) + 1)
+    return [part[i:i + most] for part in parts for i in range(0, len(part), most)]
+
+
+def _ranked(block, items: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(rank within its row, row, column, value) of every positive off-diagonal entry of a
+    sparse block, each row's largest first. Sorting the non-zeros, not partitioning dense
+    rows: at 100K items a block's rows are mostly zeros (the ordered pairs: ~1% filled)."""
+    block = sp.csr_matrix(block, dtype=np.float32)
+    block.sum_duplicates()
+    block = block.tocoo()
+    keep = (block.data > 0) & (block.col != items[block.row])  # no item is its own neighbour
+    row, col, value = block.row[keep], block.col[keep], block.data[keep]
+    ranked = np.lexsort((-value, row))
+    row, col, value = row[ranked], col[ranked], value[ranked]
+    return np.arange(len(row)) - np.searchsorted(row, row), row, col, value
+
+
+def another_block_passes(deadline: float | None, block_started: float) -> bool:
+    """Whether a block as long as the one started at ``block_started`` would end after
+    ``deadline`` (perf_counter times; None: no deadline)."""
+    now = time.perf_counter()
+    return deadline is not None and now + (now - block_started) > deadline
+
+
+def slots_read(recency: float) -> int:
+    """History slots a model with ``recency`` < 1 reads: up to the first weighing under
+    ``MIN_SLOT_WEIGHT`` (recency^p)."""
+    return 1 + int(np.log(MIN_SLOT_WEIGHT) / np.log(recency)) if recency > 0 else 1
+
+
+def popular_blocks(train: Interactions) -> list[np.ndarray]:
+    """``item_blocks`` with the most bought items first: tables cut at a deadline hold the
+    rows that most histories read."""
+    counts = np.bincount(train.items, minlength=train.n_items).astype(np.float64)
+    return item_blocks(train.n_items, counts, np.argsort(-counts, kind="stable"))
 
 
 class NeighbourModel(ScoringModel):
@@ -80,7 +138,10 @@ class NeighbourModel(ScoringModel):
     # is chosen on the holdout (``search``); the tables do not depend on it, so trying a
     # value costs one validation, not a new table (``_tables_for``).
     defaults = {"epochs": 1, "neighbours": 100, "recency": 1.0}
-    search = {"recency": (1.0, 0.6, 0.3)}
+    # Likeliest first (0.3 won on demo:shop and ML-100K), and the cheapest to validate (8
+    # history slots): a search cut by ``auto``'s time limit has tried it.
+    search = {"recency": (0.3, 0.6, 1.0)}
+    search_shared = ("recency",)
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):
         super().__init__(n_users, n_items, seed, **params)
@@ -96,6 +157,9 @@ class NeighbourModel(ScoringModel):
         self.neighbour_weight = self.add_weight(shape=(n_items + 1, k), initializer="zeros",
                                                 trainable=False, name="neighbour_weight")
         self._solved_on = None
+        # ``fit`` sets ``deadline`` (a time.perf_counter time) where it has a time limit:
+        # the table build stops between blocks before passing it, and ``cut_short`` says so.
+        self.deadline, self.cut_short = None, None
 
     @property
     def dim(self) -> int:
@@ -108,6 +172,13 @@ class NeighbourModel(ScoringModel):
         users) and a few dense passes over every [block, n_items] slab (top-K selection)."""
         return costs.neighbour_seconds(n_users, n_items, n_interactions)
 
+    @classmethod
+    def validation_seconds(cls, users: int, n_items: int, params: dict) -> float:
+        """Scoring reads history x K neighbour entries per user (the longest history at
+        recency 1, ``slots_read`` below it) and scatters them into a full score row."""
+        slots = cls.MAX_HISTORY if params["recency"] == 1.0 else slots_read(params["recency"])
+        return costs.neighbour_validation_seconds(users, n_items, slots * params["neighbours"])
+
     def prepare(self, train: Interactions) -> None:
         """Read the longest training history (at most ``MAX_HISTORY``), and with recency r < 1
         no slot beyond the one weighing under ``MIN_SLOT_WEIGHT`` (r^p), which would add
@@ -115,17 +186,17 @@ class NeighbourModel(ScoringModel):
         request (and validation) history x K work."""
         length = history_length_for(train, self.MAX_HISTORY)
         r = self.params["recency"]
-        if r < 1.0:
-            length = min(length, 1 + int(np.log(MIN_SLOT_WEIGHT) / np.log(r)) if r > 0 else 1)
-        self.history_length = length
+        self.history_length = min(length, slots_read(r)) if r < 1.0 else length
 
     def item_weights(self, train: Interactions):
-        """``rows(start, stop)`` -> dense [stop - start, n_items] item-to-item weights."""
+        """``rows(items)`` -> sparse [len(items), n_items] item-to-item weights."""
         raise NotImplementedError
 
-    def neighbour_rows(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
-        """The top-K tables (without the padding row) of the data's item weights."""
-        return top_k_rows(self.item_weights(train), self.n_items, self.dim)
+    def neighbour_rows(self, train: Interactions, deadline: float | None = None):
+        """The top-K tables (without the padding row) of the data's item weights, and how
+        many items' rows were built before ``deadline`` (``top_k_rows``)."""
+        return top_k_rows(self.item_weights(train), self.n_items, self.dim,
+                          popular_blocks(train), deadline)
 
     def train_epoch(self, train: Interactions, seed: int) -> float:
         del seed
@@ -137,16 +208,22 @@ class NeighbourModel(ScoringModel):
             self._solved_on = train
         return 0.0
 
-    # The last tables computed: (kind, data, settings) -> tables. ``fit``'s search over
+    # The last complete tables: (kind, data, settings) -> tables. ``fit``'s search over
     # ``recency`` builds a model per value on the same data, and their tables are equal.
     _last_tables: tuple = (None, None)
 
     def _tables_for(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
-        settings = sorted((n, v) for n, v in self.params.items() if n not in ("recency", "epochs"))
+        """The cached tables, or new ones built until ``deadline``; tables cut short are
+        kept as they are (``cut_short`` says so) but never cached."""
+        settings = sorted((n, v) for n, v in self.params.items() if n not in ("epochs", *self.search_shared))
         key, tables = NeighbourModel._last_tables
         if key is None or key[0] != self.kind or key[1] is not train or key[2] != settings:
-            tables = self.neighbour_rows(train)
-            NeighbourModel._last_tables = ((self.kind, train, settings), tables)
+            *tables, built = self.neighbour_rows(train, self.deadline)
+            if built < self.n_items:
+                self.cut_short = (f"tables cut at the time limit: rows of the {built:,} most "
+                                  f"popular of {self.n_items:,} items")
+            else:
+                NeighbourModel._last_tables = ((self.kind, train, settings), tables)
         return tables
 
     def neighbour_tables(self) -> tuple[np.ndarray, np.ndarray, float]:

@@ -28,8 +28,10 @@ class RP3beta(NeighbourModel):
         popularity = np.asarray(x.sum(0)).ravel()
         penalty = np.where(popularity > 0, np.maximum(popularity, 1.0) ** -beta, 0.0)
 
-        def rows(start, stop):
-            return (item_to_user[start:stop] @ user_to_item).toarray() * penalty[None, :]
+        def rows(items):
+            walks = (item_to_user[items] @ user_to_item).tocsr()
+            walks.data *= penalty[walks.indices]
+            return walks
 
         return rows
 

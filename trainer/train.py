@@ -95,7 +95,8 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
              f"{data.n_items} items; holdout {int(holdout_mask.sum())} interactions")
 
     tf.config.experimental.enable_op_determinism()
-    searched = search_grid(kind, train, params, passed) if len(holdout.users) else {}
+    searched = search_grid(kind, train, params, passed, bounded=time_limit is not None) \
+        if len(holdout.users) else {}
     metric, deadline = f"ndcg@{k}", None if time_limit is None else started + time_limit
 
     def validate(net) -> dict:  # without a holdout every epoch scores 0: the first is kept
@@ -106,23 +107,29 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
         settings = {**params, **dict(zip(searched, values))}
         if searched:
             progress("search: " + ", ".join(f"{n} {settings[n]}" for n in searched))
-        net = build_model(kind, data, seed, settings, train)
+        net = build_model(kind, data, seed, settings, train, deadline)
         row, log = run_epochs(net, train, settings["epochs"], seed, progress, validate=validate,
                               metric=metric, patience=patience, deadline=deadline)
         if best is None or row.get(metric, 0.0) > best[1].get(metric, 0.0):
             best, params = (net, row, log), settings
-        if time_limit is not None and time.perf_counter() - started > time_limit:
+        # As run_epochs does: stop before another setting like the last would pass the limit.
+        if deadline is not None and time.perf_counter() + sum(r["seconds"] for r in log) > deadline:
             break
     net, best, log = best
-    metrics = {"holdout": {m: v for m, v in best.items() if m not in ("loss", "seconds")},
+    cut = getattr(net, "cut_short", None)
+    if cut:
+        progress(cut)
+    metrics = {"holdout": {m: v for m, v in best.items() if m not in ("loss", "seconds", "train_s")},
                "popularity": popularity_baseline(train, holdout, k, VALIDATION_USERS, seed)}
-    refit = bool(refit and len(holdout.users))
+    refit = bool(refit and len(holdout.users) and not cut)  # a cut build would not fit either
     if refit:
         net = _refit(kind, data, seed, params, best["epoch"], progress)
     fitted = {"model": model, "seed": seed, "patience": patience, "validation": validation, **params,
               "trained_epochs": best["epoch"], "refit": refit}
     if searched:
         fitted["searched"] = {name: list(values) for name, values in searched.items()}
+    if cut:
+        fitted["cut_short"] = cut
     return FitResult(net, data, metrics, fitted, log, time.perf_counter() - started)
 
 
@@ -142,8 +149,10 @@ def run_epochs(net, train: Interactions, epochs: int, seed: int, progress: Progr
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         loss = net.train_epoch(train, seed + epoch)
+        trained = time.perf_counter() - t0
         scores = validate(net) if validate is not None else {}
-        row = {"epoch": epoch, "loss": loss, **scores, "seconds": time.perf_counter() - t0}
+        row = {"epoch": epoch, "loss": loss, **scores, "seconds": time.perf_counter() - t0,
+               "train_s": trained}
         log.append(row)
         progress("  ".join([f"epoch {epoch:3d}", f"loss {loss:.4f}",
                             *(f"{name} {value:.4f}" for name, value in scores.items() if "@" in name),
@@ -175,19 +184,35 @@ AUTO_PLAN_EPOCHS = 15
 
 
 def plan_auto(data: Interactions, epochs: int | None = None) -> list[dict]:
-    """Every kind with its estimated seconds (``epoch_seconds`` plus validation) and its
-    expected value per second (``auto_prior`` / seconds), best value per second first."""
+    """Every kind with its estimated seconds (``search_seconds``) and its expected value
+    per second, best first: ``auto_prior`` / the seconds to its first result (its first
+    setting's epochs; a time limit stops a search between settings and a table build
+    between blocks, so the rest of a search is what time allows, not what it costs)."""
     plan = []
-    validation_users = min(VALIDATION_USERS, data.n_users)
     for name, kind in MODEL_KINDS.items():
-        params = kind.defaults
-        n_epochs = min(epochs or params["epochs"], AUTO_PLAN_EPOCHS)
-        per_epoch = kind.epoch_seconds(data.n_users, data.n_items, len(data.users), params)
-        per_epoch += validation_users * data.n_items * params.get("dim", 64) / 2e9
-        n_epochs *= int(np.prod([len(values) for values in kind.search.values()]))
-        plan.append({"model": name, "epoch_s": per_epoch, "estimate_s": n_epochs * per_epoch,
-                     "value_per_s": kind.auto_prior / max(n_epochs * per_epoch, 0.1)})
+        n_epochs = min(epochs or kind.defaults["epochs"], AUTO_PLAN_EPOCHS)
+        first, total = search_seconds(kind, data, n_epochs)
+        plan.append({"model": name, "epoch_s": first, "estimate_s": total,
+                     "value_per_s": kind.auto_prior / max(n_epochs * first, 0.1)})
     return sorted(plan, key=lambda entry: -entry["value_per_s"])
+
+
+def search_seconds(kind, data: Interactions, n_epochs: int) -> tuple[float, float]:
+    """(one epoch of the first setting tried, its validation included; all of ``kind``'s
+    search at ``n_epochs`` each). Every setting validates every epoch, but settings that
+    differ only in ``search_shared`` parameters train once (the neighbourhood kinds' tables
+    are cached across ``recency``): pricing each as a fit overstated itemknn 3x."""
+    users = min(VALIDATION_USERS, data.n_users)
+    trained, first, total = set(), None, 0.0
+    for values in itertools.product(*kind.search.values()):
+        settings = {**kind.defaults, **dict(zip(kind.search, values))}
+        epoch = kind.epoch_seconds(data.n_users, data.n_items, len(data.users), settings)
+        validation = kind.validation_seconds(users, data.n_items, settings)
+        first = epoch + validation if first is None else first
+        key = tuple(v for n, v in zip(kind.search, values) if n not in kind.search_shared)
+        total += n_epochs * (validation + (0.0 if key in trained else epoch))
+        trained.add(key)
+    return first, total
 
 
 def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patience: int = 3,
@@ -218,7 +243,7 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
     for entry in plan:
         name = entry["model"]
         left = budget_seconds - (time.perf_counter() - started) - _refit_seconds(best, slowdown)
-        limit = min(left, AUTO_MAX_SHARE * budget_seconds) if best is not None else left
+        limit = min(left, AUTO_MAX_SHARE * budget_seconds)
         if best is not None and entry["epoch_s"] * slowdown > limit:  # the first kind always runs
             reason = (f"one epoch needs ~{entry['epoch_s'] * slowdown:.0f}s (estimate x "
                       f"{slowdown:.1f}, the slowdown measured so far), {max(limit, 0):.0f}s "
@@ -239,10 +264,12 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
         score = result.metrics["holdout"].get(metric, 0.0)
         tried.append({"model": name, metric: score, "seconds": round(result.seconds, 1),
                       "epochs": result.params["trained_epochs"], "limit_s": round(limit, 1),
-                      "estimate_s": round(entry["estimate_s"], 1)})
+                      "estimate_s": round(entry["estimate_s"], 1),
+                      **{n: result.params[n] for n in ("cut_short",) if n in result.params}})
         slowdown = _slowdown(tried)
+        cut = f"; {result.params['cut_short']}" if "cut_short" in result.params else ""
         progress(f"[auto] {name}: holdout {metric} {score:.4f} in {result.seconds:.0f}s "
-                 f"(best epoch {result.params['trained_epochs']}, limit {limit:.0f}s)")
+                 f"(best epoch {result.params['trained_epochs']}, limit {limit:.0f}s{cut})")
         if best is None or score > best.metrics["holdout"].get(metric, 0.0):
             best = result
     if best is None:
@@ -267,12 +294,22 @@ def _refit_within(best: FitResult, left: float, slowdown: float, seed: int,
     reserved (its own), and a model that read most of the data beats a late one."""
     expected = _refit_seconds(best, slowdown)
     kind = MODEL_KINDS[best.params["model"]]
+    if "cut_short" in best.params:
+        progress(f"[auto] no refit: {kind.kind}'s tables were cut at its time limit, and a "
+                 f"refit builds them whole; it keeps its tables from the training part")
+        return best.model, False
     if expected > left:
         progress(f"[auto] no refit: ~{expected:.0f}s expected, {max(left, 0):.0f}s of the budget "
                  f"left; {kind.kind} keeps its weights from the training part")
         return best.model, False
     params = {name: best.params[name] for name in kind.defaults}
-    return _refit(kind, best.data, seed, params, best.params["trained_epochs"], progress), True
+    net = _refit(kind, best.data, seed, params, best.params["trained_epochs"], progress,
+                 deadline=time.perf_counter() + left)
+    if getattr(net, "cut_short", None):  # the estimate was low: keep the whole model
+        progress(f"[auto] refit stopped at the budget ({net.cut_short}); {kind.kind} keeps "
+                 f"its tables from the training part")
+        return best.model, False
+    return net, True
 
 
 def _slowdown(tried: list[dict]) -> float:
@@ -289,14 +326,15 @@ def _slowdown(tried: list[dict]) -> float:
 
 def _refit_seconds(result: FitResult | None, slowdown: float = 1.0) -> float:
     """What refitting ``result`` on all interactions should take: its epochs up to the best
-    one (validation included, which the refit skips: a margin), a quarter more data; at
-    least the kind's estimated epochs times the measured ``slowdown``, since a searched
-    kind's kept setting may have reused tables computed for an earlier one (the
-    neighbourhood kinds' ``recency``), so its own seconds understate a refit."""
+    one without their validation (which the refit skips: on demo:shop half of a neighbour
+    kind's epoch), a quarter more data; at least the kind's estimated epochs times the
+    measured ``slowdown``, since a searched kind's kept setting may have reused tables
+    computed for an earlier one (the neighbourhood kinds' ``recency``), so its own
+    seconds understate a refit."""
     if result is None:
         return 0.0
     epochs = result.params["trained_epochs"]
-    measured = sum(row["seconds"] for row in result.epochs[:epochs])
+    measured = sum(row["train_s"] for row in result.epochs[:epochs])
     kind, data = MODEL_KINDS[result.params["model"]], result.data
     planned = epochs * slowdown * kind.epoch_seconds(data.n_users, data.n_items, len(data.users),
                                                      result.params)
@@ -356,19 +394,25 @@ def _interactions(source: Store | str | Path | Interactions) -> Interactions:
     return load_interactions(store)
 
 
-def _refit(kind, data: Interactions, seed: int, params: dict, epochs: int, progress: Progress):
-    """The chosen settings trained again on all interactions, for the chosen epochs."""
+def _refit(kind, data: Interactions, seed: int, params: dict, epochs: int, progress: Progress,
+           deadline: float | None = None):
+    """The chosen settings trained again on all interactions, for the chosen epochs (a
+    neighbourhood table build stops at ``deadline``, a perf_counter time, as in ``fit``)."""
     progress(f"refit on all interactions for {epochs} epochs")
-    net = build_model(kind, data, seed, params, data)
+    net = build_model(kind, data, seed, params, data, deadline)
     run_epochs(net, data, epochs, seed, quiet)
     return net
 
 
-def build_model(kind, data: Interactions, seed: int, params: dict, fitted_on: Interactions):
+def build_model(kind, data: Interactions, seed: int, params: dict, fitted_on: Interactions,
+                deadline: float | None = None):
     """A ``kind`` model sized for ``data``'s id maps, seeded, prepared to train on
-    ``fitted_on`` (``data`` itself, or its train part)."""
+    ``fitted_on`` (``data`` itself, or its train part). A kind whose epoch can stop
+    part-way (the neighbourhood tables) is given ``deadline``, a perf_counter time."""
     keras.utils.set_random_seed(seed)
     net = kind(data.n_users, data.n_items, seed=seed,
                **{name: value for name, value in params.items() if name != "epochs"})
     net.prepare(fitted_on)
+    if hasattr(net, "deadline"):
+        net.deadline = deadline
     return net

@@ -1,0 +1,78 @@
+"""What keeps ``auto`` inside its budget on large catalogues: neighbour tables built until a
+deadline, and a plan that prices a cached search as one build plus validations."""
+
+import numpy as np
+
+from test_defaults import shop_like
+
+
+def test_a_time_limited_neighbour_build_stops_between_blocks_most_popular_first(monkeypatch):
+    """A spent time limit: the tables hold one block of rows, those of the most popular
+    items, the fit says it was cut (and skips the refit a whole build would need); without
+    a limit every item that co-occurs with another gets its row."""
+    from edgerec.trainer import fit, neighbourhood
+    from edgerec.trainer.data import validation_split
+
+    data = shop_like(300, 400, 10)
+    monkeypatch.setattr(neighbourhood, "_BLOCK_CELLS", 20 * data.n_items)  # blocks <= 20 items
+    lines = []
+    cut = fit(data, "itemknn", forward=0.0, recency=1.0, time_limit=0.0, progress=lines.append)
+    index, _, _ = cut.model.neighbour_tables()
+    built = np.flatnonzero((index[:-1] < data.n_items).any(1))
+    train_mask, _ = validation_split(data, "temporal", 0)
+    counts = np.bincount(data.items[train_mask], minlength=data.n_items)
+    assert 0 < len(built) <= 20
+    assert counts[built].min() >= np.sort(counts)[-20]  # among the 20 most bought
+    assert f"rows of the {len(built)} most popular of 400 items" in cut.params["cut_short"]
+    assert cut.params["refit"] is False
+    assert any("cut at the time limit" in line for line in lines)
+    whole = fit(data, "itemknn", forward=0.0, recency=1.0, refit=False)
+    assert "cut_short" not in whole.params
+    assert (whole.model.neighbour_tables()[0][:-1] < data.n_items).any(1).sum() > 300
+
+
+def test_sparse_ease_solves_stop_at_the_deadline_too():
+    """sparse_ease's per-item solves (its slow part) stop between blocks as the tables do."""
+    from edgerec.trainer.neighbourhood import binary_matrix
+    from edgerec.trainer.sparse_ease import local_ease_columns
+
+    x = binary_matrix(shop_like(300, 400, 10))
+    columns, solved = local_ease_columns(x, 50, 50.0, deadline=0.0)  # long past
+    assert solved == (1 << 12) // 50 < 400  # one block of targets
+    assert set(np.unique(columns.tocoo().row)) <= set(range(solved))
+    assert local_ease_columns(x, 50, 50.0)[1] == 400
+
+
+def test_the_plan_prices_a_cached_search_as_its_builds_plus_one_validation_per_setting():
+    """rp3beta's three recency values share one table: the plan counts one build and three
+    validations, not three builds; itemknn builds one table per ``forward`` value."""
+    from edgerec.trainer import MODEL_KINDS
+    from edgerec.trainer.train import plan_auto
+
+    data = shop_like(3_000, 2_000, 20)
+    plan = {entry["model"]: entry for entry in plan_auto(data)}
+    shape = (data.n_users, data.n_items, len(data.users))
+    for name in ("rp3beta", "itemknn"):
+        kind = MODEL_KINDS[name]
+        forwards = kind.search.get("forward", (kind.defaults.get("forward"),))
+        builds = sum(kind.epoch_seconds(*shape, {**kind.defaults, "forward": f}) for f in forwards)
+        checks = len(forwards) * sum(kind.validation_seconds(2_000, data.n_items,
+                                                             {**kind.defaults, "recency": r})
+                                     for r in kind.search["recency"])
+        assert np.isclose(plan[name]["estimate_s"], builds + checks), name
+    # reading 200 history slots costs more than 8 (recency 0.3): validation is priced per setting
+    knn = MODEL_KINDS["itemknn"]
+    assert knn.validation_seconds(2_000, 2_000, {**knn.defaults, "recency": 1.0}) > \
+        2 * knn.validation_seconds(2_000, 2_000, {**knn.defaults, "recency": 0.3})
+
+
+def test_a_time_limited_fit_keeps_a_search_that_would_not_fit_whole(monkeypatch):
+    """Unbounded, a search expected to take too long is dropped for the defaults; under a
+    time limit (auto) it stays, since the limit stops it between settings."""
+    from edgerec.trainer import defaults, fit
+
+    monkeypatch.setattr(defaults, "SEARCH_SECONDS", 0.0)
+    data = shop_like(300, 400, 10)
+    assert "searched" not in fit(data, "rp3beta", refit=False).params
+    bounded = fit(data, "rp3beta", refit=False, time_limit=60.0)
+    assert bounded.params["searched"] == {"recency": [0.3, 0.6, 1.0]}
