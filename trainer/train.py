@@ -262,14 +262,14 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
             progress(f"[auto] {name}: skipped: {exc}")
             continue
         score = result.metrics["holdout"].get(metric, 0.0)
+        cut = result.params.get("cut_short")
         tried.append({"model": name, metric: score, "seconds": round(result.seconds, 1),
                       "epochs": result.params["trained_epochs"], "limit_s": round(limit, 1),
                       "estimate_s": round(entry["estimate_s"], 1),
-                      **{n: result.params[n] for n in ("cut_short",) if n in result.params}})
+                      **({"cut_short": cut} if cut else {})})
         slowdown = _slowdown(tried)
-        cut = f"; {result.params['cut_short']}" if "cut_short" in result.params else ""
         progress(f"[auto] {name}: holdout {metric} {score:.4f} in {result.seconds:.0f}s "
-                 f"(best epoch {result.params['trained_epochs']}, limit {limit:.0f}s{cut})")
+                 f"(best epoch {result.params['trained_epochs']}, limit {limit:.0f}s{'; ' + cut if cut else ''})")
         if best is None or score > best.metrics["holdout"].get(metric, 0.0):
             best = result
     if best is None:
