@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from ..bundle import read_manifest
 from ..errors import InputError
 from ..store import Store
