@@ -145,6 +145,19 @@ def test_validation_ranks_a_seeded_sample_of_holdout_users():
     assert not np.array_equal(sample, holdout_users(holdout, 50, seed=2))
 
 
+def test_neumf_validates_fewer_users_on_a_wide_catalogue():
+    """Its MLP runs per (user, item) cell: on a 24K-item shop 2,000 validation users cost
+    more than an epoch, so it ranks fewer (never under 500); other kinds keep 2,000."""
+    from edgerec.trainer.registry import model_kind
+
+    neumf, mf = model_kind("neumf"), model_kind("mf")
+    assert neumf.validation_users(30_000, 24_000) == 500
+    assert neumf.validation_users(30_000, 8_000) == 1_500
+    assert neumf.validation_users(943, 1_682) == 943
+    assert mf.validation_users(30_000, 24_000) == 2_000
+    assert mf.validation_users(300, 24_000) == 300
+
+
 def _dense_weights(data) -> np.ndarray:
     out = np.zeros((data.n_users, data.n_items))
     out[data.users, data.items] = data.weights

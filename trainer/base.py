@@ -21,6 +21,7 @@ import numpy as np
 from . import costs
 from .backend import keras
 from .data import Interactions, NegativeSampler
+from .validation import MIN_VALIDATION_USERS, VALIDATION_USERS
 
 # reads_history: a trained user's scores depend on their recent items (False: they come
 #   from the user's table row, and the history only places users without a row);
@@ -54,6 +55,10 @@ class ScoringModel(keras.Model):
     auto_prior = 1.0
     # Seconds per million (example x dim) of one epoch: sampled-negative Keras training.
     seconds_per_mega_op = 0.25
+    # Holdout scoring in (user x item) cells per validation, for kinds whose every cell costs
+    # a network pass (neumf's MLP: 2,000 users x 23K items took 150-180 s, more than its
+    # epoch): fewer users are validated on a large catalogue. None: ``VALIDATION_USERS``.
+    validation_cells: int | None = None
 
     def __init_subclass__(cls, **kwargs):
         """A class that names a ``kind`` must have declared every capability by then."""
@@ -72,6 +77,15 @@ class ScoringModel(keras.Model):
         """
         examples = n_interactions * (1 + params.get("negatives", 0))
         return cls.seconds_per_mega_op * examples * params.get("dim", 32) / 1e6
+
+    @classmethod
+    def validation_users(cls, n_users: int, n_items: int) -> int:
+        """How many holdout users each validation ranks: ``VALIDATION_USERS``, or fewer
+        (never under ``MIN_VALIDATION_USERS``) when ``validation_cells`` caps the work."""
+        users = VALIDATION_USERS
+        if cls.validation_cells is not None:
+            users = min(users, max(MIN_VALIDATION_USERS, cls.validation_cells // max(n_items, 1)))
+        return min(users, n_users)
 
     @classmethod
     def validation_seconds(cls, users: int, n_items: int, params: dict) -> float:

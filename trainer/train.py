@@ -22,7 +22,7 @@ from .backend import keras, tf
 from .data import Interactions, load_interactions, validation_split
 from .defaults import data_defaults, search_grid
 from .registry import AUTO, MODEL_KINDS, model_kind
-from .validation import VALIDATION_USERS, holdout_metrics, popularity_baseline
+from .validation import holdout_metrics, popularity_baseline
 from .warm import WarmStart
 
 Progress = Callable[[str], None]
@@ -97,8 +97,10 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
         if len(holdout.users) else {}
     metric, deadline = f"ndcg@{k}", None if time_limit is None else started + time_limit
 
+    users = kind.validation_users(data.n_users, data.n_items)
+
     def validate(net) -> dict:  # without a holdout every epoch scores 0: the first is kept
-        return holdout_metrics(net, train, holdout, k, seed=seed) if len(holdout.users) else {}
+        return holdout_metrics(net, train, holdout, k, users, seed) if len(holdout.users) else {}
 
     best = None
     for values in itertools.product(*searched.values()):
@@ -118,7 +120,7 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
     if cut:
         progress(cut)
     metrics = {"holdout": {m: v for m, v in best.items() if m not in ("loss", "seconds", "train_s")},
-               "popularity": popularity_baseline(train, holdout, k, VALIDATION_USERS, seed)}
+               "popularity": popularity_baseline(train, holdout, k, users, seed)}
     refit = bool(refit and len(holdout.users) and not cut)  # a cut build would not fit either
     if refit:
         net = _refit(kind, data, seed, params, best["epoch"], progress)
@@ -200,7 +202,7 @@ def search_seconds(kind, data: Interactions, n_epochs: int) -> tuple[float, floa
     search at ``n_epochs`` each). Every setting validates every epoch, but settings that
     differ only in ``search_shared`` parameters train once (the neighbourhood kinds' tables
     are cached across ``recency``): pricing each as a fit overstated itemknn 3x."""
-    users = min(VALIDATION_USERS, data.n_users)
+    users = kind.validation_users(data.n_users, data.n_items)
     trained, first, total = set(), None, 0.0
     for values in itertools.product(*kind.search.values()):
         settings = {**kind.defaults, **dict(zip(kind.search, values))}
