@@ -148,6 +148,14 @@ class ScoringModel(keras.Model):
         converting ``score_all``'s multi-hot matrix product."""
         return None
 
+    def generator_layers(self) -> tuple[np.ndarray, ...] | None:
+        """(input table [n_items + 1, H] (last row: padding), hidden bias [H], output table
+        [n_items, H], output bias [n_items]), or None: for kinds whose scores are
+        sigmoid(the distinct history items' input rows summed + bias) x output table^T +
+        bias, which the exporter writes directly (``generator_graph``): converted, the
+        distinct-item count alone took dozens of index-building nodes."""
+        return None
+
     def neighbour_tables(self) -> tuple[np.ndarray, np.ndarray, float] | None:
         """([n_items + 1, K] neighbour indices, weights, history recency), or None: the flag of the
         item-neighbourhood kinds, whose scoring core the exporter writes as gather and

@@ -182,6 +182,9 @@ class CollaborativeGAN(ScoringModel):
         valid = tf.cast(history < self.n_items, tf.float32)
         return valid / tf.gather_nd(counts, indices)
 
+    def generator_layers(self) -> tuple[np.ndarray, ...]:
+        return tuple(w.numpy() for w in self.generator)
+
     def item_vectors(self) -> np.ndarray:
         """The output table: a user's score for an item is their hidden vector dotted with its row."""
         return self.g_out.numpy()
