@@ -137,3 +137,29 @@ def test_ease_core_sums_rows_as_the_multi_hot_product_does(train_once):
         items, scores = scorer.top_k(np.full(6, -1), padded[:, :width], np.full((6, 1), n), n)
         got = np.take_along_axis(scores, np.argsort(items, axis=1), axis=1)
         np.testing.assert_allclose(got, score_users(net, np.full(6, -1), padded), rtol=1e-5, atol=1e-6)
+
+
+def test_neumf_scores_every_item_as_its_pairwise_call_does(train_once):
+    """neumf's catalogue-wide scoring (item-major tower, per-user tables in the known-user
+    core) is a rearrangement of the trained pairwise model: the same score for every
+    (user, item) pair, through ``score_all``, ``score_known`` and the exported cores."""
+    import tensorflow as tf
+
+    from edgerec.session import Scorer
+    from edgerec.trainer.validation import score_users
+
+    result = train_once("neumf").result
+    net, data = result.model, result.data
+    users = np.array([0, 3, 7])
+    items = np.arange(net.n_items)
+    pairwise = net((tf.constant(np.repeat(users, len(items))), tf.constant(np.tile(items, len(users)))))
+    expected = pairwise.numpy().reshape(len(users), -1)
+    history = data.recent_items(users, net.history_length)
+    np.testing.assert_allclose(score_users(net, users, history), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net.score_known(tf.constant(users)).numpy(), expected, rtol=1e-5, atol=1e-6)
+    bundle = bundles.Bundle.open(train_once("neumf").bundle)
+    for core in (bundle.onnx_path, bundle.known_onnx_path):
+        got_items, got = Scorer(core.read_bytes(), provider="cpu").top_k(
+            users, history, np.full((3, 1), net.n_items), net.n_items)
+        np.testing.assert_allclose(np.take_along_axis(got, np.argsort(got_items, 1), 1), expected,
+                                   rtol=1e-5, atol=1e-5)

@@ -7,8 +7,8 @@ one logit, trained with binary cross-entropy on sampled negatives (``SampledNega
 
 ``score_all`` scores the whole catalogue for a batch of users without materialising the
 [B, N, 2d] concatenation: the first MLP layer is split into its user and item halves,
-so it is one [B, h] and one [N, h] matmul broadcast to [B, N, h]; the tower's remaining
-layers then run on [B, N, h] tensors. Memory is therefore about B * N * (d + d/2) floats
+so it is one [B, h] and one [h, N] matmul broadcast to [B, h, N]; the tower's remaining
+layers then run on [B, h, N] tensors. Memory is therefore about B * N * (d + d/2) floats
 per call (512 users x 20K items x 48 x 4 bytes ~ 2 GB): fine for catalogues of a few
 thousand items, heavy beyond ~10K.
 
@@ -98,29 +98,46 @@ class NeuralCollaborativeFiltering(FoldsIn, SampledNegativesModel):
         return getattr(self, f"fold_in_{branch}").user_vectors(known, item_table, users, history)
 
     def score_all(self, users, history):
-        return self._scores(self._user_vectors("gmf", users, history),
-                            self._user_vectors("mlp", users, history))
+        return self._scores(self._user_vectors("gmf", users, history) * self._gmf_weights(),
+                            tf.matmul(self._user_vectors("mlp", users, history), self._first_user_half()))
 
     def score_known(self, users):
-        return self._scores(tf.gather(self.gmf_user.embeddings, users),
-                            tf.gather(self.mlp_user.embeddings, users))
+        """The trained users' two products with the output weights and the first layer's
+        user half are per-user constants: tables the converter folds, so a request gathers
+        its rows and multiplies nothing before the item side."""
+        gmf_rows = self.gmf_user.embeddings * self._gmf_weights()
+        mlp_rows = tf.matmul(self.mlp_user.embeddings, self._first_user_half())
+        return self._scores(tf.gather(gmf_rows, users), tf.gather(mlp_rows, users))
 
-    def _scores(self, gu, mu):
-        """[B, N] scores from the users' GMF and MLP embeddings (rows or folded in)."""
-        dim = self.dim
-        w_out = self.output_layer.kernel                              # [d + h_last, 1]
-        gmf = tf.matmul(gu * tf.reshape(w_out[:dim], [1, dim]), self.gmf_item.embeddings,
-                        transpose_b=True)                             # [B, N]
+    def _gmf_weights(self):
+        return tf.reshape(self.output_layer.kernel[:self.dim], [1, self.dim])
+
+    def _first_user_half(self):
+        return self.tower[0].kernel[:self.dim]
+
+    def _scores(self, gmf_user, mlp_first):
+        """[B, N] scores from the users' GMF embeddings times the GMF output weights and
+        their MLP embeddings through the first layer's user half, [B, h1].
+
+        The tower runs item-major, [h, B x N]: the first add puts a per-user value on
+        every row of N items, and each later layer is one 2-D [h', h] x [h, B x N] product
+        whose bias and ReLU ONNX Runtime fuses into it; in the [B, N, h] layout the adds
+        broadcast 32-float rows and the last layer was an [N, h] x [h, 1] product
+        (measured on MovieLens 100K: see benchmarks/README.md). The item half of the first
+        layer, plus its bias, is a constant [h1, N] table.
+        """
         first, rest = self.tower[0], self.tower[1:]
-        h = tf.nn.relu(tf.expand_dims(tf.matmul(mu, first.kernel[:dim]), 1)
-                       + tf.matmul(self.mlp_item.embeddings, first.kernel[dim:])
-                       + first.bias)                                  # [B, N, h1]
-        # As [B * N, h] matrices with constant reshapes: ``tensordot`` converts to ONNX with
-        # five shape-computing nodes per layer, each a dispatch on every request.
-        h = tf.reshape(h, [-1, first.units])
+        w_out = self.output_layer.kernel                              # [d + h_last, 1]
+        gmf = tf.matmul(gmf_user, self.gmf_item.embeddings, transpose_b=True)  # [B, N]
+        items = tf.transpose(tf.matmul(self.mlp_item.embeddings, first.kernel[self.dim:])
+                             + first.bias)                            # [h1, N]
+        h = tf.nn.relu(tf.expand_dims(tf.transpose(mlp_first), 2)
+                       + tf.expand_dims(items, 1))                    # [h1, B, N]
+        h = tf.reshape(h, [first.units, -1])                          # [h1, B * N]
         for layer in rest:
-            h = tf.nn.relu(tf.matmul(h, layer.kernel) + layer.bias)
-        mlp = tf.reshape(tf.matmul(h, w_out[dim:]), [-1, self.n_items])  # [B, N]
+            h = tf.nn.relu(tf.matmul(tf.transpose(layer.kernel), h)
+                           + tf.expand_dims(layer.bias, 1))           # [h, B * N]
+        mlp = tf.reshape(tf.matmul(tf.transpose(w_out[self.dim:]), h), [-1, self.n_items])
         return gmf + mlp + self.output_layer.bias[0]
 
     def item_vectors(self) -> np.ndarray:
