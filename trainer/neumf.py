@@ -99,25 +99,28 @@ class NeuralCollaborativeFiltering(FoldsIn, SampledNegativesModel):
 
     def score_all(self, users, history):
         return self._scores(self._user_vectors("gmf", users, history) * self._gmf_weights(),
-                            tf.matmul(self._user_vectors("mlp", users, history), self._first_user_half()))
+                            self._first_layer_columns(self._user_vectors("mlp", users, history)))
 
     def score_known(self, users):
-        """The trained users' two products with the output weights and the first layer's
+        """The trained users' products with the GMF output weights and the first layer's
         user half are per-user constants: tables the converter folds, so a request gathers
-        its rows and multiplies nothing before the item side."""
+        its rows and columns and multiplies nothing before the item side."""
         gmf_rows = self.gmf_user.embeddings * self._gmf_weights()
-        mlp_rows = tf.matmul(self.mlp_user.embeddings, self._first_user_half())
-        return self._scores(tf.gather(gmf_rows, users), tf.gather(mlp_rows, users))
+        mlp_columns = self._first_layer_columns(self.mlp_user.embeddings)
+        return self._scores(tf.gather(gmf_rows, users), tf.gather(mlp_columns, users, axis=1))
 
     def _gmf_weights(self):
         return tf.reshape(self.output_layer.kernel[:self.dim], [1, self.dim])
 
-    def _first_user_half(self):
-        return self.tower[0].kernel[:self.dim]
+    def _first_layer_columns(self, user_vectors):
+        """[B, d] MLP user embeddings through the first layer's user half, as [h1, B] columns."""
+        return tf.matmul(self.tower[0].kernel[:self.dim], user_vectors, transpose_a=True,
+                         transpose_b=True)
 
     def _scores(self, gmf_user, mlp_first):
         """[B, N] scores from the users' GMF embeddings times the GMF output weights and
-        their MLP embeddings through the first layer's user half, [B, h1].
+        their MLP embeddings through the first layer's user half, [h1, B] (columns: as
+        rows, the converter moved the [h1, B, N] sum's axes by a Transpose per request).
 
         The tower runs item-major, [h, B x N]: the first add puts a per-user value on
         every row of N items, and each later layer is one 2-D [h', h] x [h, B x N] product
@@ -131,8 +134,7 @@ class NeuralCollaborativeFiltering(FoldsIn, SampledNegativesModel):
         gmf = tf.matmul(gmf_user, self.gmf_item.embeddings, transpose_b=True)  # [B, N]
         items = tf.transpose(tf.matmul(self.mlp_item.embeddings, first.kernel[self.dim:])
                              + first.bias)                            # [h1, N]
-        h = tf.nn.relu(tf.expand_dims(tf.transpose(mlp_first), 2)
-                       + tf.expand_dims(items, 1))                    # [h1, B, N]
+        h = tf.nn.relu(tf.expand_dims(mlp_first, 2) + tf.expand_dims(items, 1))  # [h1, B, N]
         h = tf.reshape(h, [first.units, -1])                          # [h1, B * N]
         for layer in rest:
             h = tf.nn.relu(tf.matmul(tf.transpose(layer.kernel), h)
