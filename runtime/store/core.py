@@ -318,7 +318,9 @@ class Store:
         """
         try:  # the common case first, without the retry machinery (a first request's read)
             return self._reader().execute(sql, params).fetchall()
-        except sqlite3.Error:  # again, with retries while locked; other errors as ``fault`` says
+        except sqlite3.Error as exc:  # locked: again, with retries; others as ``fault`` says
+            if not _is_busy(exc):
+                raise fault(exc, self.path) from None
             with _faults(self.path):
                 conn = self._reader()
                 return _retry(lambda: conn.execute(sql, params).fetchall(), self.path,
