@@ -1,0 +1,85 @@
+"""What keeps ``fit`` fast at 10M interactions with the same results: the timeline sorted
+once and carried into subsets, the ranking of sparse score rows, itemknn's ordered pairs
+made in one conversion."""
+
+import numpy as np
+
+from test_defaults import shop_like
+
+
+def _timeline_by_sorting(data) -> np.ndarray:
+    from edgerec.trainer.data import tie_break_key
+
+    return np.lexsort((tie_break_key(data.users, data.items), data.ts, data.users))
+
+
+def test_a_subset_inherits_its_timeline_as_if_sorted_again():
+    """A split's parts read the parent's order (no new sort), and it is the order a fresh
+    sort gives them, timestamp ties included; recent_items and the split agree with it."""
+    from edgerec.trainer.data import temporal_split
+
+    data = shop_like(200, 300, 8)
+    data.ts = np.floor(data.ts / 50.0)  # many equal timestamps: the tie key decides
+    train_mask, holdout_mask = temporal_split(data)
+    for part in (data.subset(train_mask), data.subset(holdout_mask)):
+        assert part._timeline is not None
+        assert np.array_equal(part.timeline(), _timeline_by_sorting(part))
+    fresh = type(data)(data.user_ids, data.item_ids, data.users, data.items, data.ts)
+    assert np.array_equal(temporal_split(fresh)[1], holdout_mask)
+    users = np.arange(0, data.n_users, 5)
+    newest = fresh.recent_items(users, 3)
+    order = _timeline_by_sorting(data)
+    for row, user in zip(newest, users):
+        mine = order[data.users[order] == user]
+        assert list(row[row < data.n_items]) == list(data.items[mine][::-1][:3])
+
+
+def test_top_k_of_rows_mostly_tied_at_zero_breaks_ties_by_the_lower_index():
+    """A neighbour kind's score row is mostly 0 on a large catalogue: the few positive
+    items first (best first), then the lowest-indexed unseen zeros, seen items never."""
+    from edgerec.metrics import top_k_excluding
+
+    rng = np.random.default_rng(0)
+    scores = np.zeros((50, 400), np.float32)
+    for row in scores:
+        positive = rng.choice(400, rng.integers(0, 15), replace=False)
+        row[positive] = rng.integers(1, 4, len(positive))  # ties among the positives too
+    seen = [rng.choice(400, 20, replace=False) for _ in range(50)]
+    got = top_k_excluding(scores, seen, 10)
+    for row, ex, top in zip(scores, seen, got):
+        allowed = np.setdiff1d(np.arange(400), ex)
+        expected = allowed[np.lexsort((allowed, -row[allowed]))][:10]
+        assert list(top) == list(expected)
+
+
+def test_forward_pairs_count_what_came_after_within_the_window():
+    """itemknn's ordered pairs against a count made by walking every timeline by hand."""
+    from edgerec.trainer.itemknn import FORWARD_WINDOW, GAP_DECAY, ForwardPairs
+
+    data = shop_like(60, 40, 30)
+    expected = np.zeros((40, 40))
+    order = _timeline_by_sorting(data)
+    for user in range(data.n_users):
+        line = data.items[order][data.users[order] == user]
+        for a in range(len(line)):
+            for gap in range(1, min(FORWARD_WINDOW, len(line) - 1 - a) + 1):
+                expected[line[a], line[a + gap]] += GAP_DECAY ** (gap - 1)
+    pairs = ForwardPairs(data)
+    sources = np.array([3, 0, 17, 39, 5])
+    assert np.allclose(pairs.rows(sources).toarray(), expected[sources], rtol=1e-5)
+
+
+def test_popularity_metrics_rank_as_a_score_row_per_user_would():
+    """Most popular unseen items from one ranking equal ``top_k_excluding`` over a copy of
+    the counts per user, ties included, also for a user who has seen almost everything."""
+    from edgerec.metrics import ranking_metrics, top_k_excluding
+    from edgerec.trainer.validation import popularity_metrics
+
+    rng = np.random.default_rng(1)
+    counts = rng.integers(0, 6, 300).astype(np.float32)  # many ties
+    seen = [rng.choice(300, n, replace=False) for n in rng.integers(0, 40, 60)]
+    seen.append(np.arange(295))  # 5 unseen items left for k = 10
+    relevant = [rng.choice(300, 5, replace=False) for _ in seen]
+    broadcast = top_k_excluding(np.broadcast_to(counts, (len(seen), 300)), seen, 10)
+    assert popularity_metrics(counts, seen, relevant, 10, 300) == \
+        ranking_metrics(broadcast, relevant, 10, 300)
