@@ -2,6 +2,8 @@
 once and carried into subsets, the ranking of sparse score rows, itemknn's ordered pairs
 made in one conversion."""
 
+import re
+
 import numpy as np
 
 from test_defaults import shop_like
@@ -83,3 +85,32 @@ def test_popularity_metrics_rank_as_a_score_row_per_user_would():
     broadcast = top_k_excluding(np.broadcast_to(counts, (len(seen), 300)), seen, 10)
     assert popularity_metrics(counts, seen, relevant, 10, 300) == \
         ranking_metrics(broadcast, relevant, 10, 300)
+
+
+def test_autos_default_budget_grows_only_beyond_four_million_interactions(monkeypatch):
+    """240 s for every shape measured so far; a minute per million interactions beyond 4M
+    (600 s at the 100K x 100K shop's 10M); an explicit budget always wins."""
+    from edgerec.trainer import MODEL_KINDS, fit, train
+    from edgerec.trainer.train import auto_budget
+
+    assert auto_budget(290_000) == auto_budget(4_000_000) == 240.0
+    assert auto_budget(10_000_000) == 600.0
+    monkeypatch.setattr(train, "MODEL_KINDS", {"rp3beta": MODEL_KINDS["rp3beta"]})  # fast
+    for budget, said in ((None, "[auto] budget 240s"), (30.0, "[auto] budget 30s")):
+        lines = []
+        fit(shop_like(60, 50, 5), "auto", budget_seconds=budget, progress=lines.append)
+        assert lines[0].startswith(said)
+
+
+def test_a_time_limited_build_leaves_room_for_its_validation(monkeypatch):
+    """A build whose validation is expected to take longer than the whole limit stops
+    after its first block, so that the validation after it still ends in time."""
+    from edgerec.trainer import MODEL_KINDS, fit, neighbourhood
+
+    data = shop_like(300, 400, 10)
+    monkeypatch.setattr(neighbourhood, "_BLOCK_CELLS", 20 * data.n_items)
+    knn = MODEL_KINDS["itemknn"]
+    monkeypatch.setattr(knn, "validation_seconds", classmethod(lambda cls, *a: 1e6))
+    cut = fit(data, "itemknn", forward=0.0, recency=1.0, time_limit=1e5)
+    built = int(re.search(r"rows of the (\d+) most popular of 400", cut.params["cut_short"])[1])
+    assert built <= 20  # one block: the limit, 1e5 s, was never near

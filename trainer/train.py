@@ -45,6 +45,17 @@ def quiet(message: str) -> None:
 
 
 AUTO_BUDGET_SECONDS = 240.0
+# Beyond 4M interactions auto's default budget grows by a minute per million: at 10M (the
+# 100K x 100K shop) one full item-neighbourhood table, its validations and its refit take
+# ~5 minutes on 2 cores, so a fixed 240 s could only return tables cut to the popular
+# items (popularity's score there); 600 s is also the time the issue allows als alone on
+# that data. Below 4M (every shape measured so far, 290K events at most) it stays 240 s.
+AUTO_SECONDS_PER_INTERACTION = 60e-6
+
+
+def auto_budget(n_interactions: int) -> float:
+    """``auto``'s default budget for data of ``n_interactions`` unique pairs (see above)."""
+    return max(AUTO_BUDGET_SECONDS, AUTO_SECONDS_PER_INTERACTION * n_interactions)
 
 
 def fit(source: Store | str | Path | Interactions, model: str | None = None, *, seed: int = 0,
@@ -107,7 +118,8 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
         settings = {**params, **dict(zip(searched, values))}
         if searched:
             progress("search: " + ", ".join(f"{n} {settings[n]}" for n in searched))
-        net = build_model(kind, data, seed, settings, train, deadline)
+        net = build_model(kind, data, seed, settings, train,
+                          _build_deadline(deadline, kind, users, data.n_items, settings))
         row, log = run_epochs(net, train, settings["epochs"], seed, progress, validate=validate,
                               metric=metric, patience=patience, deadline=deadline)
         if best is None or row.get(metric, 0.0) > best[1].get(metric, 0.0):
@@ -217,10 +229,11 @@ def search_seconds(kind, data: Interactions, n_epochs: int) -> tuple[float, floa
 
 def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patience: int = 3,
              k: int = 10, progress: Progress = quiet, epochs: int | None = None,
-             budget_seconds: float = AUTO_BUDGET_SECONDS, validation: str = "temporal") -> FitResult:
+             budget_seconds: float | None = None, validation: str = "temporal") -> FitResult:
     """Fit model kinds with their defaults inside ``budget_seconds``, keep the best on the
     holdout, refit it; the refit is inside the budget too (when it would not fit, the
     winner keeps its weights from the training part: ``params["refit"]`` says which).
+    The default budget is ``auto_budget``: 240 s, more beyond 4M interactions.
 
     ``epochs`` caps every kind's epochs (default: each kind's own). The holdout is the same
     temporal split each kind early-stops on (inside ``evaluate`` it is carved from the
@@ -233,6 +246,7 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
     """
     started = time.perf_counter()
     data = _interactions(source)
+    budget_seconds = auto_budget(len(data.users)) if budget_seconds is None else budget_seconds
     tried: list[dict] = []
     best: FitResult | None = None
     metric = f"ndcg@{k}"
@@ -402,6 +416,14 @@ def _refit(kind, data: Interactions, seed: int, params: dict, epochs: int, progr
     net = build_model(kind, data, seed, params, data, deadline)
     run_epochs(net, data, epochs, seed, quiet)
     return net
+
+
+def _build_deadline(deadline: float | None, kind, users: int, n_items: int,
+                    settings: dict) -> float | None:
+    """When a time-limited build must stop: early enough for the validation after it
+    (``kind.validation_seconds``), which a cut build still needs (at 100K items the
+    validation after a build cut at the limit overran it by 115-131 s)."""
+    return None if deadline is None else deadline - kind.validation_seconds(users, n_items, settings)
 
 
 def build_model(kind, data: Interactions, seed: int, params: dict, fitted_on: Interactions,
