@@ -114,3 +114,24 @@ def test_a_time_limited_build_leaves_room_for_its_validation(monkeypatch):
     cut = fit(data, "itemknn", forward=0.0, recency=1.0, time_limit=1e5)
     built = int(re.search(r"rows of the (\d+) most popular of 400", cut.params["cut_short"])[1])
     assert built <= 20  # one block: the limit, 1e5 s, was never near
+
+
+def test_a_time_limited_search_goes_on_where_the_next_setting_reuses_the_tables(monkeypatch):
+    """rp3beta's recency values share one table: after a slow build (3 s here, of a 4.5 s
+    limit) the next values cost a validation each, so all are tried; a search that priced
+    each like the first would have stopped after one."""
+    import time
+
+    from edgerec.trainer import fit, neighbourhood
+
+    build = neighbourhood.top_k_rows
+
+    def slow(*args, **kwargs):
+        time.sleep(3.0)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(neighbourhood, "top_k_rows", slow)
+    lines = []
+    fit(shop_like(300, 400, 10), "rp3beta", refit=False, time_limit=4.5, progress=lines.append)
+    assert [line for line in lines if line.startswith("search:")] == \
+        [f"search: recency {r}" for r in (0.3, 0.6, 1.0)]
