@@ -1,7 +1,7 @@
 """Training at scale: each kind on a 100K users x 100K items shop of 10M purchases.
 
     python benchmarks/large_train.py [--models als,auto] [--follow 0.7] [--stay 0.25] [--categories N]
-                                     [--budget 240] [--params JSON] [--users N] [--items N]
+                                     [--budget S] [--params JSON] [--users N] [--items N]
                                      [--events N] [--out DIR]
 
 The data is ``demo:shop``'s generator (``edgerec.demo.shop_purchases``) at the size of
@@ -57,6 +57,7 @@ def one(kind: str, args) -> dict:
                              args.categories)
     built = time.perf_counter() - t0
     extra = {"budget_seconds": args.budget} if kind == "auto" else json.loads(args.params)
+    extra = {name: value for name, value in extra.items() if value is not None}
     t0 = time.perf_counter()
     result = fit(data, kind, progress=lambda m: print("  " + m, file=sys.stderr, flush=True), **extra)
     seconds = time.perf_counter() - t0
@@ -78,7 +79,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--follow", type=float, default=0.7)
     parser.add_argument("--stay", type=float, default=0.25)
     parser.add_argument("--categories", type=int, help="default: 12 x events per user items each")
-    parser.add_argument("--budget", type=float, default=240.0)
+    parser.add_argument("--budget", type=float,
+                        help="auto's budget in seconds (default: auto's own, 600 at 10M interactions)")
     parser.add_argument("--params", default="{}", help='settings for the kinds, JSON: {"reg": 20}')
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")

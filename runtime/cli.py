@@ -49,7 +49,7 @@ def fit_options(command):
             click.option("--negatives", type=int, help="Sampled negatives per positive."),
             click.option("--seed", type=int, help="Random seed [default: 0]."),
             click.option("--budget-seconds", type=float,
-                         help="--model auto: seconds for every try and the refit [default: 240]."),
+                         help="--model auto: seconds for every try and the refit [default: 240; beyond 4M interactions 60 per million]."),
             click.option("--validation", help="The holdout that early stopping, searches and "
                          "auto judge by: temporal (each user's newest 20%) or random (20% of "
                          "each item's events) [default: temporal; evaluate: as its protocol].")]):

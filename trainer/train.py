@@ -45,6 +45,17 @@ def quiet(message: str) -> None:
 
 
 AUTO_BUDGET_SECONDS = 240.0
+# Beyond 4M interactions auto's default budget grows by a minute per million: at 10M (the
+# 100K x 100K shop) one full item-neighbourhood table, its validations and its refit take
+# ~5 minutes on 2 cores, so a fixed 240 s could only return tables cut to the popular
+# items (popularity's score there); 600 s is also the time the issue allows als alone on
+# that data. Below 4M (every shape measured so far, 290K events at most) it stays 240 s.
+AUTO_SECONDS_PER_INTERACTION = 60e-6
+
+
+def auto_budget(n_interactions: int) -> float:
+    """``auto``'s default budget for data of ``n_interactions`` unique pairs (see above)."""
+    return max(AUTO_BUDGET_SECONDS, AUTO_SECONDS_PER_INTERACTION * n_interactions)
 
 
 def fit(source: Store | str | Path | Interactions, model: str | None = None, *, seed: int = 0,
@@ -103,17 +114,22 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
         return holdout_metrics(net, train, holdout, k, users, seed) if len(holdout.users) else {}
 
     best = None
-    for values in itertools.product(*searched.values()):
+    combos = list(itertools.product(*searched.values()))
+    for i, values in enumerate(combos):
         settings = {**params, **dict(zip(searched, values))}
         if searched:
             progress("search: " + ", ".join(f"{n} {settings[n]}" for n in searched))
-        net = build_model(kind, data, seed, settings, train, deadline)
+        net = build_model(kind, data, seed, settings, train,
+                          _build_deadline(deadline, kind, users, data.n_items, settings))
         row, log = run_epochs(net, train, settings["epochs"], seed, progress, validate=validate,
                               metric=metric, patience=patience, deadline=deadline)
         if best is None or row.get(metric, 0.0) > best[1].get(metric, 0.0):
             best, params = (net, row, log), settings
-        # As run_epochs does: stop before another setting like the last would pass the limit.
-        if deadline is not None and time.perf_counter() + sum(r["seconds"] for r in log) > deadline:
+        # As run_epochs does: stop before another setting like the last would pass the limit
+        # (a build cut short has met it).
+        if deadline is not None and i + 1 < len(combos) and (getattr(net, "cut_short", None) or (
+                time.perf_counter() + _next_setting_seconds(
+                    kind, train, settings, dict(zip(searched, combos[i + 1])), log) > deadline)):
             break
     net, best, log = best
     cut = getattr(net, "cut_short", None)
@@ -131,6 +147,23 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
     if cut:
         fitted["cut_short"] = cut
     return FitResult(net, data, metrics, fitted, log, time.perf_counter() - started)
+
+
+def _next_setting_seconds(kind, train: Interactions, last: dict, following: dict,
+                          log: list) -> float:
+    """What a search's next setting (``following``: its searched values) should take,
+    judged by the ``last`` one's epochs (``log``): their validations, plus, unless the two
+    differ in ``kind.search_shared`` parameters alone (the neighbour tables are cached),
+    their training scaled by the two settings' ``epoch_seconds``. At 100K items pricing
+    a cached setting as a build stopped itemknn's search after one value (178 s build and
+    validation, when the next needed a ~20 s validation), and pricing forward 0.5 as
+    forward 1 would start a build ~2x longer."""
+    validation = sum(row["seconds"] - row["train_s"] for row in log)
+    if all(last[name] == value for name, value in following.items() if name not in kind.search_shared):
+        return validation
+    shape = (train.n_users, train.n_items, len(train.users))
+    ratio = kind.epoch_seconds(*shape, {**last, **following}) / max(kind.epoch_seconds(*shape, last), 1e-9)
+    return validation + ratio * sum(row["train_s"] for row in log)
 
 
 def run_epochs(net, train: Interactions, epochs: int, seed: int, progress: Progress, *,
@@ -217,10 +250,11 @@ def search_seconds(kind, data: Interactions, n_epochs: int) -> tuple[float, floa
 
 def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patience: int = 3,
              k: int = 10, progress: Progress = quiet, epochs: int | None = None,
-             budget_seconds: float = AUTO_BUDGET_SECONDS, validation: str = "temporal") -> FitResult:
+             budget_seconds: float | None = None, validation: str = "temporal") -> FitResult:
     """Fit model kinds with their defaults inside ``budget_seconds``, keep the best on the
     holdout, refit it; the refit is inside the budget too (when it would not fit, the
     winner keeps its weights from the training part: ``params["refit"]`` says which).
+    The default budget is ``auto_budget``: 240 s, more beyond 4M interactions.
 
     ``epochs`` caps every kind's epochs (default: each kind's own). The holdout is the same
     temporal split each kind early-stops on (inside ``evaluate`` it is carved from the
@@ -233,6 +267,7 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
     """
     started = time.perf_counter()
     data = _interactions(source)
+    budget_seconds = auto_budget(len(data.users)) if budget_seconds is None else budget_seconds
     tried: list[dict] = []
     best: FitResult | None = None
     metric = f"ndcg@{k}"
@@ -402,6 +437,14 @@ def _refit(kind, data: Interactions, seed: int, params: dict, epochs: int, progr
     net = build_model(kind, data, seed, params, data, deadline)
     run_epochs(net, data, epochs, seed, quiet)
     return net
+
+
+def _build_deadline(deadline: float | None, kind, users: int, n_items: int,
+                    settings: dict) -> float | None:
+    """When a time-limited build must stop: early enough for the validation after it
+    (``kind.validation_seconds``), which a cut build still needs (at 100K items the
+    validation after a build cut at the limit overran it by 115-131 s)."""
+    return None if deadline is None else deadline - kind.validation_seconds(users, n_items, settings)
 
 
 def build_model(kind, data: Interactions, seed: int, params: dict, fitted_on: Interactions,
