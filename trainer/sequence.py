@@ -146,7 +146,7 @@ class SelfAttentionSequence(ScoringModel):
         "epochs": 100, "dim": 32, "history_length": 50, "blocks": 1, "heads": 2,
         "dropout": "auto", "learning_rate": 0.004, "batch_size": 32, "init": "spectral",
         "full_softmax_items": 20_000, "sampled_negatives": 512,
-        "future_window": "auto", "future_decay": 1.0,
+        "future_window": "auto",
     }
 
     @classmethod
@@ -280,8 +280,6 @@ class SelfAttentionSequence(ScoringModel):
         self.score_all(tf.zeros([1], tf.int64), tf.zeros([1, self.history_length], tf.int64))
         self.optimizer.build(self.trainable_variables)
         self.sampled = self.n_items > int(self.params["full_softmax_items"])
-        ahead = np.arange(int(self.params["future_window"]))
-        self._future_weights = tf.constant(float(self.params["future_decay"]) ** ahead, tf.float32)
         self._step = tf.function(self._train_step, input_signature=[
             tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None, None], tf.int64),
             tf.TensorSpec([None], tf.int64)], reduce_retracing=True)
@@ -341,8 +339,7 @@ class SelfAttentionSequence(ScoringModel):
             else:
                 logits = tf.matmul(h, table, transpose_b=True) + self.item_bias[None, :]
                 log_p = tf.gather(tf.nn.log_softmax(logits), target, batch_dims=1)
-            weights = known * self._future_weights[None, :]
-            per_position = -tf.reduce_sum(log_p * weights, -1) / tf.reduce_sum(weights, -1)
+            per_position = -tf.reduce_sum(log_p * known, -1) / tf.reduce_sum(known, -1)
             loss = tf.reduce_mean(per_position)
         variables = self.trainable_variables
         grads = tape.gradient(loss, variables)
