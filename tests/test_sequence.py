@@ -163,3 +163,30 @@ def test_epoch_cost_follows_the_softmax_width():
     full = Seq.epoch_seconds(*shop, {**Seq.defaults, "full_softmax_items": 30_000})
     more = Seq.epoch_seconds(*shop, {**Seq.defaults, "sampled_negatives": 2048})
     assert sampled < more < full and full > 5 * sampled
+
+
+def test_each_position_targets_the_items_that_followed_it():
+    """``future_window`` F: position p of a window (p items before its end) is trained on
+    the next F items of the timeline, the next one first; the future past the end is padding."""
+    from edgerec.trainer.sequence import SelfAttentionSequence as Seq
+
+    net = Seq(1, 10, history_length=4, future_window=3)
+    net.timelines = [np.arange(7)]  # items 0..6 in time order
+    inputs, targets = net.windows(np.random.default_rng(0))
+    assert inputs.shape == (2, 4) and targets.shape == (2, 4, 3)
+    np.testing.assert_array_equal(inputs[0], [5, 4, 3, 2])  # newest first
+    np.testing.assert_array_equal(targets[0], [[6, 10, 10], [5, 6, 10], [4, 5, 6], [3, 4, 5]])
+    # An older window's positions look past its own end, into the newer window.
+    np.testing.assert_array_equal(inputs[1], [2, 1, 0, 10])
+    np.testing.assert_array_equal(targets[1, :3], [[3, 4, 5], [2, 3, 4], [1, 2, 3]])
+    assert (targets[1, 3] == 10).all()
+
+
+def test_future_window_trains_with_the_sampled_softmax(demo_store):
+    from edgerec.trainer import fit
+
+    result = fit(demo_store, "seq", epochs=4, seed=1, refit=False, future_window=4,
+                 full_softmax_items=50, sampled_negatives=64)
+    losses = [row["loss"] for row in result.epochs]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert result.metrics["holdout"]["ndcg@10"] > 2 * result.metrics["popularity"]["ndcg@10"]
