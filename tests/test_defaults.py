@@ -32,6 +32,7 @@ def test_als_searches_confidence_and_catalogue_scaled_regularisation():
     data = shop_like(120, 1_500, 30)
     assert als_sparsity(data) == 1.0
     result = fit(data, "als", epochs=1, refit=False)
+    assert result.params["dim"] == 64
     assert result.params["searched"] == {"alpha": [1.0, 4.0], "reg": [15.0, 3.8]}
     assert result.params["alpha"] in (1.0, 4.0) and result.params["reg"] in (15.0, 3.8)
     kept = fit(data, "als", epochs=1, refit=False, reg=3.0)
@@ -71,6 +72,8 @@ def test_als_skips_a_search_that_would_not_fit_and_keeps_the_data_driven_values(
     assert "searched" not in result.params
     assert (result.params["reg"], result.params["alpha"]) == (round(90.0 / sparsity, 1),
                                                               round(sparsity, 1))
+    assert sparsity >= 4 and result.params["dim"] == 128  # strongly swamped: wider factors
+    assert fit(data, "als", epochs=1, refit=False, dim=16).params["dim"] == 16  # set: kept
 
 
 def test_auto_prices_neighbourhood_kinds_and_gan_by_their_own_work():
