@@ -43,9 +43,9 @@ def test_als_searches_confidence_and_catalogue_scaled_regularisation():
 
 def test_als_on_sparse_histories_raises_confidence_and_lowers_reg():
     """6 purchases of a 9,000-item catalogue: a user's few observed cells are swamped by
-    the other items' Y^T Y, so alpha is raised and reg lowered by the same factor (the
-    demo:shop lesson: reg 233 at alpha 1-4 scored 0.027 where alpha 40 scored 0.06), and
-    the larger alpha is tried first."""
+    the other items' Y^T Y, so reg is lowered by that factor and alpha set to 4x it (the
+    demo:shop lesson: reg 233 at alpha 1-4 scored 0.027 where alpha 40 scored 0.06); the
+    search goes down from that alpha."""
     from edgerec.trainer import fit
     from edgerec.trainer.defaults import als_sparsity
 
@@ -54,13 +54,13 @@ def test_als_on_sparse_histories_raises_confidence_and_lowers_reg():
     mass = np.log(2.0) * len(data.users) / data.n_users  # no weights: each pair weighs 1
     assert sparsity == pytest.approx(9_000 / (400 * mass)) and sparsity > 2
     searched = fit(data, "als", epochs=1, refit=False).params["searched"]
-    alpha, reg = round(sparsity, 1), round(90.0 / sparsity, 1)
-    assert searched == {"alpha": [round(4 * alpha, 1), alpha], "reg": [reg, round(reg / 4, 1)]}
+    alpha, reg = round(4 * sparsity, 1), round(90.0 / sparsity, 1)
+    assert searched == {"alpha": [alpha, round(alpha / 4, 1)], "reg": [reg, round(reg / 4, 1)]}
 
 
 def test_als_skips_a_search_that_would_not_fit_and_keeps_the_data_driven_values(monkeypatch):
     """Where the extra fits are expected to take too long (a 10M-event shop), the
-    data-driven alpha and reg stand alone (while reg is below ``als_reg_ceiling``, here
+    data-driven alpha (the larger, likelier one) and reg stand alone (while reg is below ``als_reg_ceiling``, here
     raised out of the way)."""
     from edgerec.trainer import defaults, fit
 
@@ -71,7 +71,7 @@ def test_als_skips_a_search_that_would_not_fit_and_keeps_the_data_driven_values(
     result = fit(data, "als", epochs=1, refit=False)
     assert "searched" not in result.params
     assert (result.params["reg"], result.params["alpha"]) == (round(90.0 / sparsity, 1),
-                                                              round(sparsity, 1))
+                                                              round(4 * sparsity, 1))
     assert sparsity >= 4 and result.params["dim"] == 128  # strongly swamped: wider factors
     assert fit(data, "als", epochs=1, refit=False, dim=16).params["dim"] == 16  # set: kept
 

@@ -46,16 +46,21 @@ def data_statistics(data: Interactions) -> dict:
 # purchases a user, 23K items) the catalogue-scaled reg 233 with alpha 1-4 scored 0.027 on
 # test where implicit's ALS at alpha 40, reg 10 scored 0.065. ``als_sparsity`` measures
 # that swamping (items over 400 x a user's mean summed log1p weight; 10.8 on demo:shop,
-# 1.1 on demo:shop-small, 1 - the floor - on MovieLens and plays) and raises alpha and
-# lowers reg by that factor. The holdout then tries alpha at 1x and 4x that value (the
-# larger first where the data is sparse: there it is the likelier winner, and ``auto`` may
-# cut the search after its first setting) and reg at 1x and 1/4, where the search fits in
+# 1.1 on demo:shop-small, 1 - the floor - on MovieLens and plays) and lowers reg by that
+# factor and, where it is above 1, sets alpha to 4x it. The holdout then tries alpha at 1x
+# and 4x (dense) or 1x and 1/4 (sparse: the larger is the likelier winner, tried first, as
+# ``auto`` may cut the search after its first setting) and reg at 1x and 1/4, where it fits in
 # ``SEARCH_SECONDS``; beyond that the data-driven values stand alone, reg lowered to
 # ``als_reg_ceiling`` where it would leave only popularity.
 ALS_REG_PER_ITEM = 0.01
 ALS_REG_RANGE = (10.0, 1000.0)
 # Items per unit of a user's mean summed log1p weight above which a history is swamped.
 ALS_ITEMS_PER_MASS = 400.0
+# Sparse data starts at this multiple of the sparsity (alpha 43 on demo:shop, the likelier
+# winner), so that where no search runs the lone setting is the better one: at dim 128 the
+# search is priced over ``SEARCH_SECONDS`` there, and alpha 10.8 alone scored 0.0643 on
+# the holdout where alpha 42 scored 0.0683. The search goes down from it by the same step.
+ALS_SEARCH_ALPHA_STEP = 4.0
 # Where the swamping is strong the factors double: on demo:shop (sparsity 10.8) alpha 42,
 # reg 21.6 scored validation NDCG@10 0.059 at dim 64 and 0.068 at dim 128 (40 s, 8 epochs;
 # implicit's tuned best there, 128 factors: 0.0645). The 100K x 100K shop (sparsity ~3.6,
@@ -106,7 +111,8 @@ def data_defaults(kind: str, data: Interactions, passed: set) -> dict:
     chosen = {}
     if kind == "als":
         sparsity = als_sparsity(data)
-        chosen = {"alpha": round(sparsity, 1), "reg": round(als_reg(data.n_items) / sparsity, 1)}
+        alpha = ALS_SEARCH_ALPHA_STEP * sparsity if sparsity > 1.0 else 1.0
+        chosen = {"alpha": round(alpha, 1), "reg": round(als_reg(data.n_items) / sparsity, 1)}
         if sparsity >= ALS_WIDE_SPARSITY:
             chosen["dim"] = ALS_WIDE_DIM
     return {name: value for name, value in chosen.items() if name not in passed}
@@ -125,7 +131,8 @@ def search_grid(kind, data: Interactions, params: dict, passed: set, bounded: bo
     if kind.kind == "als":
         grid = {name: tuple(round(m * params[name], 1) for m in multiples)
                 for name, multiples in kind.search.items()}
-        grid["alpha"] = tuple(sorted(grid["alpha"], reverse=params["alpha"] > 1.0))
+        if params["alpha"] > 1.0:  # sparse: the data-driven alpha is the larger one
+            grid["alpha"] = tuple(round(params["alpha"] / m, 1) for m in kind.search["alpha"])
     grid = {name: values for name, values in grid.items() if name not in passed}
     fits = int(np.prod([len(values) for values in grid.values()]))
     each = params["epochs"] * kind.epoch_seconds(data.n_users, data.n_items, len(data.users), params)
