@@ -1,6 +1,6 @@
 """`als` settings on validation only: the grid behind ``edgerec.trainer.defaults``.
 
-    python benchmarks/tune_als.py DATA [--reg 5,20,100] [--alpha 1,5] [--dim 64] [--out DIR]
+    python benchmarks/tune_als.py DATA [--reg 5,20,100] [--alpha 1,4,16,40] [--dim 64] [--out DIR]
 
 DATA is what ``benchmarks/quality.py`` takes. The test part of ``edgerec evaluate``'s temporal
 split is dropped first and never read: each setting is fitted on the train part minus its
@@ -30,7 +30,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path)
     parser.add_argument("--reg", default="5,20,100")
-    parser.add_argument("--alpha", default="1,5")
+    parser.add_argument("--alpha", default="1,4,16,40")  # 40: the sparse shops
     parser.add_argument("--dim", default="64")
     parser.add_argument("--weighting", default="log1p")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")

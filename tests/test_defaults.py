@@ -23,31 +23,57 @@ def shop_like(n_users: int, n_items: int, per_user: int, seed: int = 0):
 
 
 def test_als_searches_confidence_and_catalogue_scaled_regularisation():
-    """Unset, alpha and reg are tried on the holdout (reg around n_items / 100, at least
-    10); what the caller sets is kept and not searched."""
+    """Where histories are not small beside the catalogue (sparsity 1), alpha 1 and 4 and
+    reg around n_items / 100 (at least 10) are tried on the holdout; what the caller sets is
+    kept and not searched."""
     from edgerec.trainer import fit
+    from edgerec.trainer.defaults import als_sparsity
 
-    data = shop_like(120, 3_000, 8)
+    data = shop_like(120, 1_500, 30)
+    assert als_sparsity(data) == 1.0
     result = fit(data, "als", epochs=1, refit=False)
-    assert result.params["searched"] == {"alpha": [1.0, 4.0], "reg": [30.0, 7.5]}
-    assert result.params["alpha"] in (1.0, 4.0) and result.params["reg"] in (30.0, 7.5)
+    assert result.params["dim"] == 64
+    assert result.params["searched"] == {"alpha": [1.0, 4.0], "reg": [15.0, 3.8]}
+    assert result.params["alpha"] in (1.0, 4.0) and result.params["reg"] in (15.0, 3.8)
     kept = fit(data, "als", epochs=1, refit=False, reg=3.0)
     assert kept.params["reg"] == 3.0 and kept.params["searched"] == {"alpha": [1.0, 4.0]}
     small = fit(shop_like(60, 200, 8), "als", epochs=1, refit=False, alpha=2.0)
     assert small.params["alpha"] == 2.0 and small.params["searched"] == {"reg": [10.0, 2.5]}
 
 
-def test_als_skips_a_search_that_would_not_fit_and_keeps_the_scaled_reg(monkeypatch):
+def test_als_on_sparse_histories_raises_confidence_and_lowers_reg():
+    """6 purchases of a 9,000-item catalogue: a user's few observed cells are swamped by
+    the other items' Y^T Y, so reg is lowered by that factor and alpha set to 4x it (the
+    demo:shop lesson: reg 233 at alpha 1-4 scored 0.027 where alpha 40 scored 0.06); the
+    search goes down from that alpha."""
+    from edgerec.trainer import fit
+    from edgerec.trainer.defaults import als_sparsity
+
+    data = shop_like(120, 9_000, 6)
+    sparsity = als_sparsity(data)
+    mass = np.log(2.0) * len(data.users) / data.n_users  # no weights: each pair weighs 1
+    assert sparsity == pytest.approx(9_000 / (400 * mass)) and sparsity > 2
+    searched = fit(data, "als", epochs=1, refit=False).params["searched"]
+    alpha, reg = round(4 * sparsity, 1), round(90.0 / sparsity, 1)
+    assert searched == {"alpha": [alpha, round(alpha / 4, 1)], "reg": [reg, round(reg / 4, 1)]}
+
+
+def test_als_skips_a_search_that_would_not_fit_and_keeps_the_data_driven_values(monkeypatch):
     """Where the extra fits are expected to take too long (a 10M-event shop), the
-    catalogue-scaled reg stands alone, with the default alpha (while it is below
-    ``als_reg_ceiling``, here raised out of the way)."""
+    data-driven alpha (the larger, likelier one) and reg stand alone (while reg is below ``als_reg_ceiling``, here
+    raised out of the way)."""
     from edgerec.trainer import defaults, fit
 
     monkeypatch.setattr(defaults, "SEARCH_SECONDS", 0.0)
     monkeypatch.setattr(defaults, "ALS_SPECTRAL_SHARE", 1e6)
-    result = fit(shop_like(120, 3_000, 8), "als", epochs=1, refit=False)
+    data = shop_like(120, 9_000, 6)
+    sparsity = defaults.als_sparsity(data)
+    result = fit(data, "als", epochs=1, refit=False)
     assert "searched" not in result.params
-    assert (result.params["reg"], result.params["alpha"]) == (30.0, 1.0)
+    assert (result.params["reg"], result.params["alpha"]) == (round(90.0 / sparsity, 1),
+                                                              round(4 * sparsity, 1))
+    assert sparsity >= 4 and result.params["dim"] == 128  # strongly swamped: wider factors
+    assert fit(data, "als", epochs=1, refit=False, dim=16).params["dim"] == 16  # set: kept
 
 
 def test_auto_prices_neighbourhood_kinds_and_gan_by_their_own_work():

@@ -78,10 +78,9 @@ class AlternatingLeastSquares(FactorTables):
     history_length = 200
     defaults = {**ScoringModel.defaults, "epochs": 15, "dim": 64, "reg": 20.0, "alpha": 1.0,
                 "weighting": "log1p", "cg_steps": 3, "fold_in_steps": 3}
-    # No single regularisation or confidence scale suits every shape: ``fit`` sets reg from
-    # the catalogue's size and tries alpha 1 and 4 with reg at 1/4 and 1x that value on the
-    # holdout (``trainer.defaults``; what --reg / --alpha set is not searched). The values
-    # here are what ``auto`` counts when planning.
+    # No single regularisation or confidence scale suits every shape: ``fit`` sets alpha and
+    # reg from the data (catalogue size, history mass: ``trainer.defaults``) and tries these
+    # multiples of them on the holdout (what --reg / --alpha set is not searched).
     search = {"alpha": (1.0, 4.0), "reg": (1.0, 0.25)}
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):

@@ -35,19 +35,37 @@ def data_statistics(data: Interactions) -> dict:
 #   MovieLens 100K (density 0.05)      1,682   0.174 (reg 20)      0.169 (reg 20)
 #   demo:plays (counts, 0.012)        10,000   0.236 (reg 20)      0.247 (reg 100)
 #   demo:shop-small (binary, 0.0034)   2,324   0.057 (reg 20)      0.073 (reg 20)
-#   demo:shop (binary, 0.00034)       23,257   0.142 (reg 100)     (alpha 12, reg 5: 0.053)
+#   demo:shop (binary, 0.00034)       23,257                       0.044 (reg 5), 0.021 (reg 60)
+#                                             alpha 16: 0.056 (reg 5); alpha 40: 0.060 (reg 5),
+#                                             0.059 (reg 20), 0.058 (reg 60)
 #
-# The best regularisation grows with the catalogue: Y^T Y, which every user's system
+# On dense data the best reg grows with the catalogue: Y^T Y, which every user's system
 # carries, sums over all items, so reg ~ n_items / 100 keeps it the same share of the
-# system (17, 100, 23, 233 above). The confidence scale has no such rule: alpha 4 won on
-# play counts and on the small shop, alpha 1 on MovieLens and the large shop (where a
-# density-based alpha of ~25 lost 60%). So both are searched on the holdout around the
-# catalogue-scaled reg, where the search fits in ``SEARCH_SECONDS``; beyond that the
-# catalogue-scaled reg stands alone with alpha 1, lowered to ``als_reg_ceiling`` where it
-# would leave only popularity.
+# system (17, 100, 23 above). But where a user's history is small beside the catalogue,
+# those few observed cells are swamped by the Y^T Y of all the others: on demo:shop (8
+# purchases a user, 23K items) the catalogue-scaled reg 233 with alpha 1-4 scored 0.027 on
+# test where implicit's ALS at alpha 40, reg 10 scored 0.065. ``als_sparsity`` measures
+# that swamping (items over 400 x a user's mean summed log1p weight; 10.8 on demo:shop,
+# 1.1 on demo:shop-small, 1 - the floor - on MovieLens and plays) and lowers reg by that
+# factor and, where it is above 1, sets alpha to 4x it. The holdout then tries alpha at 1x
+# and 4x (dense) or 1x and 1/4 (sparse: the larger is the likelier winner, tried first, as
+# ``auto`` may cut the search after its first setting) and reg at 1x and 1/4, where it fits in
+# ``SEARCH_SECONDS``; beyond that the data-driven values stand alone, reg lowered to
+# ``als_reg_ceiling`` where it would leave only popularity.
 ALS_REG_PER_ITEM = 0.01
 ALS_REG_RANGE = (10.0, 1000.0)
-ALS_SEARCH = {"alpha": (1.0, 4.0), "reg": (1.0, 0.25)}  # reg: multiples of the scaled value; likeliest first
+# Items per unit of a user's mean summed log1p weight above which a history is swamped.
+ALS_ITEMS_PER_MASS = 400.0
+# Sparse data starts at this multiple of the sparsity (alpha 43 on demo:shop, the likelier
+# winner), so that where no search runs the lone setting is the better one: at dim 128 the
+# search is priced over ``SEARCH_SECONDS`` there, and alpha 10.8 alone scored 0.0643 on
+# the holdout where alpha 42 scored 0.0683. The search goes down from it by the same step.
+ALS_SEARCH_ALPHA_STEP = 4.0
+# Where the swamping is strong the factors double: on demo:shop (sparsity 10.8) alpha 42,
+# reg 21.6 scored validation NDCG@10 0.059 at dim 64 and 0.068 at dim 128 (40 s, 8 epochs;
+# implicit's tuned best there, 128 factors: 0.0645). The 100K x 100K shop (sparsity ~3.6,
+# where als must train in 10 minutes) and the shapes above (1-1.1) keep 64.
+ALS_WIDE_SPARSITY, ALS_WIDE_DIM = 4.0, 128
 # A search runs only where its extra fits are expected to take at most this long: on a
 # 10M-event shop the data-driven values stand alone.
 SEARCH_SECONDS = 120.0
@@ -79,16 +97,31 @@ def als_reg_ceiling(data: Interactions, params: dict) -> float:
     return ALS_SPECTRAL_SHARE * float(np.min(sigma))
 
 
+def als_sparsity(data: Interactions) -> float:
+    """How far a user's few observed cells are swamped by the catalogue: n_items over
+    ``ALS_ITEMS_PER_MASS`` x the mean user's summed log1p weight, at least 1."""
+    mass = float(confidence_weights(data, "log1p").sum()) / max(data.n_users, 1)
+    return max(1.0, data.n_items / (ALS_ITEMS_PER_MASS * mass)) if mass > 0 else 1.0
+
+
 def data_defaults(kind: str, data: Interactions, passed: set) -> dict:
     """Settings of ``kind`` chosen from ``data`` for the names the caller left unset
-    (``passed``: what they set)."""
-    chosen = {"reg": als_reg(data.n_items)} if kind == "als" else {}
+    (``passed``: what they set). ``als``: alpha raised and the catalogue-scaled reg
+    lowered by ``als_sparsity``, and ``ALS_WIDE_DIM`` factors where it is large."""
+    chosen = {}
+    if kind == "als":
+        sparsity = als_sparsity(data)
+        alpha = ALS_SEARCH_ALPHA_STEP * sparsity if sparsity > 1.0 else 1.0
+        chosen = {"alpha": round(alpha, 1), "reg": round(als_reg(data.n_items) / sparsity, 1)}
+        if sparsity >= ALS_WIDE_SPARSITY:
+            chosen["dim"] = ALS_WIDE_DIM
     return {name: value for name, value in chosen.items() if name not in passed}
 
 
 def search_grid(kind, data: Interactions, params: dict, passed: set, bounded: bool = False) -> dict:
-    """The values to try on the holdout: ``kind.search`` (for ``als``, ``ALS_SEARCH``
-    around the catalogue-scaled reg) without the names the caller set; nothing when the
+    """The values to try on the holdout: ``kind.search`` (for ``als``, multiples of the
+    data-driven alpha and reg, the larger alpha first on sparse data) without the names the
+    caller set; nothing when the
     extra fits (``epoch_seconds`` x epochs each) should take more than ``SEARCH_SECONDS``
     (for ``als`` then the one reg below ``als_reg_ceiling``, where the scaled one is above),
     unless the fit is ``bounded`` by a time limit (``auto``), which stops the search between
@@ -96,8 +129,10 @@ def search_grid(kind, data: Interactions, params: dict, passed: set, bounded: bo
     1, its weakest setting there. ``als`` keeps the cap: its first setting can collapse."""
     grid = dict(kind.search)
     if kind.kind == "als":
-        reg = als_reg(data.n_items)
-        grid = {"alpha": ALS_SEARCH["alpha"], "reg": tuple(r * reg for r in ALS_SEARCH["reg"])}
+        grid = {name: tuple(round(m * params[name], 1) for m in multiples)
+                for name, multiples in kind.search.items()}
+        if params["alpha"] > 1.0:  # sparse: the data-driven alpha is the larger one
+            grid["alpha"] = tuple(round(params["alpha"] / m, 1) for m in kind.search["alpha"])
     grid = {name: values for name, values in grid.items() if name not in passed}
     fits = int(np.prod([len(values) for values in grid.values()]))
     each = params["epochs"] * kind.epoch_seconds(data.n_users, data.n_items, len(data.users), params)
