@@ -53,14 +53,14 @@ import scipy.sparse as sp
 from ..errors import InputError
 from .backend import keras, tf
 from .base import ScoringModel
-from .data import Interactions, tie_break_key
+from .data import Interactions
 
 _MASKED = -1e9
 
 
 def user_timelines(data: Interactions) -> list[np.ndarray]:
     """Each user's items, oldest first, in the order ``recent_items`` reads them (reversed)."""
-    order = np.lexsort((tie_break_key(data.users, data.items), data.ts, data.users))
+    order = data.timeline()
     counts = np.bincount(data.users, minlength=data.n_users)
     return np.split(data.items[order], np.cumsum(counts)[:-1])
 

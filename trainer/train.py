@@ -125,11 +125,8 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
                               metric=metric, patience=patience, deadline=deadline)
         if best is None or row.get(metric, 0.0) > best[1].get(metric, 0.0):
             best, params = (net, row, log), settings
-        # As run_epochs does: stop before another setting like the last would pass the limit
-        # (a build cut short has met it).
-        if deadline is not None and i + 1 < len(combos) and (getattr(net, "cut_short", None) or (
-                time.perf_counter() + _next_setting_seconds(
-                    kind, train, settings, dict(zip(searched, combos[i + 1])), log) > deadline)):
+        if i + 1 < len(combos) and _search_stops(kind, train, net, settings,
+                                                 dict(zip(searched, combos[i + 1])), log, deadline):
             break
     net, best, log = best
     cut = getattr(net, "cut_short", None)
@@ -147,6 +144,16 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
     if cut:
         fitted["cut_short"] = cut
     return FitResult(net, data, metrics, fitted, log, time.perf_counter() - started)
+
+
+def _search_stops(kind, train: Interactions, net, last: dict, following: dict, log: list,
+                  deadline: float | None) -> bool:
+    """As ``run_epochs`` does: stop before a setting (``following``) that would pass the
+    limit; a build cut short has already met it."""
+    if deadline is None:
+        return False
+    return bool(getattr(net, "cut_short", None)) or \
+        time.perf_counter() + _next_setting_seconds(kind, train, last, following, log) > deadline
 
 
 def _next_setting_seconds(kind, train: Interactions, last: dict, following: dict,
