@@ -134,4 +134,4 @@ def test_a_time_limited_search_goes_on_where_the_next_setting_reuses_the_tables(
     lines = []
     fit(shop_like(300, 400, 10), "rp3beta", refit=False, time_limit=4.5, progress=lines.append)
     assert [line for line in lines if line.startswith("search:")] == \
-        [f"search: recency {r}" for r in (0.3, 0.6, 1.0)]
+        [f"search: recency {r}" for r in neighbourhood.NeighbourModel.search["recency"]]

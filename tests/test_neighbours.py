@@ -179,3 +179,24 @@ def test_forward_itemknn_recommends_what_came_after(tmp_path):
         rec.record("visitor", "i1", "purchase")
         got = _scores(rec, "visitor")
     assert list(got)[0] == "i2" and got == pytest.approx({"i2": 2 / (3 + 1), "i0": 0.0, "i3": 0.0})
+
+
+def test_itemknn_shrink_auto_follows_the_table(tmp_path):
+    """shrink "auto" is 1,000 for an ordered table (forward 1) and 10 where symmetric counts
+    are in it: the served scores are the explicit setting's, and not the other one's."""
+    def scores(**params):
+        folder = tmp_path / "_".join(f"{n}{v}" for n, v in sorted(params.items()))
+        folder.mkdir()
+        bundle, store = _served(folder, "itemknn", weighting="none", **params)
+        with Recommender.open(bundle, store) as rec:
+            rec.record("visitor", "i1", "purchase")
+            return _scores(rec, "visitor")
+
+    for forward, shrink, other in ((1.0, 1000.0, 10.0), (0.0, 10.0, 1000.0)):
+        chosen = scores(forward=forward)
+        assert chosen == pytest.approx(scores(forward=forward, shrink=shrink))
+        assert chosen != pytest.approx(scores(forward=forward, shrink=other))
+    from edgerec.errors import InputError
+
+    with pytest.raises(InputError, match="shrink"):
+        scores(shrink=-1.0)
