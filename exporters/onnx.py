@@ -103,14 +103,15 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0)
     """The network part of an item-neighbourhood kind, written directly in ONNX.
 
     ``index``/``weight`` are [n_items + 1, K] tables (row n_items: the padding, pointing at
-    itself with weight 0). Per request: count each history item (a ScatterElements add into
-    a zero row), gather the history's neighbour rows, weigh each slot by 1 / its item's
-    count (a repeated item counts once) times ``recency`` ^ (its position, 0 the newest),
-    as the model's ``slot_weights`` does, scatter-add the weights into the score row and
-    drop the padding column: O(history x K) work besides the row itself. ``users`` is an
-    input of the signature that these kinds do not read.
+    itself with weight 0). Per request: weigh each history slot by 1 / its item's count (a
+    repeated item counts once) times ``recency`` ^ (its position, 0 the newest), as the
+    model's ``slot_weights`` does (``_slot_shares``), then sum the history items' weighted
+    neighbour rows: dense rows gathered and multiplied where the catalogue is small
+    (``dense_neighbours``), else the [history, K] slots scatter-added into the score row,
+    O(history x K) work besides the row itself. ``users`` is an input of the signature
+    that these kinds do not read.
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     n_items = index.shape[0] - 1
     nodes = []
@@ -122,43 +123,44 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0)
     initializers = [
         numpy_helper.from_array(np.ascontiguousarray(index, np.int32), "neighbours/index"),
         numpy_helper.from_array(np.ascontiguousarray(weight, np.float32), "neighbours/weight"),
-        numpy_helper.from_array(np.array([0, -1], np.int64), "neighbours/flat"),
-        numpy_helper.from_array(np.array([n_items], np.int64), "neighbours/n_items"),
-        numpy_helper.from_array(np.array([2], np.int64), "neighbours/axis2"),
     ]
-    _slot_shares(node, initializers, n_items, "neighbours")
-    if recency != 1.0:  # slot p weighs recency^p: Range over the history's width, then Pow
-        initializers += [numpy_helper.from_array(np.array(recency, np.float32), "neighbours/recency"),
-                         numpy_helper.from_array(np.array(0, np.int64), "neighbours/first"),
-                         numpy_helper.from_array(np.array(1, np.int64), "neighbours/step")]
-        node("Gather", ["history_shape", "neighbours/step"], ["history_width"], axis=0)
-        node("Range", ["neighbours/first", "history_width", "neighbours/step"], ["slot_positions"])
-        node("Cast", ["slot_positions"], ["slot_exponents"], to=TensorProto.FLOAT)
-        node("Pow", ["neighbours/recency", "slot_exponents"], ["slot_decay"])
-        node("Mul", ["slot_share", "slot_decay"], ["slot_share_decayed"])
-    node("Unsqueeze", ["slot_share_decayed" if recency != 1.0 else "slot_share",
-                       "neighbours/axis2"], ["slot_share_3d"])
+    _slot_shares(node, initializers, n_items, "neighbours", recency)
     if dense_neighbours(n_items, index.shape[1]):
         _dense_neighbour_rows(node, initializers, n_items)
     else:
-        node("Gather", ["neighbours/index", C.INPUT_HISTORY], ["rows_index"], axis=0)
-        node("Gather", ["neighbours/weight", C.INPUT_HISTORY], ["rows_weight"], axis=0)
-        node("Mul", ["rows_weight", "slot_share_3d"], ["shared_weight"])
-        node("Reshape", ["rows_index", "neighbours/flat"], ["flat_index"])
-        node("Reshape", ["shared_weight", "neighbours/flat"], ["flat_weight"])
-        node("ScatterElements", ["zeros", "flat_index", "flat_weight"], ["row"], axis=1,
-             reduction="add")
-        node("Slice", ["row", "neighbours/zero", "neighbours/n_items", "neighbours/axis1"], [_SCORES])
+        _scattered_neighbour_slots(node, initializers, n_items)
     return _history_network(nodes, initializers, n_items, "edgerec_neighbours")
+
+
+def _scattered_neighbour_slots(node, initializers: list, n_items: int) -> None:
+    """The score row as the history's [L, K] neighbour slots, weighed by their slot's
+    share, scatter-added into the "zeros" row of ``_slot_shares``, padding column dropped."""
+    from onnx import numpy_helper
+
+    initializers += [numpy_helper.from_array(np.array([0, -1], np.int64), "neighbours/flat"),
+                     numpy_helper.from_array(np.array([n_items], np.int64), "neighbours/n_items"),
+                     numpy_helper.from_array(np.array([2], np.int64), "neighbours/axis2")]
+    node("Unsqueeze", ["slot_share", "neighbours/axis2"], ["slot_share_3d"])  # [B, L, 1]
+    node("Gather", ["neighbours/index", C.INPUT_HISTORY], ["rows_index"], axis=0)
+    node("Gather", ["neighbours/weight", C.INPUT_HISTORY], ["rows_weight"], axis=0)
+    node("Mul", ["rows_weight", "slot_share_3d"], ["shared_weight"])
+    node("Reshape", ["rows_index", "neighbours/flat"], ["flat_index"])
+    node("Reshape", ["shared_weight", "neighbours/flat"], ["flat_weight"])
+    node("ScatterElements", ["zeros", "flat_index", "flat_weight"], ["row"], axis=1,
+         reduction="add")
+    node("Slice", ["row", "neighbours/zero", "neighbours/n_items", "neighbours/axis1"], [_SCORES])
 
 
 # Catalogues up to this size may score neighbour kinds from dense rows (64 MiB of float32
 # in the session's memory at the limit; the bundle keeps the [n_items + 1, K] tables).
 DENSE_NEIGHBOUR_ITEMS = 4096
-# ...when a dense row costs at most this many neighbour slots: ONNX Runtime 1.31's
-# ScatterElements takes ~8 ns per added value, a gathered dense row ~0.4 ns per item
-# (measured on one core, benchmarks/latency.py's machine).
-DENSE_ROW_SLOTS = 20
+# ...when a dense row costs at most this many neighbour slots. Both ways cost per history
+# slot, dense rows n_items gathered values, slots K scatter-added ones (ONNX Runtime 1.31's
+# ScatterElements: ~5 ns each): on ML-100K (1,682 items, 19 slots, the whole core timed in
+# turns at load 7) the slots won at K 100 and 130 (55.9 / 60.1 us against 62.8 / 63.1),
+# the rows at K 160 and 200 (62.5 / 61.9 against 63.8 / 69.3): the turn is near 11 items
+# per slot, where 20 (a guess from the two ops timed alone) gave sparse_ease's K 100 rows.
+DENSE_ROW_SLOTS = 11
 
 
 def dense_neighbours(n_items: int, k: int) -> bool:
@@ -178,8 +180,9 @@ def _dense_neighbour_rows(node, initializers: list, n_items: int) -> None:
     """
     from onnx import TensorProto, helper, numpy_helper
 
-    initializers.append(numpy_helper.from_array(np.array([n_items + 1, n_items + 1], np.int64),
-                                                "neighbours/square"))
+    initializers += [numpy_helper.from_array(np.array([n_items + 1, n_items + 1], np.int64),
+                                             "neighbours/square"),
+                     numpy_helper.from_array(np.array([n_items], np.int64), "neighbours/n_items")]
     node("ConstantOfShape", ["neighbours/square"], ["dense_zeros"],
          value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
     node("Cast", ["neighbours/index"], ["index_64"], to=TensorProto.INT64)
@@ -187,7 +190,7 @@ def _dense_neighbour_rows(node, initializers: list, n_items: int) -> None:
          axis=1, reduction="add")
     node("Slice", ["dense_padded", "neighbours/zero", "neighbours/n_items", "neighbours/axis1"],
          ["dense"])                                                      # [n_items + 1, n_items]
-    node("Transpose", ["slot_share_3d"], ["slot_share_row"], perm=[0, 2, 1])  # [B, 1, L]
+    node("Unsqueeze", ["slot_share", "neighbours/axis1"], ["slot_share_row"])  # [B, 1, L]
     _weighted_rows(node, initializers, "dense", "slot_share_row", n_items, "neighbours")
 
 
@@ -265,12 +268,22 @@ def generator_graph(in_table: np.ndarray, in_bias: np.ndarray, out_table: np.nda
     return _history_network(nodes, initializers, n_items, "edgerec_generator")
 
 
-def _slot_shares(node, initializers: list, n_items: int, prefix: str) -> None:
-    """The nodes that both history-read graphs start with: "slot_share" [B, L], 1 / how
+# Slots of the constant recency table (``_slot_shares``): wider than any history the
+# runtime sends a neighbour kind with recency < 1 (``slots_read``: 19 at 0.6, 8 at 0.3),
+# for 16 KiB in the bundle; a wider history is refused by ONNX Runtime's shape check.
+DECAY_SLOTS = 4096
+
+
+def _slot_shares(node, initializers: list, n_items: int, prefix: str,
+                 recency: float = 1.0) -> None:
+    """The nodes that the history-read graphs start with: "slot_share" [B, L], 1 / how
     often each history slot's item occurs in that history (so a repeated item counts once,
     as ``score_all``'s distinct items do), counted by a ScatterElements add into "zeros"
-    [B, n_items + 1], which the caller may reuse as its score row. Adds the
-    ``{prefix}/zero`` and ``{prefix}/axis1`` constants the callers slice with."""
+    [B, n_items + 1], which the caller may reuse as its score row; times ``recency`` ^
+    (the slot's position, 0 the newest) where ``recency`` < 1. The decay is a constant
+    table sliced to the history's width: one Slice where Range, Cast and Pow cost three
+    nodes' dispatch on every request. Adds the ``{prefix}/zero`` and ``{prefix}/axis1``
+    constants the callers slice with."""
     from onnx import TensorProto, helper, numpy_helper
 
     initializers += [numpy_helper.from_array(np.array([n_items + 1], np.int64), f"{prefix}/width"),
@@ -286,7 +299,15 @@ def _slot_shares(node, initializers: list, n_items: int, prefix: str) -> None:
     node("ScatterElements", ["zeros", C.INPUT_HISTORY, "ones"], ["counts"], axis=1,
          reduction="add")
     node("GatherElements", ["counts", C.INPUT_HISTORY], ["slot_counts"], axis=1)
-    node("Reciprocal", ["slot_counts"], ["slot_share"])
+    if recency == 1.0:
+        node("Reciprocal", ["slot_counts"], ["slot_share"])
+        return
+    decay = np.power(np.float32(recency), np.arange(DECAY_SLOTS, dtype=np.float32))
+    initializers += [numpy_helper.from_array(decay.astype(np.float32)[None, :], f"{prefix}/decay"),
+                     numpy_helper.from_array(np.array([0, 0], np.int64), f"{prefix}/origin")]
+    # ends = the history's [B, L]: the table's one row clamps B to 1, so [1, L] comes out
+    node("Slice", [f"{prefix}/decay", f"{prefix}/origin", "history_shape"], ["slot_decay"])
+    node("Div", ["slot_decay", "slot_counts"], ["slot_share"])
 
 
 def _history_network(nodes: list, initializers: list, n_items: int, name: str):

@@ -139,14 +139,18 @@ def test_a_later_history_item_outweighs_an_earlier_one(tmp_path):
         assert list(_scores(rec, "i3-last")) == ["i2", "i1"]
 
 
-def test_exported_graph_weighs_history_slots_as_score_all_does():
+@pytest.mark.parametrize("neighbours", [2, 29])
+def test_exported_graph_weighs_history_slots_as_score_all_does(neighbours):
     """Histories with repeats and padding, scored by the ONNX core and by ``score_all``,
-    with recency on: equal scores; and recency changes them (so the check can fail)."""
-    from edgerec.exporters.onnx import to_onnx
+    with recency on: equal scores; and recency changes them (so the check can fail). Both
+    ways the graph sums neighbours: 2 per item are scatter-added slots, 29 (all of 30
+    items) gathered dense rows."""
+    from edgerec.exporters.onnx import dense_neighbours, to_onnx
     from edgerec.session import Scorer
     from edgerec.trainer import Interactions, fit
     from edgerec.trainer.validation import score_users
 
+    assert dense_neighbours(30, neighbours) == (neighbours == 29)
     rng = np.random.default_rng(1)
     users, items = np.nonzero(rng.random((80, 30)) < 0.2)
     data = Interactions(np.array([f"u{u}" for u in range(80)], dtype=object),
@@ -159,13 +163,15 @@ def test_exported_graph_weighs_history_slots_as_score_all_does():
     nothing = np.full((16, 1), 30, np.int64)
     scores = {}
     for recency in (1.0, 0.5):
-        net = fit(data, "itemknn", recency=recency, refit=False).model
-        want = score_users(net, np.zeros(16, np.int64), history)
-        items_, got_scores = Scorer(to_onnx(net), provider="cpu").top_k(
-            np.zeros(16, np.int64), history, nothing, 30)
-        got = np.full_like(want, np.nan)
-        np.put_along_axis(got, items_, got_scores, axis=1)
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        net = fit(data, "itemknn", recency=recency, neighbours=neighbours, refit=False).model
+        scorer = Scorer(to_onnx(net), provider="cpu")
+        for width in (4, 9):  # the runtime trims a history to the user's length
+            want = score_users(net, np.zeros(16, np.int64), history[:, :width])
+            items_, got_scores = scorer.top_k(np.zeros(16, np.int64), history[:, :width],
+                                              nothing, 30)
+            got = np.full_like(want, np.nan)
+            np.put_along_axis(got, items_, got_scores, axis=1)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         scores[recency] = want
     assert not np.allclose(scores[1.0], scores[0.5])
 
