@@ -403,8 +403,8 @@ def _refit_seconds(result: FitResult | None, slowdown: float = 1.0) -> float:
     tables, cached across ``recency``) may have kept a setting that reused tables computed
     for an earlier one, so its own seconds understate a refit: for those, at least the
     kind's estimated epochs times the measured ``slowdown``. Only for those: on ML-100K
-    that floor priced seq's 10-epoch refit at 91 s, when all 13
-    of its epochs, validations included, had taken 62 s."""
+    that floor priced seq's 10-epoch refit at 91 s, when all 13 of its epochs, validations
+    included, had taken 62 s."""
     if result is None:
         return 0.0
     epochs = result.params["trained_epochs"]
