@@ -76,3 +76,65 @@ def test_a_time_limited_fit_keeps_a_search_that_would_not_fit_whole(monkeypatch)
     assert "searched" not in fit(data, "rp3beta", refit=False).params
     bounded = fit(data, "rp3beta", refit=False, time_limit=60.0)
     assert bounded.params["searched"] == {"recency": list(neighbourhood.NeighbourModel.search["recency"])}
+
+
+class _Clock:
+    """A fake perf_counter that only training and validation advance."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class _TimedNet:
+    """A model whose epoch trains for ``train_s`` and validates for ``check_s`` seconds of
+    ``clock``, and improves every epoch (so only a time limit stops it)."""
+
+    def __init__(self, clock, train_s, check_s):
+        self.clock, self.train_s, self.check_s, self.epochs = clock, train_s, check_s, 0
+
+    def train_epoch(self, train, seed):
+        self.clock.now += self.train_s
+        self.epochs += 1
+        return 0.0
+
+    def validate(self, net):
+        self.clock.now += self.check_s
+        return {"ndcg@10": float(self.epochs)}
+
+    def get_weights(self):
+        return self.epochs
+
+    def set_weights(self, weights):
+        self.epochs = weights
+
+
+def test_epochs_stop_early_enough_for_their_own_refit(monkeypatch):
+    """With ``refit_by`` the loop stops before an epoch after which a refit of every epoch
+    (a quarter more data, no validation) would end past it; the ML-100K case: seq won
+    ``auto`` at 62 s of its 79 s limit with no time left for its refit."""
+    from edgerec.trainer import train
+
+    clock = _Clock()
+    monkeypatch.setattr(train.time, "perf_counter", clock)
+    net = _TimedNet(clock, train_s=1.0, check_s=0.5)
+    best, log = train.run_epochs(net, None, 100, 0, train.quiet, validate=net.validate,
+                                 metric="ndcg@10", patience=3, refit_by=20.0)
+    # epoch e ends at 1.5 e; its refit takes 1.25 e: 7 epochs and their refit end at 19.25
+    assert len(log) == best["epoch"] == 7
+    assert clock.now + train.refit_seconds(log) <= 20.0 < \
+        clock.now + 1.5 + train.refit_seconds(log + log[-1:])
+    net, clock.now = _TimedNet(clock, 1.0, 0.5), 0.0
+    assert len(train.run_epochs(net, None, 12, 0, train.quiet, validate=net.validate,
+                                metric="ndcg@10", patience=3)[1]) == 12  # no limit: every epoch
+
+
+def test_a_fit_with_no_time_for_its_refit_keeps_its_first_epoch():
+    """``fit``'s ``refit_limit``: spent, training stops after one epoch (there is always one;
+    patience 3 alone would run all three)."""
+    from edgerec.trainer import fit
+
+    result = fit(shop_like(200, 150, 8), "mf", epochs=3, refit=False, refit_limit=0.0)
+    assert len(result.epochs) == result.params["trained_epochs"] == 1

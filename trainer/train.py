@@ -61,7 +61,7 @@ def auto_budget(n_interactions: int) -> float:
 def fit(source: Store | str | Path | Interactions, model: str | None = None, *, seed: int = 0,
         patience: int = 3, refit: bool = True, k: int = 10, progress: Progress = quiet,
         warm_start: str | Path | None = None, time_limit: float | None = None,
-        validation: str = "temporal", **params) -> FitResult:
+        refit_limit: float | None = None, validation: str = "temporal", **params) -> FitResult:
     """Train a model of kind ``model`` (default mf) on every event in a store (or on ``Interactions``).
 
     ``params`` are the kind's hyper-parameters (``MODEL_KINDS[model].defaults``: epochs,
@@ -70,7 +70,10 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
     bundle's weights instead (see ``fit_warm``). ``time_limit`` (seconds) ends the epochs
     early once spent, keeping the best epoch so far, as early stopping does (``auto`` uses
     it to keep its budget). Seeded and repeatable: the same data and arguments give the
-    same weights (with ``time_limit``, as long as the limit is not reached). A kind's
+    same weights (with ``time_limit``, as long as the limit is not reached).
+    ``refit_limit`` (seconds) must hold the training and, after it, a refit of the best
+    epochs on all interactions (``refit_seconds``): epochs stop early enough for it, so
+    that ``auto``'s late winner (seq on MovieLens) is not left without its refit. A kind's
     ``search`` parameters that the caller leaves unset are chosen on the holdout: every
     value is trained (with early stopping) and the best kept (``params["searched"]``).
     ``validation`` is that holdout's split (``validation_split``: temporal or random).
@@ -107,6 +110,7 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
     searched = search_grid(kind, train, params, passed, bounded=time_limit is not None) \
         if len(holdout.users) else {}
     metric, deadline = f"ndcg@{k}", None if time_limit is None else started + time_limit
+    refit_by = None if refit_limit is None else started + refit_limit
 
     users = kind.validation_users(data.n_users, data.n_items)
 
@@ -122,7 +126,8 @@ def fit(source: Store | str | Path | Interactions, model: str | None = None, *, 
         net = build_model(kind, data, seed, settings, train,
                           _build_deadline(deadline, kind, users, data.n_items, settings))
         row, log = run_epochs(net, train, settings["epochs"], seed, progress, validate=validate,
-                              metric=metric, patience=patience, deadline=deadline)
+                              metric=metric, patience=patience, deadline=deadline,
+                              refit_by=refit_by)
         if best is None or row.get(metric, 0.0) > best[1].get(metric, 0.0):
             best, params = (net, row, log), settings
         if i + 1 < len(combos) and _search_stops(kind, train, net, settings,
@@ -175,14 +180,16 @@ def _next_setting_seconds(kind, train: Interactions, last: dict, following: dict
 
 def run_epochs(net, train: Interactions, epochs: int, seed: int, progress: Progress, *,
                validate: Callable | None = None, metric: str = "", patience: int = 0,
-               deadline: float | None = None) -> tuple[dict, list[dict]]:
+               deadline: float | None = None,
+               refit_by: float | None = None) -> tuple[dict, list[dict]]:
     """Train ``net`` on ``train`` for up to ``epochs`` epochs: the one loop of ``fit``, its
     refit and ``fit_warm``. Returns (the kept epoch's row, every epoch's row).
 
     With ``validate`` (net -> holdout metrics) each epoch is measured, and the loop stops
     once ``metric`` has not improved for ``patience`` epochs, or when another epoch as long
-    as the last would pass ``deadline`` (perf_counter); ``net`` is left at its best epoch. Without it every
-    epoch runs and the last is kept.
+    as the last would pass ``deadline`` (perf_counter), or would leave too little time
+    before ``refit_by`` to refit every epoch so far and it (``refit_seconds``); ``net`` is
+    left at its best epoch. Without it every epoch runs and the last is kept.
     """
     log: list[dict] = []
     best, best_weights = None, None
@@ -204,15 +211,36 @@ def run_epochs(net, train: Interactions, epochs: int, seed: int, progress: Progr
         elif epoch - best["epoch"] >= patience:
             progress(f"early stop: best holdout {metric} at epoch {best['epoch']}")
             break
-        # Stop before an epoch like this one would pass the deadline, not after it has:
-        # auto's limits then hold, and the winner's reserved refit still fits.
-        if deadline is not None and time.perf_counter() + row["seconds"] > deadline:
+        if _time_is_up(row, log, deadline, refit_by):
             progress(f"time limit reached: best holdout {metric} at epoch {best['epoch']}")
             break
     if validate is None:
         return (log[-1] if log else {}), log
     net.set_weights(best_weights)
     return best, log
+
+
+def _time_is_up(row: dict, log: list[dict], deadline: float | None,
+                refit_by: float | None) -> bool:
+    """Whether to stop before another epoch like ``row`` (the last in ``log``), not after
+    it: it would pass ``deadline`` (auto's limits then hold, and the winner's reserved
+    refit still fits), or, should it be the best, its refit (``refit_seconds`` of every
+    epoch so far and it) would end after ``refit_by``."""
+    finish = time.perf_counter() + row["seconds"]
+    if deadline is not None and finish > deadline:
+        return True
+    return refit_by is not None and finish + refit_seconds(log + [row]) > refit_by
+
+
+# A refit trains on every interaction, the holdout's newest fifth too: a quarter more data
+# than the training part, without the per-epoch validation.
+REFIT_DATA_FACTOR = 1.25
+
+
+def refit_seconds(log: list[dict]) -> float:
+    """What refitting for as many epochs as ``log`` holds should take: their training
+    seconds (``train_s``) on a quarter more data."""
+    return REFIT_DATA_FACTOR * sum(row["train_s"] for row in log)
 
 
 # No kind may take more than this share of auto's budget: a slow kind cannot starve the
@@ -298,7 +326,8 @@ def fit_auto(source: Store | str | Path | Interactions, *, seed: int = 0, patien
             result = fit(data, name, seed=seed, patience=patience, refit=False, k=k,
                          validation=validation,
                          progress=lambda m, name=name: progress(f"[auto {name}] {m}"),
-                         time_limit=limit, **cap)
+                         time_limit=limit, **cap,
+                         refit_limit=budget_seconds - (time.perf_counter() - started))
         except InputError as exc:
             tried.append({"model": name, "skipped": str(exc)})
             progress(f"[auto] {name}: skipped: {exc}")
@@ -369,18 +398,23 @@ def _slowdown(tried: list[dict]) -> float:
 def _refit_seconds(result: FitResult | None, slowdown: float = 1.0) -> float:
     """What refitting ``result`` on all interactions should take: its epochs up to the best
     one without their validation (which the refit skips: on demo:shop half of a neighbour
-    kind's epoch), a quarter more data; at least the kind's estimated epochs times the
-    measured ``slowdown``, since a searched kind's kept setting may have reused tables
-    computed for an earlier one (the neighbourhood kinds' ``recency``), so its own
-    seconds understate a refit."""
+    kind's epoch), a quarter more data (``refit_seconds``, which ``fit`` reserved). A kind
+    whose search shares work between settings (``search_shared``: the neighbourhood kinds'
+    tables, cached across ``recency``) may have kept a setting that reused tables computed
+    for an earlier one, so its own seconds understate a refit: for those, at least the
+    kind's estimated epochs times the measured ``slowdown``. Only for those: on ML-100K
+    that floor priced seq's 10-epoch refit at 91 s, when all 13 of its epochs, validations
+    included, had taken 62 s."""
     if result is None:
         return 0.0
     epochs = result.params["trained_epochs"]
-    measured = sum(row["train_s"] for row in result.epochs[:epochs])
+    measured = refit_seconds(result.epochs[:epochs])
     kind, data = MODEL_KINDS[result.params["model"]], result.data
+    if not kind.search_shared:
+        return measured
     planned = epochs * slowdown * kind.epoch_seconds(data.n_users, data.n_items, len(data.users),
                                                      result.params)
-    return 1.25 * max(measured, planned)
+    return max(measured, REFIT_DATA_FACTOR * planned)
 
 
 def fit_warm(source: Store | str | Path | Interactions, bundle: str | Path, model: str | None = None,
