@@ -89,7 +89,7 @@ def test_steps_a_pass_stay_bounded_as_the_users_grow():
     from edgerec.trainer.gan import CollaborativeGAN
 
     params = CollaborativeGAN.defaults
-    assert CollaborativeGAN.batching(943, params) == (64, 16, 1)  # per-user samples
+    assert CollaborativeGAN.batching(943, params) == (32, 30, 1)  # per-user samples
     for users in (30_000, 100_000):
         size, steps, share = CollaborativeGAN.batching(users, params)
         assert steps <= params["max_steps"] and size * steps >= users

@@ -46,9 +46,9 @@ def test_onnx_core_scores_equal_the_keras_model(trained):
 
 
 # Measured on the fixture's bundles (all users, served by the runtime); the same bundles
-# with shuffled item ids get 0.15-0.19.
+# with shuffled item ids get 0.15-0.19. gan: 0.728 with its earlier, slower schedule.
 MEASURED_GENRE_PRECISION = {"als": 0.762, "ease": 0.650, "mf": 0.853, "neumf": 0.887, "seq": 0.953,
-                            "itemknn": 0.647, "rp3beta": 0.616, "sparse_ease": 0.630, "gan": 0.728}
+                            "itemknn": 0.647, "rp3beta": 0.616, "sparse_ease": 0.630, "gan": 0.629}
 
 
 def test_served_lists_follow_each_users_genres(trained, tmp_path):
