@@ -31,7 +31,7 @@ takes twice the steps a pass. ML-100K holdout NDCG@10: 0.1679 at epoch 18 agains
 at epoch 25 before; per-epoch seconds 2.2 against 13.4 in the same run (load ~6); the
 whole fit with its refit 6.7x als's in one run (23.8x before). demo:plays validation lost
 7-13% for it (benchmarks/README.md). Hidden 128 also halves what a request reads (the
-[hidden, n_items] output table): request p50 1.52x als's, 2.12x before.
+[hidden, n_items] output table): request p50 1.46x als's in a quiet run, 2.12x before.
 
 One addition to the paper: G's loss also has ``purchase_weight`` * sum of (1 - r)^2 over
 the user's purchases, the ZR term's mirror image. Without it (``purchase_weight=0``, plain
