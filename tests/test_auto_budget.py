@@ -68,14 +68,20 @@ def test_the_plan_prices_a_cached_search_as_its_builds_plus_one_validation_per_s
 
 def test_a_time_limited_fit_keeps_a_search_that_would_not_fit_whole(monkeypatch):
     """Unbounded, a search expected to take too long is dropped for the defaults; under a
-    time limit (auto) it stays, since the limit stops it between settings."""
-    from edgerec.trainer import defaults, fit, neighbourhood
+    time limit (auto) it stays, since the limit stops it between settings. Values that
+    share one trained model (``search_shared``: recency) are validations, not fits: with
+    no time for a second fit, rp3beta (recency alone) still searches, itemknn (a table
+    per ``forward``) does not."""
+    from edgerec.trainer import defaults, fit, itemknn, neighbourhood
 
     monkeypatch.setattr(defaults, "SEARCH_SECONDS", 0.0)
     data = shop_like(300, 400, 10)
-    assert "searched" not in fit(data, "rp3beta", refit=False).params
-    bounded = fit(data, "rp3beta", refit=False, time_limit=60.0)
-    assert bounded.params["searched"] == {"recency": list(neighbourhood.NeighbourModel.search["recency"])}
+    assert "searched" not in fit(data, "itemknn", refit=False).params
+    bounded = fit(data, "itemknn", refit=False, time_limit=60.0)
+    assert bounded.params["searched"] == {name: list(values)
+                                          for name, values in itemknn.ItemKNN.search.items()}
+    recency = {"recency": list(neighbourhood.NeighbourModel.search["recency"])}
+    assert fit(data, "rp3beta", refit=False).params["searched"] == recency
 
 
 class _Clock:
