@@ -70,9 +70,11 @@ class ItemKNN(NeighbourModel):
                              f"not {self.params['weighting']!r}")
         if not 0.0 <= self.params["forward"] <= 1.0:
             raise InputError("itemknn needs 0 <= forward <= 1")
-        if self.params["shrink"] == "auto":
-            self.params["shrink"] = ORDERED_SHRINK if self.params["forward"] == 1.0 else SHRINK
-        if float(self.params["shrink"]) < 0:
+        shrink = self.params["shrink"]
+        if shrink == "auto":
+            shrink = ORDERED_SHRINK if self.params["forward"] == 1.0 else SHRINK
+        self.params["shrink"] = float(shrink)  # resolved once: item_weights reads a number
+        if self.params["shrink"] < 0:
             raise InputError("itemknn needs shrink \"auto\" or >= 0")
 
     def weighted(self, x: sp.csr_matrix) -> sp.csr_matrix:
@@ -94,7 +96,7 @@ class ItemKNN(NeighbourModel):
         x = self.weighted(binary_matrix(train))
         by_item = x.T.tocsr()
         norms = np.sqrt(np.asarray(by_item.multiply(by_item).sum(1)).ravel())
-        shrink, f = float(self.params["shrink"]), self.params["forward"]
+        shrink, f = self.params["shrink"], self.params["forward"]
         ordered = ForwardPairs(train) if f > 0 else None
 
         def rows(items):
