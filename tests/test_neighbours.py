@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings, strategies as st
 
 from edgerec.recommender import Recommender
 from edgerec.store import Store
@@ -206,3 +208,25 @@ def test_itemknn_shrink_auto_follows_the_table(tmp_path):
 
     with pytest.raises(InputError, match="shrink"):
         scores(shrink=-1.0)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.integers(2, 30), st.integers(1, 12), st.floats(0.02, 1.0), st.integers(0, 2**31 - 1))
+def test_neighbour_tables_keep_each_rows_largest_positive_weights(n_items, k, fill, seed):
+    """Dense blocks (a partition per row) and sparse ones (a sort of the non-zeros) keep the
+    same thing: each item's k largest positive weights to other items, largest first."""
+    from edgerec.trainer.neighbourhood import item_blocks, top_k_rows
+
+    rng = np.random.default_rng(seed)
+    weights = np.where(rng.random((n_items, n_items)) < fill,
+                       rng.integers(-3, 6, (n_items, n_items)).astype(np.float32), 0.0)
+    index, kept, _ = top_k_rows(lambda items: sp.csr_matrix(weights[items]), n_items, k,
+                                item_blocks(n_items, order=rng.permutation(n_items)))
+    k = min(k, n_items - 1)
+    for item in range(n_items):
+        others = np.delete(weights[item], item)
+        expected = np.sort(others[others > 0])[::-1][:k]
+        row = kept[item][:len(expected)]
+        assert list(row) == list(expected) and not kept[item][len(expected):].any()
+        assert (weights[item, index[item][:len(expected)]] == row).all()
+        assert (index[item][len(expected):] == n_items).all() and item not in index[item]

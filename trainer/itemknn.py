@@ -103,8 +103,9 @@ class ItemKNN(NeighbourModel):
             dots = (by_item[items] @ x) * (1.0 - f) if f < 1 else None
             if ordered is not None:
                 dots = f * ordered.rows(items) + (0.0 if dots is None else dots)
-            dots = sp.coo_matrix(dots)
-            dots.data = dots.data / (norms[items][dots.row] * norms[dots.col] + shrink + 1e-12)
+            dots = sp.csr_matrix(dots)  # kept CSR: the ranking reads it without a conversion
+            row = np.repeat(np.arange(len(items)), np.diff(dots.indptr))
+            dots.data = dots.data / (norms[items][row] * norms[dots.indices] + shrink + 1e-12)
             return dots
 
         return rows

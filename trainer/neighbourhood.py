@@ -32,6 +32,8 @@ MIN_SLOT_WEIGHT = 1e-4
 # Items per block of similarity rows: at most this many cells (83 rows at 100K items: the
 # most popular items' blocks hold millions of non-zeros, and a deadline is checked per block).
 _BLOCK_CELLS = 1 << 23
+# Ranked as a dense array above this share of non-zeros (``_top_k``).
+DENSE_FILL = 0.15
 
 
 def binary_matrix(data: Interactions) -> sp.csr_matrix:
@@ -57,10 +59,9 @@ def top_k_rows(rows, n_items: int, k: int, blocks: list | None = None,
     built = 0
     for items in item_blocks(n_items) if blocks is None else blocks:
         t0 = time.perf_counter()
-        rank, row, col, value = _ranked(rows(items), items)
-        top = rank < k
-        index[items[row[top]], rank[top]] = col[top]
-        weight[items[row[top]], rank[top]] = value[top]
+        rank, row, col, value = _top_k(rows(items), items, k)
+        index[items[row], rank] = col
+        weight[items[row], rank] = value
         built += len(items)
         if built < n_items and another_block_passes(deadline, t0):
             return index, weight, built
@@ -84,18 +85,49 @@ def item_blocks(n_items: int, counts: np.ndarray | None = None,
     return [part[i:i + most] for part in parts for i in range(0, len(part), most)]
 
 
-def _ranked(block, items: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(rank within its row, row, column, value) of every positive off-diagonal entry of a
-    sparse block, each row's largest first. Sorting the non-zeros, not partitioning dense
-    rows: at 100K items a block's rows are mostly zeros (the ordered pairs: ~1% filled)."""
+def _top_k(block, items: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """(rank within its row, row, column, value) of each row's ``k`` largest positive
+    off-diagonal entries, largest first. A block filled beyond ``DENSE_FILL`` is ranked as
+    a dense array (a partition per row, ~1e8 cells a second), a sparser one by sorting its
+    non-zeros (~2e7 a second): at 100K items the ordered pairs fill ~1% of a block, while
+    the symmetric products of the popular items fill most of theirs."""
     block = sp.csr_matrix(block, dtype=np.float32)
     block.sum_duplicates()
-    block = block.tocoo()
-    keep = (block.data > 0) & (block.col != items[block.row])  # no item is its own neighbour
-    row, col, value = block.row[keep], block.col[keep], block.data[keep]
-    ranked = np.lexsort((-value, row))
+    if block.nnz > DENSE_FILL * block.shape[0] * block.shape[1]:
+        return _top_k_dense(block.toarray(), items, k)
+    return _top_k_sparse(block, items, k)
+
+
+def _top_k_dense(dense: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    dense[np.arange(len(items)), items] = 0.0  # no item is its own neighbour
+    cols = np.argpartition(-dense, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(dense, cols, 1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    cols, values = np.take_along_axis(cols, order, 1), np.take_along_axis(values, order, 1)
+    row, rank = np.nonzero(values > 0)  # positives come first in each sorted row
+    return rank, row, cols[row, rank], values[row, rank]
+
+
+def _top_k_sparse(block: sp.csr_matrix, items: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    row = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+    keep = (block.data > 0) & (block.indices != items[row])
+    row, col, value = row[keep], block.indices[keep], block.data[keep]
+    ranked = np.argsort(_row_then_largest(row, value), kind="stable")
     row, col, value = row[ranked], col[ranked], value[ranked]
-    return np.arange(len(row)) - np.searchsorted(row, row), row, col, value
+    counts = np.bincount(row, minlength=block.shape[0])
+    rank = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+    top = rank < k
+    return rank[top], row[top], col[top], value[top]
+
+
+def _row_then_largest(row: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """One uint64 sort key per entry: its row in the high 32 bits, its value's float32 bits
+    inverted in the low 32 (a positive float's bits order as the float does), so that one
+    stable sort orders by row, then largest value first, ties in column order: the order of
+    ``lexsort((-value, row))``, which it replaced at 4x the speed (ranking, not the products,
+    was ~85% of a symmetric table at 3M interactions: 31 of 37 s)."""
+    inverted = ~np.asarray(value, np.float32).view(np.uint32)
+    return (row.astype(np.uint64) << np.uint64(32)) | inverted.astype(np.uint64)
 
 
 def another_block_passes(deadline: float | None, block_started: float) -> bool:
