@@ -9,8 +9,19 @@ right order of magnitude, not at a forecast.
 
 from __future__ import annotations
 
+import math
+
 # Co-occurring (item, item) pairs per second in scipy's sparse products.
 PAIRS_PER_SECOND = 3e7
+# Distinct pairs (``distinct_pairs``'s estimate) per second through a table's top-K
+# ranking (``neighbourhood._top_k``). CPU seconds of a whole symmetric itemknn table
+# (products / ranking): 30K x 30K shop of 3M purchases 5.7 / 10.0 s (5.1e8 pairs, 2.3e8
+# distinct, 4.3e8 estimated), 100K x 100K of 10M 23 / 64 s (1.7e9 pairs, 1.05e9 distinct,
+# 1.6e9 estimated): ~3.5e7 estimated pairs a CPU second; on a shared machine wall time has
+# been 2-3x CPU time (the products: 8e7 pairs a CPU second, 3e7 above), hence 1.2e7.
+# Before the ranking was priced a symmetric table at 10M was planned at ~70 s, and took
+# several hundred (its ranking was then 5x slower: a two-key lexsort of every non-zero).
+RANKED_PER_SECOND = 1.2e7
 # gan's step (TensorFlow): Keras's Adam on the four [items x hidden] tables (their gathered
 # gradients made dense), in table cells a second, and the sampled rows each sample set
 # gathers, forward and backward, in floats a second. Measured at load 8-10: demo:shop (472
@@ -34,10 +45,20 @@ def neighbour_seconds(n_users: int, n_items: int, n_interactions: int, symmetric
     """An item-neighbourhood table: X^T X-like sparse products, whose work is the number of
     co-occurring pairs (sum over users of their count squared, here ~2 nnz^2 / users for a
     long-tailed spread of counts; none where ``symmetric`` is False), ``ordered_pairs``
-    (itemknn's ``forward``: gathered by position, ~10x a product's pair), the top-K sort of
-    each block's non-zeros, and a fixed cost per item (slicing, per-block bookkeeping)."""
+    (itemknn's ``forward``: gathered by position, ~10x a product's pair), the ranking of
+    the distinct pairs the products leave (``distinct_pairs``) for each row's top K, and a
+    fixed cost per item (slicing, per-block bookkeeping)."""
     pairs = 2.0 * n_interactions ** 2 / max(n_users, 1) if symmetric else 0.0
-    return (pairs + 10.0 * ordered_pairs) / PAIRS_PER_SECOND + n_items * SECONDS_PER_ITEM
+    return ((pairs + 10.0 * ordered_pairs) / PAIRS_PER_SECOND
+            + distinct_pairs(pairs, n_items) / RANKED_PER_SECOND + n_items * SECONDS_PER_ITEM)
+
+
+def distinct_pairs(pairs: float, n_items: int) -> float:
+    """The distinct (item, item) cells that ``pairs`` co-occurrences fill, as if they fell
+    uniformly on the n_items^2 cells: an overestimate on skewed data (100K x 100K shop:
+    1.59e9 against 1.05e9 measured), the right order where the cells saturate."""
+    cells = float(n_items) ** 2
+    return cells * -math.expm1(-pairs / cells) if cells else 0.0
 
 
 def validation_seconds(users: int, n_items: int, width: int) -> float:
