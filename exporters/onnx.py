@@ -18,6 +18,7 @@ from ..session import Scorer
 from ..trainer.backend import tf
 from ..trainer.data import Interactions
 from ..trainer.mf import MatrixFactorization
+from ..trainer.neighbourhood import MIN_ROW_MAX
 from ..trainer.train import FitResult, Progress, quiet
 from ..trainer.validation import score_users
 from ..trainer.warm import state_of
@@ -99,7 +100,9 @@ def add_top_k_head(graph) -> None:
     ])
 
 
-def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0):
+def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0,
+                    taste_index: np.ndarray | None = None, taste_weight: np.ndarray | None = None,
+                    taste: float = 0.0):
     """The network part of an item-neighbourhood kind, written directly in ONNX.
 
     ``index``/``weight`` are [n_items + 1, K] tables (row n_items: the padding, pointing at
@@ -108,8 +111,10 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0)
     model's ``slot_weights`` does (``_slot_shares``), then sum the history items' weighted
     neighbour rows: dense rows gathered and multiplied where the catalogue is small
     (``dense_neighbours``), else the [history, K] slots scatter-added into the score row,
-    O(history x K) work besides the row itself. ``users`` is an input of the signature
-    that these kinds do not read.
+    O(history x K) work besides the row itself. With a taste table (``taste`` > 0) the
+    same sum over its rows with every slot weighing 1 / its count, and the two rows
+    combined as the model's ``combined`` does: each over its largest value, the taste row
+    times ``taste``. ``users`` is an input of the signature that these kinds do not read.
     """
     from onnx import helper, numpy_helper
 
@@ -120,35 +125,62 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0)
         nodes.append(helper.make_node(op, inputs, outputs, name=f"neighbours/{outputs[0]}",
                                       **attrs))
 
-    initializers = [
-        numpy_helper.from_array(np.ascontiguousarray(index, np.int32), "neighbours/index"),
-        numpy_helper.from_array(np.ascontiguousarray(weight, np.float32), "neighbours/weight"),
-    ]
+    initializers = []
     _slot_shares(node, initializers, n_items, "neighbours", recency)
-    if dense_neighbours(n_items, index.shape[1]):
-        _dense_neighbour_rows(node, initializers, n_items)
-    else:
-        _scattered_neighbour_slots(node, initializers, n_items)
+    if not taste:
+        _neighbour_sum(node, initializers, index, weight, "neighbours", "slot_share", _SCORES)
+        return _history_network(nodes, initializers, n_items, "edgerec_neighbours")
+    node("Reciprocal", ["slot_counts"], ["taste_share"])
+    _neighbour_sum(node, initializers, index, weight, "neighbours", "slot_share", "recent_row")
+    _neighbour_sum(node, initializers, taste_index, taste_weight, "taste", "taste_share", "taste_row")
+    initializers += [numpy_helper.from_array(np.array(MIN_ROW_MAX, np.float32), "taste/tiny"),
+                     numpy_helper.from_array(np.array(taste, np.float32), "taste/share")]
+    for row in ("recent_row", "taste_row"):
+        node("ReduceMax", [row], [f"{row}_max"], axes=[1], keepdims=1)
+        node("Max", [f"{row}_max", "taste/tiny"], [f"{row}_scale"])
+        node("Div", [row, f"{row}_scale"], [f"{row}_scaled"])
+    node("Mul", ["taste_row_scaled", "taste/share"], ["taste_part"])
+    node("Add", ["recent_row_scaled", "taste_part"], [_SCORES])
     return _history_network(nodes, initializers, n_items, "edgerec_neighbours")
 
 
-def _scattered_neighbour_slots(node, initializers: list, n_items: int) -> None:
-    """The score row as the history's [L, K] neighbour slots, weighed by their slot's
-    share, scatter-added into the "zeros" row of ``_slot_shares``, padding column dropped."""
+def _neighbour_sum(node, initializers: list, index: np.ndarray, weight: np.ndarray, prefix: str,
+                   share: str, out: str) -> None:
+    """``out`` [B, n_items]: the history items' rows of one table, weighed by ``share``
+    [B, L] and summed, by dense rows or scattered slots (``dense_neighbours``)."""
     from onnx import numpy_helper
 
-    initializers += [numpy_helper.from_array(np.array([0, -1], np.int64), "neighbours/flat"),
-                     numpy_helper.from_array(np.array([n_items], np.int64), "neighbours/n_items"),
-                     numpy_helper.from_array(np.array([2], np.int64), "neighbours/axis2")]
-    node("Unsqueeze", ["slot_share", "neighbours/axis2"], ["slot_share_3d"])  # [B, L, 1]
-    node("Gather", ["neighbours/index", C.INPUT_HISTORY], ["rows_index"], axis=0)
-    node("Gather", ["neighbours/weight", C.INPUT_HISTORY], ["rows_weight"], axis=0)
-    node("Mul", ["rows_weight", "slot_share_3d"], ["shared_weight"])
-    node("Reshape", ["rows_index", "neighbours/flat"], ["flat_index"])
-    node("Reshape", ["shared_weight", "neighbours/flat"], ["flat_weight"])
-    node("ScatterElements", ["zeros", "flat_index", "flat_weight"], ["row"], axis=1,
-         reduction="add")
-    node("Slice", ["row", "neighbours/zero", "neighbours/n_items", "neighbours/axis1"], [_SCORES])
+    n_items = index.shape[0] - 1
+    initializers += [
+        numpy_helper.from_array(np.ascontiguousarray(index, np.int32), f"{prefix}/index"),
+        numpy_helper.from_array(np.ascontiguousarray(weight, np.float32), f"{prefix}/weight"),
+        numpy_helper.from_array(np.array([n_items], np.int64), f"{prefix}/n_items"),
+        numpy_helper.from_array(np.array([0], np.int64), f"{prefix}/start"),
+        numpy_helper.from_array(np.array([1], np.int64), f"{prefix}/columns")]
+    if dense_neighbours(n_items, index.shape[1]):
+        _dense_neighbour_rows(node, initializers, n_items, prefix, share, out)
+    else:
+        _scattered_neighbour_slots(node, initializers, n_items, prefix, share, out)
+
+
+def _scattered_neighbour_slots(node, initializers: list, n_items: int, prefix: str, share: str,
+                               out: str) -> None:
+    """The score row as the history's [L, K] neighbour slots, weighed by their slot's
+    ``share``, scatter-added into the "zeros" row of ``_slot_shares``, padding column dropped."""
+    from onnx import numpy_helper
+
+    initializers += [numpy_helper.from_array(np.array([0, -1], np.int64), f"{prefix}/flat"),
+                     numpy_helper.from_array(np.array([2], np.int64), f"{prefix}/axis2")]
+    node("Unsqueeze", [share, f"{prefix}/axis2"], [f"{prefix}/share_3d"])  # [B, L, 1]
+    node("Gather", [f"{prefix}/index", C.INPUT_HISTORY], [f"{prefix}/rows_index"], axis=0)
+    node("Gather", [f"{prefix}/weight", C.INPUT_HISTORY], [f"{prefix}/rows_weight"], axis=0)
+    node("Mul", [f"{prefix}/rows_weight", f"{prefix}/share_3d"], [f"{prefix}/shared_weight"])
+    node("Reshape", [f"{prefix}/rows_index", f"{prefix}/flat"], [f"{prefix}/flat_index"])
+    node("Reshape", [f"{prefix}/shared_weight", f"{prefix}/flat"], [f"{prefix}/flat_weight"])
+    node("ScatterElements", ["zeros", f"{prefix}/flat_index", f"{prefix}/flat_weight"],
+         [f"{prefix}/row"], axis=1, reduction="add")
+    node("Slice", [f"{prefix}/row", f"{prefix}/start", f"{prefix}/n_items", f"{prefix}/columns"],
+         [out])
 
 
 # Catalogues up to this size may score neighbour kinds from dense rows (64 MiB of float32
@@ -168,8 +200,9 @@ def dense_neighbours(n_items: int, k: int) -> bool:
     return n_items <= DENSE_NEIGHBOUR_ITEMS and n_items <= DENSE_ROW_SLOTS * k
 
 
-def _dense_neighbour_rows(node, initializers: list, n_items: int) -> None:
-    """The score row as the share-weighted sum of the history items' dense neighbour rows.
+def _dense_neighbour_rows(node, initializers: list, n_items: int, prefix: str, share: str,
+                          out: str) -> None:
+    """The score row as the ``share``-weighted sum of the history items' dense neighbour rows.
 
     The dense [n_items + 1, n_items] matrix is scattered from the tables by nodes whose
     inputs are all initializers, so ONNX Runtime computes it once, when it opens the
@@ -180,18 +213,17 @@ def _dense_neighbour_rows(node, initializers: list, n_items: int) -> None:
     """
     from onnx import TensorProto, helper, numpy_helper
 
-    initializers += [numpy_helper.from_array(np.array([n_items + 1, n_items + 1], np.int64),
-                                             "neighbours/square"),
-                     numpy_helper.from_array(np.array([n_items], np.int64), "neighbours/n_items")]
-    node("ConstantOfShape", ["neighbours/square"], ["dense_zeros"],
+    initializers.append(numpy_helper.from_array(np.array([n_items + 1, n_items + 1], np.int64),
+                                                f"{prefix}/square"))
+    node("ConstantOfShape", [f"{prefix}/square"], [f"{prefix}/dense_zeros"],
          value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
-    node("Cast", ["neighbours/index"], ["index_64"], to=TensorProto.INT64)
-    node("ScatterElements", ["dense_zeros", "index_64", "neighbours/weight"], ["dense_padded"],
-         axis=1, reduction="add")
-    node("Slice", ["dense_padded", "neighbours/zero", "neighbours/n_items", "neighbours/axis1"],
-         ["dense"])                                                      # [n_items + 1, n_items]
-    node("Unsqueeze", ["slot_share", "neighbours/axis1"], ["slot_share_row"])  # [B, 1, L]
-    _weighted_rows(node, initializers, "dense", "slot_share_row", n_items, "neighbours")
+    node("Cast", [f"{prefix}/index"], [f"{prefix}/index_64"], to=TensorProto.INT64)
+    node("ScatterElements", [f"{prefix}/dense_zeros", f"{prefix}/index_64", f"{prefix}/weight"],
+         [f"{prefix}/dense_padded"], axis=1, reduction="add")
+    node("Slice", [f"{prefix}/dense_padded", f"{prefix}/start", f"{prefix}/n_items",
+                   f"{prefix}/columns"], [f"{prefix}/dense"])          # [n_items + 1, n_items]
+    node("Unsqueeze", [share, f"{prefix}/columns"], [f"{prefix}/share_row"])  # [B, 1, L]
+    _weighted_rows(node, initializers, f"{prefix}/dense", f"{prefix}/share_row", n_items, prefix, out)
 
 
 def _weighted_rows(node, initializers: list, table: str, share_row: str, width: int,
@@ -202,9 +234,9 @@ def _weighted_rows(node, initializers: list, table: str, share_row: str, width: 
 
     initializers.append(numpy_helper.from_array(np.array([-1, width], np.int64),
                                                 f"{prefix}/row_of_width"))
-    node("Gather", [table, C.INPUT_HISTORY], ["history_rows"], axis=0)  # [B, L, width]
-    node("MatMul", [share_row, "history_rows"], ["summed"])              # [B, 1, width]
-    node("Reshape", ["summed", f"{prefix}/row_of_width"], [out])
+    node("Gather", [table, C.INPUT_HISTORY], [f"{prefix}/history_rows"], axis=0)  # [B, L, width]
+    node("MatMul", [share_row, f"{prefix}/history_rows"], [f"{prefix}/summed"])    # [B, 1, width]
+    node("Reshape", [f"{prefix}/summed", f"{prefix}/row_of_width"], [out])
 
 
 def item_rows_graph(rows: np.ndarray):

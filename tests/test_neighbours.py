@@ -92,7 +92,8 @@ def test_sparse_ease_on_every_item_is_ease_kept_to_its_positive_weights():
 
 def test_bundle_grows_with_items_times_neighbours(tmp_path):
     """model.onnx holds an int32 index and a float32 weight per kept neighbour, plus a
-    few kilobytes of graph: O(items x K), never items^2 (one graph serves all three kinds)."""
+    few kilobytes of graph: O(items x K), never items^2 (one graph serves all three kinds);
+    a taste table (searched: ``taste`` chosen on the holdout) is a second such table."""
     from edgerec.demo import write_demo
     from edgerec.pipelines import train_bundle
 
@@ -100,13 +101,13 @@ def test_bundle_grows_with_items_times_neighbours(tmp_path):
     write_demo(store, n_users=400, n_items=600, mean_events=40, seed=2)
     store.close()
     sizes = {}
-    for k in (5, 40):
-        bundle, result = train_bundle(tmp_path / "s.db", tmp_path / f"knn{k}", "itemknn",
-                                      neighbours=k)
-        sizes[k] = (bundle / "model.onnx").stat().st_size
-        n = result.data.n_items
-        assert (n + 1) * k * 8 < sizes[k] < (n + 1) * k * 8 + 20_000
-    assert sizes[40] - sizes[5] == pytest.approx((n + 1) * 35 * 8, rel=0.01)
+    for k, taste in ((5, 0.0), (40, 0.0), (40, 0.3)):
+        bundle, result = train_bundle(tmp_path / "s.db", tmp_path / f"knn{k}-{taste}", "itemknn",
+                                      neighbours=k, taste=taste)
+        sizes[k, taste] = (bundle / "model.onnx").stat().st_size
+        n, tables = result.data.n_items, 2 if taste else 1
+        assert (n + 1) * k * 8 * tables < sizes[k, taste] < (n + 1) * k * 8 * tables + 20_000
+    assert sizes[40, 0.0] - sizes[5, 0.0] == pytest.approx((n + 1) * 35 * 8, rel=0.01)
 
 
 def test_neighbourhood_kinds_refuse_bad_settings(tmp_path):
@@ -144,9 +145,9 @@ def test_a_later_history_item_outweighs_an_earlier_one(tmp_path):
 @pytest.mark.parametrize("neighbours", [2, 29])
 def test_exported_graph_weighs_history_slots_as_score_all_does(neighbours):
     """Histories with repeats and padding, scored by the ONNX core and by ``score_all``,
-    with recency on: equal scores; and recency changes them (so the check can fail). Both
-    ways the graph sums neighbours: 2 per item are scatter-added slots, 29 (all of 30
-    items) gathered dense rows."""
+    with recency on, and with a taste table: equal scores; and recency and taste change
+    them (so the check can fail). Both ways the graph sums neighbours: 2 per item are
+    scatter-added slots, 29 (all of 30 items) gathered dense rows."""
     from edgerec.exporters.onnx import dense_neighbours, to_onnx
     from edgerec.session import Scorer
     from edgerec.trainer import Interactions, fit
@@ -164,8 +165,9 @@ def test_exported_graph_weighs_history_slots_as_score_all_does(neighbours):
     history[::2, 6:] = 30                 # padding at the end, as the runtime sends it
     nothing = np.full((16, 1), 30, np.int64)
     scores = {}
-    for recency in (1.0, 0.5):
-        net = fit(data, "itemknn", recency=recency, neighbours=neighbours, refit=False).model
+    for recency, taste in ((1.0, 0.0), (0.5, 0.0), (0.5, 0.3)):
+        net = fit(data, "itemknn", recency=recency, taste=taste, forward=0.5,
+                  neighbours=neighbours, refit=False).model
         scorer = Scorer(to_onnx(net), provider="cpu")
         for width in (4, 9):  # the runtime trims a history to the user's length
             want = score_users(net, np.zeros(16, np.int64), history[:, :width])
@@ -174,8 +176,9 @@ def test_exported_graph_weighs_history_slots_as_score_all_does(neighbours):
             got = np.full_like(want, np.nan)
             np.put_along_axis(got, items_, got_scores, axis=1)
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-        scores[recency] = want
-    assert not np.allclose(scores[1.0], scores[0.5])
+        scores[recency, taste] = want
+    assert not np.allclose(scores[1.0, 0.0], scores[0.5, 0.0])
+    assert not np.allclose(scores[0.5, 0.0], scores[0.5, 0.3])
 
 
 def test_forward_itemknn_recommends_what_came_after(tmp_path):
@@ -230,3 +233,31 @@ def test_neighbour_tables_keep_each_rows_largest_positive_weights(n_items, k, fi
         assert list(row) == list(expected) and not kept[item][len(expected):].any()
         assert (weights[item, index[item][:len(expected)]] == row).all()
         assert (index[item][len(expected):] == n_items).all() and item not in index[item]
+
+
+def test_taste_adds_the_whole_history_symmetric_row_on_one_scale():
+    """itemknn with ``taste`` t scores recent / its row's largest + t x whole / its row's,
+    where "recent" is the same model without the taste table and "whole" the symmetric
+    model (forward 0) reading every history item alike; a history of padding alone scores 0."""
+    from edgerec.trainer import Interactions, fit
+    from edgerec.trainer.validation import score_users
+
+    rng = np.random.default_rng(3)
+    users, items = np.nonzero(rng.random((60, 25)) < 0.25)
+    data = Interactions(np.array([f"u{u}" for u in range(60)], dtype=object),
+                        np.array([f"i{i}" for i in range(25)], dtype=object),
+                        users.astype(np.int64), items.astype(np.int64),
+                        rng.permutation(len(users)).astype(float), {"interactions": len(users)})
+    history = rng.integers(0, 25, size=(8, 6))
+    history[-1] = 25  # padding only
+
+    def scores(**params):
+        net = fit(data, "itemknn", refit=False, **{"forward": 1.0, **params}).model
+        return score_users(net, np.zeros(8, np.int64), history)
+
+    recent = scores(recency=0.3, taste=0.0)
+    whole = scores(forward=0.0, recency=1.0, taste=0.0)
+    mixed = scores(recency=0.3, taste=0.5)
+    largest = np.maximum(recent.max(1, keepdims=True), 1e-30), np.maximum(whole.max(1, keepdims=True), 1e-30)
+    np.testing.assert_allclose(mixed, recent / largest[0] + 0.5 * whole / largest[1], rtol=1e-5, atol=1e-7)
+    assert not np.allclose(mixed[:-1], recent[:-1] / largest[0][:-1]) and not mixed[-1].any()

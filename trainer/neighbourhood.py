@@ -34,6 +34,8 @@ MIN_SLOT_WEIGHT = 1e-4
 _BLOCK_CELLS = 1 << 23
 # Ranked as a dense array above this share of non-zeros (``_top_k``).
 DENSE_FILL = 0.15
+# Below this a score row's largest value counts as 0 (``combined``): a row of zeros stays.
+MIN_ROW_MAX = 1e-30
 
 
 def binary_matrix(data: Interactions) -> sp.csr_matrix:
@@ -155,6 +157,15 @@ class NeighbourModel(ScoringModel):
 
     A kind supplies ``item_weights(train)`` (a function of item blocks, see ``top_k_rows``).
     Closed form: one "epoch" computes the tables; later ones have nothing to do.
+
+    A kind with a ``taste`` parameter (itemknn) may add a second table, ``taste_weights``,
+    read over the whole history with every item alike: scores are then the recency-weighted
+    score row over its largest value plus ``taste`` x the whole-history row over its
+    largest (``combined``). Why: where purchases follow one another the newest item says
+    what comes next, and the whole history says which corners of the catalogue the user
+    keeps to; one table weighed one way cannot say both (100K x 100K shop, validation
+    NDCG@10: 2.78x popularity with itemknn's ordered table at recency 0.05, 3.10x with a
+    symmetric taste table at 0.3; ML-100K +2.8%; demo:shop 0.3 lost 1%, so it is searched).
     """
 
     reads_history = True   # scores come from the history alone
@@ -185,20 +196,31 @@ class NeighbourModel(ScoringModel):
         if not 0.0 <= self.params["recency"] <= 1.0:
             raise InputError(f"{self.kind} needs 0 <= recency <= 1 (1: every history item "
                              f"weighs the same)")
-        k = self.dim
-        self.neighbour_index = self.add_weight(
-            shape=(n_items + 1, k), initializer=tf.keras.initializers.Constant(n_items),
-            dtype="int32", trainable=False, name="neighbour_index")
-        self.neighbour_weight = self.add_weight(shape=(n_items + 1, k), initializer="zeros",
-                                                trainable=False, name="neighbour_weight")
+        if self.taste < 0:
+            raise InputError(f"{self.kind} needs taste >= 0 (0: no whole-history table)")
+        self.neighbour_index, self.neighbour_weight = self._table_weights("neighbour")
+        self.taste_index, self.taste_weight = self._table_weights("taste") if self.taste else (None, None)
         self._solved_on = None
         # ``fit`` sets ``deadline`` (a time.perf_counter time) where it has a time limit:
         # the table build stops between blocks before passing it, and ``cut_short`` says so.
         self.deadline, self.cut_short = None, None
 
+    def _table_weights(self, name: str) -> tuple:
+        """A [n_items + 1, K] index and weight table, every slot at the padding item."""
+        shape = (self.n_items + 1, self.dim)
+        return (self.add_weight(shape=shape, initializer=tf.keras.initializers.Constant(self.n_items),
+                                dtype="int32", trainable=False, name=f"{name}_index"),
+                self.add_weight(shape=shape, initializer="zeros", trainable=False,
+                                name=f"{name}_weight"))
+
     @property
     def dim(self) -> int:
         return int(min(self.params["neighbours"], max(self.n_items - 1, 1)))
+
+    @property
+    def taste(self) -> float:
+        """The whole-history table's share of the score (0: none, or a kind without one)."""
+        return float(self.params.get("taste", 0.0))
 
     @classmethod
     def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
@@ -211,20 +233,29 @@ class NeighbourModel(ScoringModel):
     def validation_seconds(cls, users: int, n_items: int, params: dict) -> float:
         """Scoring reads history x K neighbour entries per user (the longest history at
         recency 1, ``slots_read`` below it) and scatters them into a full score row."""
-        slots = cls.MAX_HISTORY if params["recency"] == 1.0 else slots_read(params["recency"])
+        whole = params["recency"] == 1.0 or params.get("taste", 0.0) > 0
+        slots = cls.MAX_HISTORY if whole else slots_read(params["recency"])
         return costs.neighbour_validation_seconds(users, n_items, slots * params["neighbours"])
 
     def prepare(self, train: Interactions) -> None:
         """Read the longest training history (at most ``MAX_HISTORY``), and with recency r < 1
         no slot beyond the one weighing under ``MIN_SLOT_WEIGHT`` (r^p), which would add
         less to any score than that share of the newest item's weight, and costs every
-        request (and validation) history x K work."""
+        request (and validation) history x K work; a taste table reads the whole history."""
         length = history_length_for(train, self.MAX_HISTORY)
         r = self.params["recency"]
-        self.history_length = min(length, slots_read(r)) if r < 1.0 else length
+        self.history_length = min(length, slots_read(r)) if r < 1.0 and not self.taste else length
 
     def item_weights(self, train: Interactions):
         """``rows(items)`` -> sparse [len(items), n_items] item-to-item weights."""
+        raise NotImplementedError
+
+    def taste_weights(self, train: Interactions):
+        """``item_weights`` of the whole-history table (kinds with a ``taste`` parameter)."""
+        raise NotImplementedError
+
+    def taste_settings(self) -> dict:
+        """The settings the taste table depends on (its cache key)."""
         raise NotImplementedError
 
     def neighbour_rows(self, train: Interactions, deadline: float | None = None):
@@ -233,65 +264,114 @@ class NeighbourModel(ScoringModel):
         return top_k_rows(self.item_weights(train), self.n_items, self.dim,
                           popular_blocks(train), deadline)
 
+    def taste_rows(self, train: Interactions, deadline: float | None = None):
+        """``neighbour_rows`` of the taste table."""
+        return top_k_rows(self.taste_weights(train), self.n_items, self.dim,
+                          popular_blocks(train), deadline)
+
     def train_epoch(self, train: Interactions, seed: int) -> float:
         del seed
         if self._solved_on is not train:
-            index, weight = self._tables_for(train)
-            pad = np.full((1, index.shape[1]), self.n_items, np.int32)
-            self.neighbour_index.assign(np.vstack([index, pad]))
-            self.neighbour_weight.assign(np.vstack([weight, np.zeros_like(pad, np.float32)]))
+            _assign(self.neighbour_index, self.neighbour_weight, self._tables_for(train))
+            if self.taste:
+                _assign(self.taste_index, self.taste_weight,
+                        self._tables_for(train, self.taste_settings(), self.taste_rows))
             self._solved_on = train
         return 0.0
 
-    # The last complete tables: (kind, data, settings) -> tables. ``fit``'s search over
-    # ``recency`` builds a model per value on the same data, and their tables are equal.
-    _last_tables: tuple = (None, None)
+    # The last complete tables, newest last: ((kind, data, settings), tables). ``fit``'s
+    # search builds a model per value of ``recency`` and ``taste`` on the same data, and
+    # their tables are equal; two are kept, so that a taste table outlives the next
+    # setting's main table.
+    _cached_tables: list = []
+    CACHED_TABLES = 2
 
-    def _tables_for(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
-        """The cached tables, or new ones built until ``deadline``; tables cut short are
-        kept as they are (``cut_short`` says so) but never cached."""
-        settings = sorted((n, v) for n, v in self.params.items() if n not in ("epochs", *self.search_shared))
-        key, tables = NeighbourModel._last_tables
-        if key is None or key[0] != self.kind or key[1] is not train or key[2] != settings:
-            *tables, built = self.neighbour_rows(train, self.deadline)
-            if built < self.n_items:
-                self.cut_short = (f"tables cut at the time limit: rows of the {built:,} most "
-                                  f"popular of {self.n_items:,} items")
-            else:
-                NeighbourModel._last_tables = ((self.kind, train, settings), tables)
+    def _tables_for(self, train: Interactions, settings: dict | None = None,
+                    build=None) -> tuple[np.ndarray, np.ndarray]:
+        """The cached tables of ``settings`` (default: this model's, bar the searched
+        values that share tables), or new ones from ``build`` (default ``neighbour_rows``)
+        until ``deadline``; tables cut short are kept as they are (``cut_short`` says so)
+        but never cached."""
+        if settings is None:
+            settings = {n: v for n, v in self.params.items() if n not in ("epochs", *self.search_shared)}
+        key = (self.kind, sorted(settings.items()))
+        for (kind, data, table_settings), tables in NeighbourModel._cached_tables:
+            if (kind, table_settings) == key and data is train:
+                return tables
+        *tables, built = (build or self.neighbour_rows)(train, self.deadline)
+        if built < self.n_items:
+            self.cut_short = (f"tables cut at the time limit: rows of the {built:,} most "
+                              f"popular of {self.n_items:,} items")
+        else:
+            entry = ((self.kind, train, key[1]), tables)
+            NeighbourModel._cached_tables = [*NeighbourModel._cached_tables, entry][-self.CACHED_TABLES:]
         return tables
 
-    def neighbour_tables(self) -> tuple[np.ndarray, np.ndarray, float]:
+    def neighbour_tables(self) -> tuple | None:
         """([n_items + 1, K] int32 indices, float32 weights), padding row last, and the
-        ``recency`` decay of the history slots: what the exporter writes into the graph."""
-        return (self.neighbour_index.numpy(), self.neighbour_weight.numpy(),
-                float(self.params["recency"]))
+        ``recency`` decay of the history slots, then, with a taste table, its indices,
+        weights and ``taste``: what the exporter writes into the graph."""
+        tables = (self.neighbour_index.numpy(), self.neighbour_weight.numpy(),
+                  float(self.params["recency"]))
+        if self.taste:
+            tables += (self.taste_index.numpy(), self.taste_weight.numpy(), self.taste)
+        return tables
 
-    def slot_weights(self, history):
+    def slot_weights(self, history, recency: float | None = None):
         """[B, L] history -> [B, L] float32: each slot's share, recency^(its position from
         the newest, slot 0) / how often its item occurs in the history (a repeated item
-        counts once, at the mean of its slots' decays). Padding slots gather a zero row."""
+        counts once, at the mean of its slots' decays). Padding slots gather a zero row.
+        ``recency`` defaults to the model's."""
         width = self.n_items + 1
         batch = tf.shape(history, out_type=tf.int64)[0]
         slots = tf.reshape(history + tf.range(batch)[:, None] * width, [-1])
         counts = tf.math.unsorted_segment_sum(tf.ones_like(slots, tf.float32), slots, batch * width)
         share = 1.0 / tf.reshape(tf.gather(counts, slots), tf.shape(history))
-        if self.params["recency"] == 1.0:
+        recency = float(self.params["recency"]) if recency is None else recency
+        if recency == 1.0:
             return share
         positions = tf.cast(tf.range(tf.shape(history)[1]), tf.float32)
-        return share * tf.pow(float(self.params["recency"]), positions)[None, :]
+        return share * tf.pow(recency, positions)[None, :]
 
     def score_all(self, users, history):
         """The weighted sum of the distinct history items' neighbour rows, as the exported
         graph computes it: gather the rows, weigh each history slot (``slot_weights``),
         scatter-add into the score row (one flat segment sum). O(batch x history x K): a
-        multi-hot times the sparse matrix would cost its non-zeros times the batch."""
+        multi-hot times the sparse matrix would cost its non-zeros times the batch. With a
+        taste table, ``combined`` with the whole-history row."""
         del users  # scores come from the history alone
+        scores = self._summed(self.neighbour_index, self.neighbour_weight, history,
+                              self.slot_weights(history))
+        if not self.taste:
+            return scores
+        return combined(scores, self._summed(self.taste_index, self.taste_weight, history,
+                                             self.slot_weights(history, 1.0)), self.taste)
+
+    def _summed(self, table_index, table_weight, history, shares):
+        """The history items' rows of one table, weighed by ``shares`` and summed."""
         width = self.n_items + 1
         batch = tf.shape(history, out_type=tf.int64)[0]
         offset = tf.range(batch)[:, None] * width                     # row b starts at b * width
-        index = tf.cast(tf.gather(self.neighbour_index, history), tf.int64)  # [B, L, K]
-        weight = tf.gather(self.neighbour_weight, history) * self.slot_weights(history)[..., None]
+        index = tf.cast(tf.gather(table_index, history), tf.int64)    # [B, L, K]
+        weight = tf.gather(table_weight, history) * shares[..., None]
         targets = tf.reshape(index + offset[..., None], [-1])
         scores = tf.math.unsorted_segment_sum(tf.reshape(weight, [-1]), targets, batch * width)
         return tf.reshape(scores, tf.stack([batch, width]))[:, :self.n_items]
+
+
+def combined(recent, whole, taste: float):
+    """recent / its row's largest value + taste x whole / its row's: both rows on one scale,
+    whatever the history's length (the whole-history row grows with it); rows of
+    non-negative weights, so the largest value is 0 only for a row of zeros. The
+    exporter's graph computes the same (``exporters.onnx``)."""
+    def scaled(row):
+        return row / tf.maximum(tf.reduce_max(row, axis=1, keepdims=True), MIN_ROW_MAX)
+    return scaled(recent) + taste * scaled(whole)
+
+
+def _assign(index_var, weight_var, tables) -> None:
+    """Write (index, weight) tables into the model's two variables, with the padding row."""
+    index, weight = tables
+    pad = np.full((1, index.shape[1]), index_var.shape[0] - 1, np.int32)
+    index_var.assign(np.vstack([index, pad]))
+    weight_var.assign(np.vstack([weight, np.zeros_like(pad, np.float32)]))
