@@ -45,7 +45,8 @@ def test_sparse_ease_solves_stop_at_the_deadline_too():
 
 def test_the_plan_prices_a_cached_search_as_its_builds_plus_one_validation_per_setting():
     """rp3beta's three recency values share one table: the plan counts one build and three
-    validations, not three builds; itemknn builds one table per ``forward`` value."""
+    validations, not three builds; itemknn builds one table per ``forward`` value, and
+    validates each with every ``recency`` and ``taste``."""
     from edgerec.trainer import MODEL_KINDS
     from edgerec.trainer.train import plan_auto
 
@@ -57,8 +58,10 @@ def test_the_plan_prices_a_cached_search_as_its_builds_plus_one_validation_per_s
         forwards = kind.search.get("forward", (kind.defaults.get("forward"),))
         builds = sum(kind.epoch_seconds(*shape, {**kind.defaults, "forward": f}) for f in forwards)
         checks = len(forwards) * sum(kind.validation_seconds(2_000, data.n_items,
-                                                             {**kind.defaults, "recency": r})
-                                     for r in kind.search["recency"])
+                                                             {**kind.defaults, "recency": r,
+                                                              "taste": t})
+                                     for r in kind.search["recency"]
+                                     for t in kind.search.get("taste", (0.0,)))
         assert np.isclose(plan[name]["estimate_s"], builds + checks), name
     # reading 200 history slots costs more than 8 (recency 0.3): validation is priced per setting
     knn = MODEL_KINDS["itemknn"]

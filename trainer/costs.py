@@ -18,10 +18,11 @@ PAIRS_PER_SECOND = 3e7
 # (products / ranking): 30K x 30K shop of 3M purchases 5.7 / 10.0 s (5.1e8 pairs, 2.3e8
 # distinct, 4.3e8 estimated), 100K x 100K of 10M 23 / 64 s (1.7e9 pairs, 1.05e9 distinct,
 # 1.6e9 estimated): ~3.5e7 estimated pairs a CPU second; on a shared machine wall time has
-# been 2-3x CPU time (the products: 8e7 pairs a CPU second, 3e7 above), hence 1.2e7.
-# Before the ranking was priced a symmetric table at 10M was planned at ~70 s, and took
-# several hundred (its ranking was then 5x slower: a two-key lexsort of every non-zero).
-RANKED_PER_SECOND = 1.2e7
+# been up to 2-3x CPU time, hence 2e7 (1.2e7 priced itemknn's refit with a taste table at
+# 354 s, ~200 s measured, and `auto` at 100K dropped it). Before the ranking was priced a
+# symmetric table at 10M was planned at ~70 s, and took several hundred (its ranking was
+# then 5x slower: a two-key lexsort of every non-zero).
+RANKED_PER_SECOND = 2e7
 # gan's step (TensorFlow): Keras's Adam on the four [items x hidden] tables (their gathered
 # gradients made dense), in table cells a second, and the sampled rows each sample set
 # gathers, forward and backward, in floats a second. Measured at load 8-10: demo:shop (472

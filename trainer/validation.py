@@ -24,11 +24,15 @@ VALIDATION_USERS = 2_000
 # The fewest a kind with costly cells (``ScoringModel.validation_cells``) validates on: at
 # NDCG@10 ~0.05 the standard error is then ~0.01, still below the gaps auto decides on.
 MIN_VALIDATION_USERS = 500
+# Score cells per validation chunk (``chunk_rows``): 128 MB of float32 scores.
+CHUNK_CELLS = 1 << 25
 
 
 def score_users(net, users: np.ndarray, history: np.ndarray | None = None,
-                chunk: int = 1024) -> np.ndarray:
-    """All-item logits for ``users`` through the model's scoring function, in chunks."""
+                chunk: int | None = None) -> np.ndarray:
+    """All-item logits for ``users`` through the model's scoring function, in chunks
+    (default ``chunk_rows``)."""
+    chunk = chunk or chunk_rows(net.n_items)
     if history is None:
         history = np.zeros((len(users), 0), dtype=np.int64)
     parts = [net.score_all(tf.constant(users[i:i + chunk]), tf.constant(history[i:i + chunk])).numpy()
@@ -92,14 +96,22 @@ def popularity_baseline(train: Interactions, holdout: Interactions, k: int = 10,
 
 
 def ranked_metrics(scores_of: Callable[[slice], np.ndarray], seen: Sequence[np.ndarray],
-                   relevant: Sequence[np.ndarray], k: int, n_items: int,
-                   chunk: int = 1024) -> dict:
-    """Metrics of each row's top-k items outside ``seen[row]``, scored ``chunk`` rows at a
-    time by ``scores_of(slice)``, so that memory stays bounded on a large catalogue."""
+                   relevant: Sequence[np.ndarray], k: int, n_items: int) -> dict:
+    """Metrics of each row's top-k items outside ``seen[row]``, scored ``chunk_rows`` rows
+    at a time by ``scores_of(slice)``, so that memory stays bounded on a large catalogue."""
+    chunk = chunk_rows(n_items)
     top = [top_k_excluding(scores_of(slice(i, i + chunk)), seen[i:i + chunk], k)
            for i in range(0, len(seen), chunk)]
     top = np.concatenate(top) if top else np.zeros((0, k), np.int64)
     return ranking_metrics(top, relevant, k, n_items)
+
+
+def chunk_rows(n_items: int) -> int:
+    """Users scored at once: up to 1,024, and rows of at most ``CHUNK_CELLS`` scores. A
+    model's intermediates are several times its score rows (a neighbour kind's gathered
+    [users, history, K] slots, two tables with a taste table): at 100K items 1,024 users a
+    chunk took itemknn's validation, and ``auto``, to a 6.7 GB peak."""
+    return max(1, min(1024, CHUNK_CELLS // max(n_items, 1)))
 
 
 def _rows(train: Interactions, holdout: Interactions, users: np.ndarray) -> tuple[list, list]:
