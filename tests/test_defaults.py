@@ -78,7 +78,9 @@ def test_als_skips_a_search_that_would_not_fit_and_keeps_the_data_driven_values(
 
 def test_auto_prices_neighbourhood_kinds_and_gan_by_their_own_work():
     """The shop shape (30K users x 24K items, 290K purchases): the neighbourhood kinds are
-    one closed-form pass of seconds, gan a dense pass per epoch that costs more than als;
+    one closed-form pass of seconds (itemknn's whole search, 3 tables and 24 validations,
+    ~107 s priced, 43 s measured on a quiet machine), gan a dense pass per epoch that
+    costs more than als;
     on a 100K-item catalogue the neighbourhood tables grow with items and co-occurring pairs."""
     from edgerec.trainer import MODEL_KINDS, Interactions
     from edgerec.trainer.base import ScoringModel
@@ -91,7 +93,7 @@ def test_auto_prices_neighbourhood_kinds_and_gan_by_their_own_work():
 
     plan = {entry["model"]: entry for entry in plan_auto(shaped(30_000, 24_000, 290_000))}
     for kind in ("itemknn", "rp3beta"):
-        assert 1.0 < plan[kind]["estimate_s"] < 60.0, (kind, plan[kind])
+        assert 1.0 < plan[kind]["estimate_s"] < 150.0, (kind, plan[kind])
     assert plan["sparse_ease"]["epoch_s"] > 5 * plan["itemknn"]["epoch_s"]  # 24K local solves
     assert plan["gan"]["epoch_s"] > 5 * plan["als"]["epoch_s"]
     for kind in ("itemknn", "sparse_ease", "gan"):  # not the sampled-negative Keras estimate
