@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 
 from edgerec.recommender import Recommender
@@ -218,6 +217,8 @@ def test_itemknn_shrink_auto_follows_the_table(tmp_path):
 def test_neighbour_tables_keep_each_rows_largest_positive_weights(n_items, k, fill, seed):
     """Dense blocks (a partition per row) and sparse ones (a sort of the non-zeros) keep the
     same thing: each item's k largest positive weights to other items, largest first."""
+    import scipy.sparse as sp
+
     from edgerec.trainer.neighbourhood import item_blocks, top_k_rows
 
     rng = np.random.default_rng(seed)

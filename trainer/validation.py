@@ -24,8 +24,8 @@ VALIDATION_USERS = 2_000
 # The fewest a kind with costly cells (``ScoringModel.validation_cells``) validates on: at
 # NDCG@10 ~0.05 the standard error is then ~0.01, still below the gaps auto decides on.
 MIN_VALIDATION_USERS = 500
-# Score cells per validation chunk (``chunk_rows``): 128 MB of float32 scores.
-CHUNK_CELLS = 1 << 25
+# Score cells per validation chunk (``chunk_rows``): 64 MB of float32 scores.
+CHUNK_CELLS = 1 << 24
 
 
 def score_users(net, users: np.ndarray, history: np.ndarray | None = None,
@@ -110,7 +110,8 @@ def chunk_rows(n_items: int) -> int:
     """Users scored at once: up to 1,024, and rows of at most ``CHUNK_CELLS`` scores. A
     model's intermediates are several times its score rows (a neighbour kind's gathered
     [users, history, K] slots, two tables with a taste table): at 100K items 1,024 users a
-    chunk took itemknn's validation, and ``auto``, to a 6.7 GB peak."""
+    chunk took ``auto`` to a 6.7 GB peak (itemknn's validations with a taste table), 335
+    (2^25 cells) to 4.0-5.0 GB, the rest of the run staying under 3.6 GB."""
     return max(1, min(1024, CHUNK_CELLS // max(n_items, 1)))
 
 
