@@ -36,6 +36,17 @@ def _scores(rec: Recommender, user: str) -> dict:
     return {r.item_id: r.score for r in rec.recommend(user, n=10)}
 
 
+def _random_interactions(rng, n_users: int, n_items: int, density: float):
+    """Users who each bought every item with probability ``density``, in a random order."""
+    from edgerec.trainer import Interactions
+
+    users, items = np.nonzero(rng.random((n_users, n_items)) < density)
+    return Interactions(np.array([f"u{u}" for u in range(n_users)], dtype=object),
+                        np.array([f"i{i}" for i in range(n_items)], dtype=object),
+                        users.astype(np.int64), items.astype(np.int64),
+                        rng.permutation(len(users)).astype(float), {"interactions": len(users)})
+
+
 def test_itemknn_scores_are_shrunk_cosines_summed_over_the_history(tmp_path):
     """A visitor who bought i0 and i3 gets, for i1, cos(i0, i1) = 2 / (sqrt2 sqrt3 + shrink)
     and, for i2, 1 / (sqrt2 sqrt3 + shrink) + 1 / (sqrt3 sqrt1 + shrink). Buying i3 again
@@ -149,16 +160,12 @@ def test_exported_graph_weighs_history_slots_as_score_all_does(neighbours):
     scatter-added slots, 29 (all of 30 items) gathered dense rows."""
     from edgerec.exporters.onnx import dense_neighbours, to_onnx
     from edgerec.session import Scorer
-    from edgerec.trainer import Interactions, fit
+    from edgerec.trainer import fit
     from edgerec.trainer.validation import score_users
 
     assert dense_neighbours(30, neighbours) == (neighbours == 29)
     rng = np.random.default_rng(1)
-    users, items = np.nonzero(rng.random((80, 30)) < 0.2)
-    data = Interactions(np.array([f"u{u}" for u in range(80)], dtype=object),
-                        np.array([f"i{i}" for i in range(30)], dtype=object),
-                        users.astype(np.int64), items.astype(np.int64),
-                        rng.permutation(len(users)).astype(float), {"interactions": len(users)})
+    data = _random_interactions(rng, 80, 30, 0.2)
     history = rng.integers(0, 30, size=(16, 9))
     history[:, 3] = history[:, 0]         # a repeated item
     history[::2, 6:] = 30                 # padding at the end, as the runtime sends it
@@ -240,15 +247,11 @@ def test_taste_adds_the_whole_history_symmetric_row_on_one_scale():
     """itemknn with ``taste`` t scores recent / its row's largest + t x whole / its row's,
     where "recent" is the same model without the taste table and "whole" the symmetric
     model (forward 0) reading every history item alike; a history of padding alone scores 0."""
-    from edgerec.trainer import Interactions, fit
+    from edgerec.trainer import fit
     from edgerec.trainer.validation import score_users
 
     rng = np.random.default_rng(3)
-    users, items = np.nonzero(rng.random((60, 25)) < 0.25)
-    data = Interactions(np.array([f"u{u}" for u in range(60)], dtype=object),
-                        np.array([f"i{i}" for i in range(25)], dtype=object),
-                        users.astype(np.int64), items.astype(np.int64),
-                        rng.permutation(len(users)).astype(float), {"interactions": len(users)})
+    data = _random_interactions(rng, 60, 25, 0.25)
     history = rng.integers(0, 25, size=(8, 6))
     history[-1] = 25  # padding only
 
