@@ -103,7 +103,8 @@ def test_sparse_ease_on_every_item_is_ease_kept_to_its_positive_weights():
 def test_bundle_grows_with_items_times_neighbours(tmp_path):
     """model.onnx holds an int32 index and a float32 weight per kept neighbour, plus a
     few kilobytes of graph: O(items x K), never items^2 (one graph serves all three kinds);
-    a taste table (searched: ``taste`` chosen on the holdout) is a second such table."""
+    a taste table (searched: ``taste`` chosen on the holdout) is a second, of
+    ``taste_neighbours`` per item."""
     from edgerec.demo import write_demo
     from edgerec.pipelines import train_bundle
 
@@ -115,8 +116,8 @@ def test_bundle_grows_with_items_times_neighbours(tmp_path):
         bundle, result = train_bundle(tmp_path / "s.db", tmp_path / f"knn{k}-{taste}", "itemknn",
                                       neighbours=k, taste=taste)
         sizes[k, taste] = (bundle / "model.onnx").stat().st_size
-        n, tables = result.data.n_items, 2 if taste else 1
-        assert (n + 1) * k * 8 * tables < sizes[k, taste] < (n + 1) * k * 8 * tables + 20_000
+        n, slots = result.data.n_items, k + (result.params["taste_neighbours"] if taste else 0)
+        assert (n + 1) * slots * 8 < sizes[k, taste] < (n + 1) * slots * 8 + 20_000
     assert sizes[40, 0.0] - sizes[5, 0.0] == pytest.approx((n + 1) * 35 * 8, rel=0.01)
 
 
@@ -246,7 +247,8 @@ def test_neighbour_tables_keep_each_rows_largest_positive_weights(n_items, k, fi
 def test_taste_adds_the_whole_history_symmetric_row_on_one_scale():
     """itemknn with ``taste`` t scores recent / its row's largest + t x whole / its row's,
     where "recent" is the same model without the taste table and "whole" the symmetric
-    model (forward 0) reading every history item alike; a history of padding alone scores 0."""
+    model (forward 0) of ``taste_neighbours`` neighbours reading every history item alike;
+    a history of padding alone scores 0."""
     from edgerec.trainer import fit
     from edgerec.trainer.validation import score_users
 
@@ -260,8 +262,8 @@ def test_taste_adds_the_whole_history_symmetric_row_on_one_scale():
         return score_users(net, np.zeros(8, np.int64), history)
 
     recent = scores(recency=0.3, taste=0.0)
-    whole = scores(forward=0.0, recency=1.0, taste=0.0)
-    mixed = scores(recency=0.3, taste=0.5)
+    whole = scores(forward=0.0, recency=1.0, taste=0.0, neighbours=5)
+    mixed = scores(recency=0.3, taste=0.5, taste_neighbours=5)
     largest = np.maximum(recent.max(1, keepdims=True), 1e-30), np.maximum(whole.max(1, keepdims=True), 1e-30)
     np.testing.assert_allclose(mixed, recent / largest[0] + 0.5 * whole / largest[1], rtol=1e-5, atol=1e-7)
     assert not np.allclose(mixed[:-1], recent[:-1] / largest[0][:-1]) and not mixed[-1].any()

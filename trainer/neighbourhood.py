@@ -164,8 +164,9 @@ class NeighbourModel(ScoringModel):
     largest (``combined``). Why: where purchases follow one another the newest item says
     what comes next, and the whole history says which corners of the catalogue the user
     keeps to; one table weighed one way cannot say both (100K x 100K shop, validation
-    NDCG@10: 2.78x popularity with itemknn's ordered table at recency 0.05, 3.10x with a
-    symmetric taste table at 0.3; ML-100K +2.8%; demo:shop 0.3 lost 1%, so it is searched).
+    NDCG@10: 2.78x popularity with itemknn's ordered table at recency 0.05, 3.12x with a
+    symmetric taste table at 0.5; ML-100K +2.8% at 0.3 with that kind's best table and
+    recency, nothing at its best; demo:shop lost 1-4%, so it is searched).
     """
 
     reads_history = True   # scores come from the history alone
@@ -198,16 +199,17 @@ class NeighbourModel(ScoringModel):
                              f"weighs the same)")
         if self.taste < 0:
             raise InputError(f"{self.kind} needs taste >= 0 (0: no whole-history table)")
-        self.neighbour_index, self.neighbour_weight = self._table_weights("neighbour")
-        self.taste_index, self.taste_weight = self._table_weights("taste") if self.taste else (None, None)
+        self.neighbour_index, self.neighbour_weight = self._table_weights("neighbour", self.dim)
+        self.taste_index, self.taste_weight = (self._table_weights("taste", self.taste_dim)
+                                               if self.taste else (None, None))
         self._solved_on = None
         # ``fit`` sets ``deadline`` (a time.perf_counter time) where it has a time limit:
         # the table build stops between blocks before passing it, and ``cut_short`` says so.
         self.deadline, self.cut_short = None, None
 
-    def _table_weights(self, name: str) -> tuple:
-        """A [n_items + 1, K] index and weight table, every slot at the padding item."""
-        shape = (self.n_items + 1, self.dim)
+    def _table_weights(self, name: str, k: int) -> tuple:
+        """A [n_items + 1, k] index and weight table, every slot at the padding item."""
+        shape = (self.n_items + 1, k)
         return (self.add_weight(shape=shape, initializer=tf.keras.initializers.Constant(self.n_items),
                                 dtype="int32", trainable=False, name=f"{name}_index"),
                 self.add_weight(shape=shape, initializer="zeros", trainable=False,
@@ -221,6 +223,11 @@ class NeighbourModel(ScoringModel):
     def taste(self) -> float:
         """The whole-history table's share of the score (0: none, or a kind without one)."""
         return float(self.params.get("taste", 0.0))
+
+    @property
+    def taste_dim(self) -> int:
+        """Neighbours per item in the taste table (kinds with a ``taste`` parameter)."""
+        return int(min(self.params["taste_neighbours"], max(self.n_items - 1, 1)))
 
     @classmethod
     def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
@@ -266,7 +273,7 @@ class NeighbourModel(ScoringModel):
 
     def taste_rows(self, train: Interactions, deadline: float | None = None):
         """``neighbour_rows`` of the taste table."""
-        return top_k_rows(self.taste_weights(train), self.n_items, self.dim,
+        return top_k_rows(self.taste_weights(train), self.n_items, self.taste_dim,
                           popular_blocks(train), deadline)
 
     def train_epoch(self, train: Interactions, seed: int) -> float:
