@@ -18,7 +18,7 @@ from ..session import Scorer
 from ..trainer.backend import tf
 from ..trainer.data import Interactions
 from ..trainer.mf import MatrixFactorization
-from ..trainer.neighbourhood import MIN_ROW_MAX
+from ..trainer.neighbourhood import MIN_ROW_MAX, slots_read
 from ..trainer.train import FitResult, Progress, quiet
 from ..trainer.validation import score_users
 from ..trainer.warm import state_of
@@ -131,7 +131,15 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0,
         _neighbour_sum(node, initializers, index, weight, "neighbours", "slot_share", _SCORES)
         return _history_network(nodes, initializers, n_items, "edgerec_neighbours")
     node("Reciprocal", ["slot_counts"], ["taste_share"])
-    _neighbour_sum(node, initializers, index, weight, "neighbours", "slot_share", "recent_row")
+    recent, share = C.INPUT_HISTORY, "slot_share"
+    if recency < 1.0:  # the recent pass reads its own slots, as the model's ``score_all``
+        initializers.append(numpy_helper.from_array(np.array([slots_read(recency)], np.int64),
+                                                    "neighbours/recent_slots"))
+        ends = ["neighbours/zero", "neighbours/recent_slots", "neighbours/axis1"]
+        node("Slice", [C.INPUT_HISTORY, *ends], ["recent_history"])
+        node("Slice", ["slot_share", *ends], ["recent_share"])
+        recent, share = "recent_history", "recent_share"
+    _neighbour_sum(node, initializers, index, weight, "neighbours", share, "recent_row", recent)
     _neighbour_sum(node, initializers, taste_index, taste_weight, "taste", "taste_share", "taste_row")
     initializers += [numpy_helper.from_array(np.array(MIN_ROW_MAX, np.float32), "taste/tiny"),
                      numpy_helper.from_array(np.array(taste, np.float32), "taste/share")]
@@ -145,8 +153,8 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0,
 
 
 def _neighbour_sum(node, initializers: list, index: np.ndarray, weight: np.ndarray, prefix: str,
-                   share: str, out: str) -> None:
-    """``out`` [B, n_items]: the history items' rows of one table, weighed by ``share``
+                   share: str, out: str, history: str = C.INPUT_HISTORY) -> None:
+    """``out`` [B, n_items]: the ``history`` items' rows of one table, weighed by ``share``
     [B, L] and summed, by dense rows or scattered slots (``dense_neighbours``)."""
     from onnx import numpy_helper
 
@@ -158,13 +166,13 @@ def _neighbour_sum(node, initializers: list, index: np.ndarray, weight: np.ndarr
         numpy_helper.from_array(np.array([0], np.int64), f"{prefix}/start"),
         numpy_helper.from_array(np.array([1], np.int64), f"{prefix}/columns")]
     if dense_neighbours(n_items, index.shape[1]):
-        _dense_neighbour_rows(node, initializers, n_items, prefix, share, out)
+        _dense_neighbour_rows(node, initializers, n_items, prefix, share, out, history)
     else:
-        _scattered_neighbour_slots(node, initializers, n_items, prefix, share, out)
+        _scattered_neighbour_slots(node, initializers, n_items, prefix, share, out, history)
 
 
 def _scattered_neighbour_slots(node, initializers: list, n_items: int, prefix: str, share: str,
-                               out: str) -> None:
+                               out: str, history: str) -> None:
     """The score row as the history's [L, K] neighbour slots, weighed by their slot's
     ``share``, scatter-added into the "zeros" row of ``_slot_shares``, padding column dropped."""
     from onnx import numpy_helper
@@ -172,8 +180,8 @@ def _scattered_neighbour_slots(node, initializers: list, n_items: int, prefix: s
     initializers += [numpy_helper.from_array(np.array([0, -1], np.int64), f"{prefix}/flat"),
                      numpy_helper.from_array(np.array([2], np.int64), f"{prefix}/axis2")]
     node("Unsqueeze", [share, f"{prefix}/axis2"], [f"{prefix}/share_3d"])  # [B, L, 1]
-    node("Gather", [f"{prefix}/index", C.INPUT_HISTORY], [f"{prefix}/rows_index"], axis=0)
-    node("Gather", [f"{prefix}/weight", C.INPUT_HISTORY], [f"{prefix}/rows_weight"], axis=0)
+    node("Gather", [f"{prefix}/index", history], [f"{prefix}/rows_index"], axis=0)
+    node("Gather", [f"{prefix}/weight", history], [f"{prefix}/rows_weight"], axis=0)
     node("Mul", [f"{prefix}/rows_weight", f"{prefix}/share_3d"], [f"{prefix}/shared_weight"])
     node("Reshape", [f"{prefix}/rows_index", f"{prefix}/flat"], [f"{prefix}/flat_index"])
     node("Reshape", [f"{prefix}/shared_weight", f"{prefix}/flat"], [f"{prefix}/flat_weight"])
@@ -201,7 +209,7 @@ def dense_neighbours(n_items: int, k: int) -> bool:
 
 
 def _dense_neighbour_rows(node, initializers: list, n_items: int, prefix: str, share: str,
-                          out: str) -> None:
+                          out: str, history: str) -> None:
     """The score row as the ``share``-weighted sum of the history items' dense neighbour rows.
 
     The dense [n_items + 1, n_items] matrix is scattered from the tables by nodes whose
@@ -223,18 +231,19 @@ def _dense_neighbour_rows(node, initializers: list, n_items: int, prefix: str, s
     node("Slice", [f"{prefix}/dense_padded", f"{prefix}/start", f"{prefix}/n_items",
                    f"{prefix}/columns"], [f"{prefix}/dense"])          # [n_items + 1, n_items]
     node("Unsqueeze", [share, f"{prefix}/columns"], [f"{prefix}/share_row"])  # [B, 1, L]
-    _weighted_rows(node, initializers, f"{prefix}/dense", f"{prefix}/share_row", n_items, prefix, out)
+    _weighted_rows(node, initializers, f"{prefix}/dense", f"{prefix}/share_row", n_items, prefix, out,
+                   history)
 
 
 def _weighted_rows(node, initializers: list, table: str, share_row: str, width: int,
-                   prefix: str, out: str = _SCORES) -> None:
-    """``out`` [B, width] = share_row [B, 1, L] x the history's rows of ``table``
+                   prefix: str, out: str = _SCORES, history: str = C.INPUT_HISTORY) -> None:
+    """``out`` [B, width] = share_row [B, 1, L] x the ``history``'s rows of ``table``
     ([n_items + 1, width], padding row zero): one gather and one batched product."""
     from onnx import numpy_helper
 
     initializers.append(numpy_helper.from_array(np.array([-1, width], np.int64),
                                                 f"{prefix}/row_of_width"))
-    node("Gather", [table, C.INPUT_HISTORY], [f"{prefix}/history_rows"], axis=0)  # [B, L, width]
+    node("Gather", [table, history], [f"{prefix}/history_rows"], axis=0)  # [B, L, width]
     node("MatMul", [share_row, f"{prefix}/history_rows"], [f"{prefix}/summed"])    # [B, 1, width]
     node("Reshape", [f"{prefix}/summed", f"{prefix}/row_of_width"], [out])
 

@@ -172,7 +172,7 @@ def test_exported_graph_weighs_history_slots_as_score_all_does(neighbours):
     history[::2, 6:] = 30                 # padding at the end, as the runtime sends it
     nothing = np.full((16, 1), 30, np.int64)
     scores = {}
-    for recency, taste in ((1.0, 0.0), (0.5, 0.0), (0.5, 0.3)):
+    for recency, taste in ((1.0, 0.0), (0.5, 0.0), (0.5, 0.3), (0.05, 0.3)):
         net = fit(data, "itemknn", recency=recency, taste=taste, forward=0.5,
                   neighbours=neighbours, refit=False).model
         scorer = Scorer(to_onnx(net), provider="cpu")
@@ -186,6 +186,7 @@ def test_exported_graph_weighs_history_slots_as_score_all_does(neighbours):
         scores[recency, taste] = want
     assert not np.allclose(scores[1.0, 0.0], scores[0.5, 0.0])
     assert not np.allclose(scores[0.5, 0.0], scores[0.5, 0.3])
+    assert not np.allclose(scores[0.5, 0.3], scores[0.05, 0.3])
 
 
 def test_forward_itemknn_recommends_what_came_after(tmp_path):

@@ -345,10 +345,15 @@ class NeighbourModel(ScoringModel):
         graph computes it: gather the rows, weigh each history slot (``slot_weights``),
         scatter-add into the score row (one flat segment sum). O(batch x history x K): a
         multi-hot times the sparse matrix would cost its non-zeros times the batch. With a
-        taste table, ``combined`` with the whole-history row."""
+        taste table, ``combined`` with the whole-history row; the request then sends the
+        whole history, of which the recency-weighted pass reads its ``slots_read`` slots
+        (their shares counted over the whole history), as a model without one would."""
         del users  # scores come from the history alone
-        scores = self._summed(self.neighbour_index, self.neighbour_weight, history,
-                              self.slot_weights(history))
+        recent, shares = history, self.slot_weights(history)
+        if self.taste and self.params["recency"] < 1.0:  # the recent pass: its own slots only
+            slots = slots_read(self.params["recency"])
+            recent, shares = history[:, :slots], shares[:, :slots]
+        scores = self._summed(self.neighbour_index, self.neighbour_weight, recent, shares)
         if not self.taste:
             return scores
         return combined(scores, self._summed(self.taste_index, self.taste_weight, history,
