@@ -116,7 +116,7 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0,
     combined as the model's ``combined`` does: each over its largest value, the taste row
     times ``taste``. ``users`` is an input of the signature that these kinds do not read.
     """
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     n_items = index.shape[0] - 1
     nodes = []
@@ -131,16 +131,33 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0,
         _neighbour_sum(node, initializers, index, weight, "neighbours", "slot_share", _SCORES)
         return _history_network(nodes, initializers, n_items, "edgerec_neighbours")
     node("Reciprocal", ["slot_counts"], ["taste_share"])
-    recent, share = C.INPUT_HISTORY, "slot_share"
-    if recency < 1.0:  # the recent pass reads its own slots, as the model's ``score_all``
-        initializers.append(numpy_helper.from_array(np.array([slots_read(recency)], np.int64),
-                                                    "neighbours/recent_slots"))
-        ends = ["neighbours/zero", "neighbours/recent_slots", "neighbours/axis1"]
-        node("Slice", [C.INPUT_HISTORY, *ends], ["recent_history"])
-        node("Slice", ["slot_share", *ends], ["recent_share"])
-        recent, share = "recent_history", "recent_share"
+    recent, share = _recent_slots(node, initializers, recency)
     _neighbour_sum(node, initializers, index, weight, "neighbours", share, "recent_row", recent)
     _neighbour_sum(node, initializers, taste_index, taste_weight, "taste", "taste_share", "taste_row")
+    _combined_rows(node, initializers, taste)
+    return _history_network(nodes, initializers, n_items, "edgerec_neighbours")
+
+
+def _recent_slots(node, initializers: list, recency: float) -> tuple[str, str]:
+    """(history, shares) of a taste model's recent pass: below recency 1 its ``slots_read``
+    slots of the whole history the request sends, as the model's ``score_all`` reads them."""
+    from onnx import numpy_helper
+
+    if recency == 1.0:
+        return C.INPUT_HISTORY, "slot_share"
+    initializers.append(numpy_helper.from_array(np.array([slots_read(recency)], np.int64),
+                                                "neighbours/recent_slots"))
+    ends = ["neighbours/zero", "neighbours/recent_slots", "neighbours/axis1"]
+    node("Slice", [C.INPUT_HISTORY, *ends], ["recent_history"])
+    node("Slice", ["slot_share", *ends], ["recent_share"])
+    return "recent_history", "recent_share"
+
+
+def _combined_rows(node, initializers: list, taste: float) -> None:
+    """The scores: "recent_row" over its largest value + ``taste`` x "taste_row" over its
+    (at least ``MIN_ROW_MAX``), as the model's ``neighbourhood.combined``."""
+    from onnx import numpy_helper
+
     initializers += [numpy_helper.from_array(np.array(MIN_ROW_MAX, np.float32), "taste/tiny"),
                      numpy_helper.from_array(np.array(taste, np.float32), "taste/share")]
     for row in ("recent_row", "taste_row"):
@@ -149,7 +166,6 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0,
         node("Div", [row, f"{row}_scale"], [f"{row}_scaled"])
     node("Mul", ["taste_row_scaled", "taste/share"], ["taste_part"])
     node("Add", ["recent_row_scaled", "taste_part"], [_SCORES])
-    return _history_network(nodes, initializers, n_items, "edgerec_neighbours")
 
 
 def _neighbour_sum(node, initializers: list, index: np.ndarray, weight: np.ndarray, prefix: str,
