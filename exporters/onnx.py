@@ -108,15 +108,15 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0,
     ``index``/``weight`` are [n_items + 1, K] tables (row n_items: the padding, pointing at
     itself with weight 0). Per request: weigh each history slot by 1 / its item's count (a
     repeated item counts once) times ``recency`` ^ (its position, 0 the newest), as the
-    model's ``slot_weights`` does (``_slot_shares``), then sum the history items' weighted
-    neighbour rows: dense rows gathered and multiplied where the catalogue is small
+    model's ``_once_each`` and ``_decayed`` do (``_slot_shares``), then sum the history
+    items' weighted neighbour rows: dense rows gathered and multiplied where the catalogue is small
     (``dense_neighbours``), else the [history, K] slots scatter-added into the score row,
     O(history x K) work besides the row itself. With a taste table (``taste`` > 0) the
     same sum over its rows with every slot weighing 1 / its count, and the two rows
     combined as the model's ``combined`` does: each over its largest value, the taste row
     times ``taste``. ``users`` is an input of the signature that these kinds do not read.
     """
-    from onnx import helper
+    from onnx import helper, numpy_helper
 
     n_items = index.shape[0] - 1
     nodes = []
@@ -125,7 +125,8 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0,
         nodes.append(helper.make_node(op, inputs, outputs, name=f"neighbours/{outputs[0]}",
                                       **attrs))
 
-    initializers = []
+    # "neighbours/zero", "/axis1" (from ``_slot_shares``) and "/n_items" serve both tables.
+    initializers = [numpy_helper.from_array(np.array([n_items], np.int64), "neighbours/n_items")]
     _slot_shares(node, initializers, n_items, "neighbours", recency)
     if not taste:
         _neighbour_sum(node, initializers, index, weight, "neighbours", "slot_share", _SCORES)
@@ -177,33 +178,38 @@ def _neighbour_sum(node, initializers: list, index: np.ndarray, weight: np.ndarr
     n_items = index.shape[0] - 1
     initializers += [
         numpy_helper.from_array(np.ascontiguousarray(index, np.int32), f"{prefix}/index"),
-        numpy_helper.from_array(np.ascontiguousarray(weight, np.float32), f"{prefix}/weight"),
-        numpy_helper.from_array(np.array([n_items], np.int64), f"{prefix}/n_items"),
-        numpy_helper.from_array(np.array([0], np.int64), f"{prefix}/start"),
-        numpy_helper.from_array(np.array([1], np.int64), f"{prefix}/columns")]
+        numpy_helper.from_array(np.ascontiguousarray(weight, np.float32), f"{prefix}/weight")]
     if dense_neighbours(n_items, index.shape[1]):
         _dense_neighbour_rows(node, initializers, n_items, prefix, share, out, history)
     else:
-        _scattered_neighbour_slots(node, initializers, n_items, prefix, share, out, history)
+        _scattered_neighbour_slots(node, initializers, prefix, share, out, history)
 
 
-def _scattered_neighbour_slots(node, initializers: list, n_items: int, prefix: str, share: str,
+def _constant(initializers: list, name: str, values: list) -> str:
+    """``name``, an int64 constant of ``values`` added to ``initializers`` unless a table's
+    pass before this one added it: both tables of a taste model read one copy."""
+    from onnx import numpy_helper
+
+    if name not in {tensor.name for tensor in initializers}:
+        initializers.append(numpy_helper.from_array(np.array(values, np.int64), name))
+    return name
+
+
+def _scattered_neighbour_slots(node, initializers: list, prefix: str, share: str,
                                out: str, history: str) -> None:
     """The score row as the history's [L, K] neighbour slots, weighed by their slot's
     ``share``, scatter-added into the "zeros" row of ``_slot_shares``, padding column dropped."""
-    from onnx import numpy_helper
-
-    initializers += [numpy_helper.from_array(np.array([0, -1], np.int64), f"{prefix}/flat"),
-                     numpy_helper.from_array(np.array([2], np.int64), f"{prefix}/axis2")]
-    node("Unsqueeze", [share, f"{prefix}/axis2"], [f"{prefix}/share_3d"])  # [B, L, 1]
+    flat = _constant(initializers, "neighbours/flat", [0, -1])
+    node("Unsqueeze", [share, _constant(initializers, "neighbours/axis2", [2])],
+         [f"{prefix}/share_3d"])                                                     # [B, L, 1]
     node("Gather", [f"{prefix}/index", history], [f"{prefix}/rows_index"], axis=0)
     node("Gather", [f"{prefix}/weight", history], [f"{prefix}/rows_weight"], axis=0)
     node("Mul", [f"{prefix}/rows_weight", f"{prefix}/share_3d"], [f"{prefix}/shared_weight"])
-    node("Reshape", [f"{prefix}/rows_index", f"{prefix}/flat"], [f"{prefix}/flat_index"])
-    node("Reshape", [f"{prefix}/shared_weight", f"{prefix}/flat"], [f"{prefix}/flat_weight"])
+    node("Reshape", [f"{prefix}/rows_index", flat], [f"{prefix}/flat_index"])
+    node("Reshape", [f"{prefix}/shared_weight", flat], [f"{prefix}/flat_weight"])
     node("ScatterElements", ["zeros", f"{prefix}/flat_index", f"{prefix}/flat_weight"],
          [f"{prefix}/row"], axis=1, reduction="add")
-    node("Slice", [f"{prefix}/row", f"{prefix}/start", f"{prefix}/n_items", f"{prefix}/columns"],
+    node("Slice", [f"{prefix}/row", "neighbours/zero", "neighbours/n_items", "neighbours/axis1"],
          [out])
 
 
@@ -235,18 +241,17 @@ def _dense_neighbour_rows(node, initializers: list, n_items: int, prefix: str, s
     instead of scatter-adding history x K values one by one; the same sums, in another
     order (float rounding differs by ~1e-7 of the scores).
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    initializers.append(numpy_helper.from_array(np.array([n_items + 1, n_items + 1], np.int64),
-                                                f"{prefix}/square"))
-    node("ConstantOfShape", [f"{prefix}/square"], [f"{prefix}/dense_zeros"],
+    square = _constant(initializers, "neighbours/square", [n_items + 1, n_items + 1])
+    node("ConstantOfShape", [square], [f"{prefix}/dense_zeros"],
          value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
     node("Cast", [f"{prefix}/index"], [f"{prefix}/index_64"], to=TensorProto.INT64)
     node("ScatterElements", [f"{prefix}/dense_zeros", f"{prefix}/index_64", f"{prefix}/weight"],
          [f"{prefix}/dense_padded"], axis=1, reduction="add")
-    node("Slice", [f"{prefix}/dense_padded", f"{prefix}/start", f"{prefix}/n_items",
-                   f"{prefix}/columns"], [f"{prefix}/dense"])          # [n_items + 1, n_items]
-    node("Unsqueeze", [share, f"{prefix}/columns"], [f"{prefix}/share_row"])  # [B, 1, L]
+    node("Slice", [f"{prefix}/dense_padded", "neighbours/zero", "neighbours/n_items",
+                   "neighbours/axis1"], [f"{prefix}/dense"])          # [n_items + 1, n_items]
+    node("Unsqueeze", [share, "neighbours/axis1"], [f"{prefix}/share_row"])  # [B, 1, L]
     _weighted_rows(node, initializers, f"{prefix}/dense", f"{prefix}/share_row", n_items, prefix, out,
                    history)
 

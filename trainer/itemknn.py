@@ -77,7 +77,7 @@ class ItemKNN(NeighbourModel):
         ordered pairs (FORWARD_WINDOW per interaction) where it is > 0."""
         f = params["forward"]
         return costs.neighbour_seconds(n_users, n_items, n_interactions,
-                                       symmetric=f < 1 or params.get("taste", 0.0) > 0,
+                                       symmetric=f < 1 or params["taste"] > 0,
                                        ordered_pairs=FORWARD_WINDOW * n_interactions if f > 0 else 0)
 
     def __init__(self, n_users: int, n_items: int, seed: int = 0, **params):

@@ -324,40 +324,44 @@ class NeighbourModel(ScoringModel):
             tables += (self.taste_index.numpy(), self.taste_weight.numpy(), self.taste)
         return tables
 
-    def slot_weights(self, history, recency: float | None = None):
-        """[B, L] history -> [B, L] float32: each slot's share, recency^(its position from
-        the newest, slot 0) / how often its item occurs in the history (a repeated item
-        counts once, at the mean of its slots' decays). Padding slots gather a zero row.
-        ``recency`` defaults to the model's."""
+    def _once_each(self, history):
+        """[B, L] history -> [B, L] float32: 1 / how often each slot's item occurs in the
+        history (a repeated item counts once). Padding slots gather a zero row."""
         width = self.n_items + 1
         batch = tf.shape(history, out_type=tf.int64)[0]
         slots = tf.reshape(history + tf.range(batch)[:, None] * width, [-1])
         counts = tf.math.unsorted_segment_sum(tf.ones_like(slots, tf.float32), slots, batch * width)
-        share = 1.0 / tf.reshape(tf.gather(counts, slots), tf.shape(history))
-        recency = float(self.params["recency"]) if recency is None else recency
+        return 1.0 / tf.reshape(tf.gather(counts, slots), tf.shape(history))
+
+    def _decayed(self, shares):
+        """``shares`` [B, L] times recency^(the slot's position from the newest, slot 0): a
+        repeated item then counts once, at the mean of its slots' decays."""
+        recency = float(self.params["recency"])
         if recency == 1.0:
-            return share
-        positions = tf.cast(tf.range(tf.shape(history)[1]), tf.float32)
-        return share * tf.pow(recency, positions)[None, :]
+            return shares
+        positions = tf.cast(tf.range(tf.shape(shares)[1]), tf.float32)
+        return shares * tf.pow(recency, positions)[None, :]
 
     def score_all(self, users, history):
         """The weighted sum of the distinct history items' neighbour rows, as the exported
-        graph computes it: gather the rows, weigh each history slot (``slot_weights``),
+        graph computes it: gather the rows, weigh each history slot (``_once_each``,
+        ``_decayed``),
         scatter-add into the score row (one flat segment sum). O(batch x history x K): a
         multi-hot times the sparse matrix would cost its non-zeros times the batch. With a
         taste table, ``combined`` with the whole-history row; the request then sends the
         whole history, of which the recency-weighted pass reads its ``slots_read`` slots
         (their shares counted over the whole history), as a model without one would."""
         del users  # scores come from the history alone
-        recent, shares = history, self.slot_weights(history)
+        once = self._once_each(history)  # both passes' counts, as the graph's "slot_counts"
+        recent, shares = history, self._decayed(once)
         if self.taste and self.params["recency"] < 1.0:  # the recent pass: its own slots only
             slots = slots_read(self.params["recency"])
             recent, shares = history[:, :slots], shares[:, :slots]
         scores = self._summed(self.neighbour_index, self.neighbour_weight, recent, shares)
         if not self.taste:
             return scores
-        return combined(scores, self._summed(self.taste_index, self.taste_weight, history,
-                                             self.slot_weights(history, 1.0)), self.taste)
+        return combined(scores, self._summed(self.taste_index, self.taste_weight, history, once),
+                        self.taste)
 
     def _summed(self, table_index, table_weight, history, shares):
         """The history items' rows of one table, weighed by ``shares`` and summed."""

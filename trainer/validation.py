@@ -28,11 +28,10 @@ MIN_VALIDATION_USERS = 500
 CHUNK_CELLS = 1 << 24
 
 
-def score_users(net, users: np.ndarray, history: np.ndarray | None = None,
-                chunk: int | None = None) -> np.ndarray:
-    """All-item logits for ``users`` through the model's scoring function, in chunks
-    (default ``chunk_rows``)."""
-    chunk = chunk or chunk_rows(net.n_items)
+def score_users(net, users: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
+    """All-item logits for ``users`` through the model's scoring function, ``chunk_rows``
+    users at a time."""
+    chunk = chunk_rows(net.n_items)
     if history is None:
         history = np.zeros((len(users), 0), dtype=np.int64)
     parts = [net.score_all(tf.constant(users[i:i + chunk]), tf.constant(history[i:i + chunk])).numpy()
