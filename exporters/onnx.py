@@ -108,7 +108,7 @@ def neighbour_graph(index: np.ndarray, weight: np.ndarray, recency: float = 1.0,
     ``index``/``weight`` are [n_items + 1, K] tables (row n_items: the padding, pointing at
     itself with weight 0). Per request: weigh each history slot by 1 / its item's count (a
     repeated item counts once) times ``recency`` ^ (its position, 0 the newest), as the
-    model's ``_once_each`` and ``_decayed`` do (``_slot_shares``), then sum the history
+    model's ``once_each`` and ``_decayed`` do (``_slot_shares``), then sum the history
     items' weighted neighbour rows: dense rows gathered and multiplied where the catalogue is small
     (``dense_neighbours``), else the [history, K] slots scatter-added into the score row,
     O(history x K) work besides the row itself. With a taste table (``taste`` > 0) the

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import costs
-from .backend import keras
+from .backend import keras, tf
 from .data import Interactions, NegativeSampler
 from .validation import MIN_VALIDATION_USERS, VALIDATION_USERS
 
@@ -30,6 +30,18 @@ from .validation import MIN_VALIDATION_USERS, VALIDATION_USERS
 # has_item_vectors: ``item_vectors()`` gives item embeddings whose cosine means "similar";
 # warm_starts: a bundle keeps the weights to continue from (False: solved afresh each time).
 CAPABILITIES = ("reads_history", "folds_in", "has_item_vectors", "warm_starts")
+
+
+def once_each(history, n_items: int):
+    """[B, L] history -> [B, L] float32: 1 / how often each slot's item occurs in its row,
+    0 for padding (``n_items``). The kinds that read a history as a set (gan, the
+    neighbour kinds) count a repeated item once, as their exported graphs do."""
+    width = n_items + 1
+    batch = tf.shape(history, out_type=tf.int64)[0]
+    slots = tf.reshape(history + tf.range(batch)[:, None] * width, [-1])
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(slots, tf.float32), slots, batch * width)
+    valid = tf.cast(history < n_items, tf.float32)
+    return valid / tf.reshape(tf.gather(counts, slots), tf.shape(history))
 
 
 class ScoringModel(keras.Model):

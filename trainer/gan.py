@@ -66,7 +66,7 @@ import numpy as np
 from ..errors import InputError
 from . import costs
 from .backend import keras, tf
-from .base import ScoringModel
+from .base import ScoringModel, once_each
 from .data import Interactions
 
 # Floats of [n_items x hidden] tables the bundle may hold: the generator's two tables plus
@@ -177,19 +177,8 @@ class CollaborativeGAN(ScoringModel):
     def score_all(self, users, history):
         """G's logits for every item, from the history alone (``users`` is not read)."""
         del users
-        hidden = tf.sigmoid(bag(self.g_in, history, self._once_each(history)) + self.g_bias)
+        hidden = tf.sigmoid(bag(self.g_in, history, once_each(history, self.n_items)) + self.g_bias)
         return tf.matmul(hidden, self.g_out, transpose_b=True) + self.g_out_bias
-
-    def _once_each(self, history):
-        """Per slot 1 / (times its item occurs in the row), 0 for padding: each item counts once."""
-        batch = tf.shape(history, out_type=tf.int64)[0]
-        rows = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(history, out_type=tf.int64))
-        indices = tf.stack([rows, history], axis=-1)
-        ones = tf.ones(tf.shape(history), tf.float32)
-        counts = tf.tensor_scatter_nd_add(tf.zeros(tf.stack([batch, self.n_items + 1]), tf.float32),
-                                          indices, ones)
-        valid = tf.cast(history < self.n_items, tf.float32)
-        return valid / tf.gather_nd(counts, indices)
 
     def generator_layers(self) -> tuple[np.ndarray, ...]:
         return tuple(w.numpy() for w in self.generator)

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from ..errors import InputError
 from . import costs
 from .backend import tf
-from .base import ScoringModel
+from .base import ScoringModel, once_each
 from .data import Interactions, history_length_for
 
 # The lightest history slot a model with recency < 1 reads, relative to the newest.
@@ -324,15 +324,6 @@ class NeighbourModel(ScoringModel):
             tables += (self.taste_index.numpy(), self.taste_weight.numpy(), self.taste)
         return tables
 
-    def _once_each(self, history):
-        """[B, L] history -> [B, L] float32: 1 / how often each slot's item occurs in the
-        history (a repeated item counts once). Padding slots gather a zero row."""
-        width = self.n_items + 1
-        batch = tf.shape(history, out_type=tf.int64)[0]
-        slots = tf.reshape(history + tf.range(batch)[:, None] * width, [-1])
-        counts = tf.math.unsorted_segment_sum(tf.ones_like(slots, tf.float32), slots, batch * width)
-        return 1.0 / tf.reshape(tf.gather(counts, slots), tf.shape(history))
-
     def _decayed(self, shares):
         """``shares`` [B, L] times recency^(the slot's position from the newest, slot 0): a
         repeated item then counts once, at the mean of its slots' decays."""
@@ -344,15 +335,14 @@ class NeighbourModel(ScoringModel):
 
     def score_all(self, users, history):
         """The weighted sum of the distinct history items' neighbour rows, as the exported
-        graph computes it: gather the rows, weigh each history slot (``_once_each``,
-        ``_decayed``),
-        scatter-add into the score row (one flat segment sum). O(batch x history x K): a
-        multi-hot times the sparse matrix would cost its non-zeros times the batch. With a
-        taste table, ``combined`` with the whole-history row; the request then sends the
-        whole history, of which the recency-weighted pass reads its ``slots_read`` slots
+        graph computes it: gather the rows, weigh each history slot (``once_each``,
+        ``_decayed``), scatter-add into the score row (one flat segment sum). O(batch x
+        history x K): a multi-hot times the sparse matrix would cost its non-zeros times the
+        batch. With a taste table, ``combined`` with the whole-history row; the request then
+        sends the whole history, of which the recency-weighted pass reads its ``slots_read`` slots
         (their shares counted over the whole history), as a model without one would."""
         del users  # scores come from the history alone
-        once = self._once_each(history)  # both passes' counts, as the graph's "slot_counts"
+        once = once_each(history, self.n_items)  # both passes' counts, as the graph's "slot_counts"
         recent, shares = history, self._decayed(once)
         if self.taste and self.params["recency"] < 1.0:  # the recent pass: its own slots only
             slots = slots_read(self.params["recency"])
