@@ -116,7 +116,7 @@ def tuned_itemknn(path: Path, data) -> dict:
 
 def main(argv=None) -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
-    from quality import store_for
+    from quality import listening_ceiling, store_for
 
     from edgerec.pipelines.evaluate import evaluate
     from edgerec.store import Store
@@ -149,6 +149,9 @@ def main(argv=None) -> dict:
         name = kind if kind != "auto" else f"auto (chose {report['params']['model']})"
         rows.append({"model": name, "ndcg@10": report["metrics"]["ndcg@10"],
                      "seconds": report["train_seconds"]})
+    if str(args.data) == "demo:listens":
+        rows.append({"model": "ceiling (the generator's own odds)", "seconds": 0,
+                     "ndcg@10": listening_ceiling(path, "temporal")["ndcg@10"]})
     for row in rows:
         print(f"{row['model']}: ndcg@10 {row['ndcg@10']:.4f}  ({row['seconds']} s)", flush=True)
     command = "python benchmarks/implicit_baseline.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -6,6 +6,8 @@ DATA is a ratings file edgerec can ingest (e.g. MovieLens ``u.data``), an existi
 (``.db``), or ``demo:SHAPE`` for synthetic check data of shapes unlike MovieLens (see
 ``SHAPES``): ``demo:long`` (a 12K-item catalogue, few users, long histories) and
 ``demo:plays`` (play counts as weights, in an order that carries no meaning),
+``demo:listens`` (last.fm-like: ~50 artists per user, heavy-tailed play counts that follow
+taste, no order; ``listens.py``, whose true odds give the table a "ceiling" row),
 ``demo:shop`` (30K users x 24K products, about 10 purchases each, in an order that matters:
 ``edgerec.demo.shop``) and ``demo:shop-small`` (the same at a tenth of the size, for tests
 and quick checks). Each kind is evaluated with its default settings by ``edgerec evaluate``
@@ -28,6 +30,7 @@ METRICS = ("ndcg@10", "recall@10", "hr@10", "map@10", "coverage@10")
 SHAPES = {
     "long": {"n_users": 1_200, "n_items": 12_000, "mean_events": 250, "seed": 11},
     "plays": {"n_users": 1_500, "n_items": 10_000, "mean_events": 150, "seed": 12},
+    "listens": {"n_users": 1_900, "n_items": 17_600, "mean_events": 50, "seed": 14},
     "shop": {"n_users": 30_000, "n_items": 24_000, "mean_events": 10, "seed": 13},
     "shop-small": {"n_users": 3_000, "n_items": 2_400, "mean_events": 10, "seed": 13},
 }
@@ -36,15 +39,19 @@ SHAPES = {
 def synthetic_store(shape: str, path: Path) -> Path:
     """Demo-generator data of a named shape; "plays" gets Poisson play counts as weights
     and timestamps shuffled within each user, so that order carries no signal; "shop*"
-    comes from the purchase generator (``edgerec.demo.shop``)."""
+    comes from the purchase generator (``edgerec.demo.shop``), "listens" from ``listens``."""
     import numpy as np
 
     from edgerec.demo import generate, shop
     from edgerec.store import Store
+    from listens import listens
 
     if shape not in SHAPES:
         raise SystemExit(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
-    events, items = (shop if shape.startswith("shop") else generate)(**SHAPES[shape])
+    if shape == "listens":
+        events, items = listens(**SHAPES[shape]), []
+    else:
+        events, items = (shop if shape.startswith("shop") else generate)(**SHAPES[shape])
     if shape == "plays":
         rng = np.random.default_rng(0)
         by_user: dict[str, list] = {}
@@ -97,6 +104,13 @@ def store_for(data: Path, work: Path) -> Path:
     return path
 
 
+def listening_ceiling(store: Path, protocol: str) -> dict:
+    """``listens.ceiling`` of the demo:listens store."""
+    from listens import ceiling
+
+    return ceiling(interactions_for(store, store.parent), SHAPES["listens"], protocol)
+
+
 def table(rows: list[dict], protocol: str) -> str:
     keys = ("ndcg@10", "hr@10") if protocol == "leave-one-out-sampled" else METRICS
     lines = ["| model | " + " | ".join(keys) + " | train s |", "|---" * (len(keys) + 2) + "|"]
@@ -142,6 +156,9 @@ def main(argv=None) -> list[dict]:
         print(f"{kind}: " + "  ".join(f"{k} {report['metrics'][k]:.4f}" for k in ("ndcg@10", "hr@10"))
               + f"  ({report['train_seconds']} s training)", flush=True)
     rows.append({"model": "popularity", "metrics": popularity})
+    if str(args.data) == "demo:listens":
+        rows.append({"model": "ceiling (the generator's own odds)",
+                     "metrics": listening_ceiling(store, args.protocol)})
     command = "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     (args.out / "quality.json").write_text(json.dumps({"command": command, "results": rows}, indent=1))
     (args.out / "quality.md").write_text(
