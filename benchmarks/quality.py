@@ -10,7 +10,8 @@ DATA is a ratings file edgerec can ingest (e.g. MovieLens ``u.data``), an existi
 taste, no order; ``listens.py``, whose true odds give the table a "ceiling" row),
 ``demo:shop`` (30K users x 24K products, about 10 purchases each, in an order that matters:
 ``edgerec.demo.shop``) and ``demo:shop-small`` (the same at a tenth of the size, for tests
-and quick checks). Each kind is evaluated with its default settings by ``edgerec evaluate``
+and quick checks), ``demo:shop-loose`` (the shop where only 30% of purchases follow the one
+before, not 70%: does what wins on ``demo:shop`` hold where order says less?). Each kind is evaluated with its default settings by ``edgerec evaluate``
 (fit on the train part with early stopping on a validation split carved from it, export, serve
 through the runtime, score the held-out test part). Writes DIR/quality.json and
 DIR/quality.md (a table with model, metrics, training time and the command). Not part of
@@ -32,6 +33,9 @@ SHAPES = {
     "plays": {"n_users": 1_500, "n_items": 10_000, "mean_events": 150, "seed": 12},
     "listens": {"n_users": 1_900, "n_items": 17_600, "mean_events": 50, "seed": 14},
     "shop": {"n_users": 30_000, "n_items": 24_000, "mean_events": 10, "seed": 13},
+    # The shop with weaker order: a third of purchases follow the previous one, not 70%.
+    "shop-loose": {"n_users": 30_000, "n_items": 24_000, "mean_events": 10, "seed": 13,
+                   "follow": 0.3},
     "shop-small": {"n_users": 3_000, "n_items": 2_400, "mean_events": 10, "seed": 13},
 }
 
