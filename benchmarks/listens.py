@@ -11,11 +11,11 @@ play counts that follow how much a user likes an artist's scene.
 
 The process: every artist belongs to one of ``SCENES`` scenes and has a Zipf popularity
 by its rank within its scene (exponent ``POPULARITY_EXPONENT``: the most listened artist
-reaches ~20% of users, last.fm's ~32%; a global Zipf gave one artist to 74%); every user a Dirichlet mixture over scenes
-(``SCENE_CONCENTRATION``: most users love a few scenes). A user's odds for an artist are
-popularity x (the user's share of its scene + ``TASTE_FLOOR``); their artists are drawn
-without replacement by those odds (Gumbel top-n), 50 for nine users in ten, 5-49 for the
-rest. Play counts are log-normal around a mean that grows with the user's share of the
+reaches ~20% of users, last.fm's ~32%; a global Zipf gave one artist to 74%); every user
+a Dirichlet mixture over scenes (``SCENE_CONCENTRATION``: most users love a few scenes).
+A user's odds for an artist are popularity x (the user's share of its scene +
+``TASTE_FLOOR``); their artists are drawn without replacement by those odds (Gumbel
+top-n), 50 for nine users in ten, 5-49 for the rest. Play counts are log-normal around a mean that grows with the user's share of the
 artist's scene. Timestamps are random: the order carries nothing.
 """
 

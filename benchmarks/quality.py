@@ -11,9 +11,10 @@ taste, no order; ``listens.py``, whose true odds give the table a "ceiling" row)
 ``demo:shop`` (30K users x 24K products, about 10 purchases each, in an order that matters:
 ``edgerec.demo.shop``) and ``demo:shop-small`` (the same at a tenth of the size, for tests
 and quick checks), ``demo:shop-loose`` (the shop where only 30% of purchases follow the one
-before, not 70%: does what wins on ``demo:shop`` hold where order says less?). Each kind is evaluated with its default settings by ``edgerec evaluate``
-(fit on the train part with early stopping on a validation split carved from it, export, serve
-through the runtime, score the held-out test part). Writes DIR/quality.json and
+before, not 70%: does what wins on ``demo:shop`` hold where order says less?). Each kind is
+evaluated with its default settings by ``edgerec evaluate`` (fit on the train part with
+early stopping on a validation split carved from it, export, serve through the runtime,
+score the held-out test part). Writes DIR/quality.json and
 DIR/quality.md (a table with model, metrics, training time and the command). Not part of
 the test suite: it trains every kind on the full data.
 """
