@@ -37,6 +37,15 @@ def confidence_weights(data: Interactions, weighting: str) -> np.ndarray:
     return np.log1p(w) if weighting == "log1p" else w.astype(np.float64)
 
 
+# The numba CG's speed by that count, measured on the shared 2-core CPU: demo:shop at dim
+# 128 trained an epoch in 0.22 s, quiet (7.4 GFLOP: ~34 GFLOP/s, its d x d products in
+# cache); the 100K x 100K shop at dim 64 ~14 s at load ~10 (16.8 GFLOP: ~1.2 GFLOP/s,
+# memory-bound). 1 GFLOP/s, the old figure, priced demo:shop's four-setting search at
+# ~340 s and skipped it; at 4 the search runs there (~80 s priced, ~60 s measured) and is
+# still skipped at 100K x 100K (~190 s), where auto's plan keeps itemknn, rp3beta, then als.
+FLOPS_PER_SECOND = 4e9
+
+
 class _CSR:
     """Rows of a sparse matrix, sorted by row: ``indptr``, column ``cols`` and ``vals``."""
 
@@ -104,11 +113,11 @@ class AlternatingLeastSquares(FactorTables):
 
     @classmethod
     def epoch_seconds(cls, n_users: int, n_items: int, n_interactions: int, params: dict) -> float:
-        """Each CG step costs a d x d mat-vec per row and two d-wide passes per cell; about
-        a GFLOP/s on a busy 2-core machine (implicit's loop has the same count)."""
+        """Each CG step costs a d x d mat-vec per row and two d-wide passes per cell
+        (implicit's loop has the same count), at ``FLOPS_PER_SECOND``."""
         dim, steps = params["dim"], params["cg_steps"] + 1
         flops = 2 * steps * ((n_users + n_items) * dim * dim + 2 * n_interactions * dim)
-        return flops / 1e9
+        return flops / FLOPS_PER_SECOND
 
     def call(self, inputs):
         """The factor dot product for (user, item) pairs (MF's ``call`` without its L2)."""
