@@ -42,7 +42,7 @@ def confidence_weights(data: Interactions, weighting: str) -> np.ndarray:
 # cache); the 100K x 100K shop at dim 64 ~14 s at load ~10 (16.8 GFLOP: ~1.2 GFLOP/s,
 # memory-bound). 1 GFLOP/s, the old figure, priced demo:shop's four-setting search at
 # ~340 s and skipped it; at 4 the search runs there (~80 s priced, ~60 s measured) and is
-# still skipped at 100K x 100K (~190 s), where auto's plan keeps itemknn, rp3beta, then als.
+# still skipped at 100K x 100K (~190 s), where auto still runs itemknn first (then als).
 FLOPS_PER_SECOND = 4e9
 
 

@@ -125,12 +125,13 @@ def data_defaults(kind: str, data: Interactions, passed: set) -> dict:
 def search_grid(kind, data: Interactions, params: dict, passed: set, bounded: bool = False) -> dict:
     """The values to try on the holdout: ``kind.search`` (for ``als``, multiples of the
     data-driven alpha and reg; on sparse data those first, then alpha 1 and reg 4x) without
-    the names the caller set; nothing when the extra fits (``epoch_seconds`` x epochs each; settings that differ only in
-    ``search_shared`` parameters are one fit) should take more than ``SEARCH_SECONDS``
-    (for ``als`` then the one reg below ``als_reg_ceiling``, where the scaled one is above),
-    unless the fit is ``bounded`` by a time limit (``auto``), which stops the search between
-    settings, likeliest first: without it itemknn at 100K items kept forward 0 and recency
-    1, its weakest setting there. ``als`` keeps the cap: its first setting can collapse."""
+    the names the caller set; nothing when the extra fits (``epoch_seconds`` x epochs
+    each; settings that differ only in ``search_shared`` parameters are one fit) should
+    take more than ``SEARCH_SECONDS`` (for ``als`` then the one reg below
+    ``als_reg_ceiling``, where the scaled one is above), unless the fit is ``bounded`` by a
+    time limit (``auto``), which stops the search between settings, likeliest first:
+    without it itemknn at 100K items kept forward 0 and recency 1, its weakest setting
+    there. ``als`` keeps the cap: its first setting can collapse."""
     grid = dict(kind.search)
     if kind.kind == "als":
         grid = {name: tuple(round(m * params[name], 1) for m in multiples)
