@@ -54,7 +54,9 @@ def user_item_matrix(train, confidence: str):
     values = ones if confidence == "ones" or train.weights is None else train.weights
     matrix = csr_matrix((np.asarray(values, np.float32), (train.users, train.items)),
                         shape=(train.n_users, train.n_items))
-    return bm25_weight(matrix, K1=100, B=0.8).tocsr().astype(np.float32) if confidence == "bm25" else matrix
+    if confidence != "bm25":
+        return matrix
+    return bm25_weight(matrix, K1=100, B=0.8).tocsr().astype(np.float32)
 
 
 def implicit_scores(train, test, params: dict, k: int = 10) -> dict:

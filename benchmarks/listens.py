@@ -15,8 +15,9 @@ reaches ~20% of users, last.fm's ~32%; a global Zipf gave one artist to 74%); ev
 a Dirichlet mixture over scenes (``SCENE_CONCENTRATION``: most users love a few scenes).
 A user's odds for an artist are popularity x (the user's share of its scene +
 ``TASTE_FLOOR``); their artists are drawn without replacement by those odds (Gumbel
-top-n), 50 for nine users in ten, 5-49 for the rest. Play counts are log-normal around a mean that grows with the user's share of the
-artist's scene. Timestamps are random: the order carries nothing.
+top-n), 50 for nine users in ten, 5-49 for the rest. Play counts are log-normal around a
+mean that grows with the user's share of the artist's scene. Timestamps are random: the
+order carries nothing.
 """
 
 from __future__ import annotations

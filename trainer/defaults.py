@@ -132,13 +132,7 @@ def search_grid(kind, data: Interactions, params: dict, passed: set, bounded: bo
     time limit (``auto``), which stops the search between settings, likeliest first:
     without it itemknn at 100K items kept forward 0 and recency 1, its weakest setting
     there. ``als`` keeps the cap: its first setting can collapse."""
-    grid = dict(kind.search)
-    if kind.kind == "als":
-        grid = {name: tuple(round(m * params[name], 1) for m in multiples)
-                for name, multiples in kind.search.items()}
-        if als_sparsity(data) > 1.0:  # sparse: the data-driven regime, then the dense one
-            grid["alpha"] = (params["alpha"], 1.0)
-            grid["reg"] = tuple(round(params["reg"] / m, 1) for m in kind.search["reg"])
+    grid = _als_grid(kind, data, params) if kind.kind == "als" else dict(kind.search)
     grid = {name: values for name, values in grid.items() if name not in passed}
     # Values of ``search_shared`` parameters share one trained model (a validation each):
     # counting them as fits dropped sparse_ease's recency search on demo:shop (0.0628
@@ -149,6 +143,16 @@ def search_grid(kind, data: Interactions, params: dict, passed: set, bounded: bo
     if (fits - 1) * each <= SEARCH_SECONDS or (bounded and kind.kind != "als"):
         return grid
     return _collapse_safe_reg(kind, data, params, passed)
+
+
+def _als_grid(kind, data: Interactions, params: dict) -> dict:
+    """``kind.search``'s multiples of the data-driven alpha and reg (dense data), or on
+    sparse data that setting first, then the dense regime's: alpha 1, reg / the multiples."""
+    alpha, reg = params["alpha"], params["reg"]
+    if als_sparsity(data) > 1.0:
+        return {"alpha": (alpha, 1.0), "reg": tuple(round(reg / m, 1) for m in kind.search["reg"])}
+    return {name: tuple(round(m * params[name], 1) for m in multiples)
+            for name, multiples in kind.search.items()}
 
 
 def _collapse_safe_reg(kind, data: Interactions, params: dict, passed: set) -> dict:
