@@ -154,7 +154,8 @@ class WeightAverage:
 
     def __init__(self, variables: list, momentum: float):
         self.variables, self.momentum = variables, momentum
-        self.averages = tuple(tf.Variable(v, trainable=False) for v in variables) if momentum else ()
+        self.averages = (tuple(tf.Variable(v, trainable=False) for v in variables)
+                         if momentum else ())
         self.updates = tf.Variable(0.0, trainable=False)
         self.trained: list[np.ndarray] | None = None
 
