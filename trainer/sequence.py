@@ -169,18 +169,17 @@ class WeightAverage:
 
     @contextlib.contextmanager
     def training(self):
-        if not self.averages:
-            yield
-            return
-        start = self.trained if self.trained is not None else [v.numpy() for v in self.variables]
-        for variable, average, value in zip(self.variables, self.averages, start):
-            variable.assign(value)
-            if self.trained is None:
-                average.assign(value)
+        if self.trained is not None:  # go on from the steps' own weights
+            for variable, value in zip(self.variables, self.trained):
+                variable.assign(value)
+        else:  # the first epoch: the average starts from the weights as they are now
+            for average, variable in zip(self.averages, self.variables):
+                average.assign(variable)
         yield
-        self.trained = [v.numpy() for v in self.variables]
-        for variable, average in zip(self.variables, self.averages):
-            variable.assign(average)
+        if self.averages:
+            self.trained = [v.numpy() for v in self.variables]
+            for variable, average in zip(self.variables, self.averages):
+                variable.assign(average)
 
 
 class SelfAttentionSequence(ScoringModel):
