@@ -172,14 +172,19 @@ def test_each_position_targets_the_items_that_followed_it():
 
     net = Seq(1, 10, history_length=4, future_window=3)
     net.timelines = [np.arange(7)]  # items 0..6 in time order
-    inputs, targets = net.windows(np.random.default_rng(0))
-    assert inputs.shape == (2, 4) and targets.shape == (2, 4, 3)
+    inputs, targets, context = net.windows(np.random.default_rng(0))
+    assert inputs.shape == (2, 4) and targets.shape == (2, 4, 3) and context.shape == (2, 0)
     np.testing.assert_array_equal(inputs[0], [5, 4, 3, 2])  # newest first
     np.testing.assert_array_equal(targets[0], [[6, 10, 10], [5, 6, 10], [4, 5, 6], [3, 4, 5]])
     # An older window's positions look past its own end, into the newer window.
     np.testing.assert_array_equal(inputs[1], [2, 1, 0, 10])
     np.testing.assert_array_equal(targets[1, :3], [[3, 4, 5], [2, 3, 4], [1, 2, 3]])
     assert (targets[1, 3] == 10).all()
+    # With a bag that reads 6 items, each window also gets the 2 before its oldest input.
+    net.history_length = 6
+    again, _, context = net.windows(np.random.default_rng(0))
+    np.testing.assert_array_equal(again, inputs)
+    np.testing.assert_array_equal(context, [[1, 0], [10, 10]])
 
 
 def test_future_window_trains_with_the_sampled_softmax(demo_store):
@@ -228,3 +233,60 @@ def test_seq_is_exported_with_averaged_weights_and_ema_0_turns_averaging_off(dem
     assert averaged.metrics["holdout"]["ndcg@10"] > 1.5 * averaged.metrics["popularity"]["ndcg@10"]
     with pytest.raises(InputError, match="seq: ema must be in"):
         fit(demo_store, "seq", epochs=1, ema=1.0)
+
+
+@pytest.fixture(scope="module")
+def with_bag(demo_store, tmp_path_factory):
+    """``seq`` whose attention reads 8 items and whose bag 32 (the demo's users have ~30)."""
+    from edgerec.pipelines import train_bundle
+
+    out = tmp_path_factory.mktemp("bag") / "seq"
+    return train_bundle(demo_store, out, model="seq", epochs=4, seed=3, history_length=8,
+                        bag_length=32)
+
+
+def test_the_bag_reads_items_older_than_the_attention_does(with_bag, demo_store):
+    path, result = with_bag
+    net, data = result.model, result.data
+    assert (net.attention_length, net.history_length, net.params["bag_length"]) == (8, 32, 32)
+    with Recommender.open(path, demo_store) as rec:
+        manifest = rec.bundle.manifest
+    assert manifest["dims"]["history_length"] == 32
+    assert manifest["onnx"]["parity"]["max_abs_diff"] <= 1e-5
+    assert np.abs(net.bag_dense.kernel.numpy()).max() > 0  # zero at first: it learned
+    users = np.arange(16, dtype=np.int64)
+    history = data.recent_items(users, 40)
+    scores = net.score_all(tf.constant(users), tf.constant(history)).numpy()
+    for position, changes in ((20, True), (35, False)):  # in the bag; past it
+        changed = history.copy()
+        changed[:, position] = (changed[:, position] + 1) % net.n_items
+        other = net.score_all(tf.constant(users), tf.constant(changed)).numpy()
+        assert bool(np.abs(other - scores).max() > 1e-4) == changes
+
+
+def test_bag_length_0_and_short_timelines_leave_the_bag_out(demo_store, seq):
+    from edgerec.errors import InputError
+    from edgerec.trainer import fit
+
+    assert seq.result.model.bag_dense is None  # the demo's timelines fit in the attention
+    assert seq.result.model.history_length == seq.result.model.attention_length
+    plain = fit(demo_store, "seq", epochs=1, refit=False, history_length=8, bag_length=0)
+    assert plain.model.bag_dense is None and plain.model.history_length == 8
+    with pytest.raises(InputError, match="seq: bag_length must be at least 0"):
+        fit(demo_store, "seq", epochs=1, bag_length=-1)
+
+
+def test_warm_start_from_a_bundle_saved_before_the_bag_keeps_it_bagless(demo_store, tmp_path):
+    """An older bundle's settings have no ``bag_length``; the default (a bag) would add a
+    weight it lacks, which is an error. ``settings_before`` rebuilds the model it holds."""
+    from edgerec.pipelines import train_bundle
+
+    old, _ = train_bundle(demo_store, tmp_path / "old", model="seq", epochs=1, seed=3,
+                          history_length=8, bag_length=0)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["trainer_state"]["params"]["bag_length"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    path, result = train_bundle(demo_store, tmp_path / "next", warm_start=old, epochs=1)
+    assert result.model.bag_dense is None and result.params["bag_length"] == 0
+    with Recommender.open(path, demo_store) as rec:
+        assert rec.bundle.manifest["dims"]["history_length"] == 8

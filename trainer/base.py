@@ -55,6 +55,10 @@ class ScoringModel(keras.Model):
     warm_starts: bool
     history_length = 0
     defaults: dict = {"epochs": 30}
+    # Values of settings added after bundles were saved without them: a warm start from
+    # such a bundle rebuilds the model it holds (``seq``'s bag: 0, none), where the
+    # defaults would add weights it lacks.
+    settings_before: dict = {}
     # Parameters chosen on the holdout when the caller leaves them unset: each value is
     # trained and the best kept (``fit``). For what no single default suits across data.
     search: dict[str, tuple] = {}

@@ -448,7 +448,8 @@ def fit_warm(source: Store | str | Path | Interactions, bundle: str | Path, mode
         raise InputError("--epochs must be at least 1")
     data = _interactions(source)
     tf.config.experimental.enable_op_determinism()
-    net = build_model(kind, data, seed, {**kind.defaults, **warm.params}, data)
+    saved = {**kind.defaults, **kind.settings_before, **warm.params}
+    net = build_model(kind, data, seed, saved, data)
     grown = warm.load_into(net, data)
     progress(f"warm start from {bundle} ({warm.kind}): {grown['kept_users']} users and "
              f"{grown['kept_items']} items kept, {grown['new_users']} and {grown['new_items']} new; "
@@ -457,7 +458,7 @@ def fit_warm(source: Store | str | Path | Interactions, bundle: str | Path, mode
     metrics = {"warm_start": {"from": str(bundle), "from_created_at": warm.manifest.created_at,
                               "from_interactions": warm.manifest.training_data.get("interactions"),
                               "epochs": epochs, **grown}}
-    fitted = {**kind.defaults, **warm.params, "model": warm.kind, "seed": seed,
+    fitted = {**saved, "model": warm.kind, "seed": seed,
               "trained_epochs": epochs, "warm_start": str(bundle),
               "full_epochs": warm.full_epochs}  # what later warm starts take their share of
     return FitResult(net, data, metrics, fitted, log, time.perf_counter() - started)
