@@ -241,7 +241,7 @@ def with_bag(demo_store, tmp_path_factory):
     from edgerec.pipelines import train_bundle
 
     out = tmp_path_factory.mktemp("bag") / "seq"
-    return train_bundle(demo_store, out, model="seq", epochs=4, seed=3, history_length=8,
+    return train_bundle(demo_store, out, model="seq", epochs=2, seed=3, history_length=8,
                         bag_length=32)
 
 
@@ -264,25 +264,25 @@ def test_the_bag_reads_items_older_than_the_attention_does(with_bag, demo_store)
         assert bool(np.abs(other - scores).max() > 1e-4) == changes
 
 
-def test_bag_length_0_and_short_timelines_leave_the_bag_out(demo_store, seq):
+def test_short_timelines_leave_the_bag_out(seq, demo_store):
     from edgerec.errors import InputError
     from edgerec.trainer import fit
 
-    assert seq.result.model.bag_dense is None  # the demo's timelines fit in the attention
-    assert seq.result.model.history_length == seq.result.model.attention_length
-    plain = fit(demo_store, "seq", epochs=1, refit=False, history_length=8, bag_length=0)
-    assert plain.model.bag_dense is None and plain.model.history_length == 8
+    net = seq.result.model  # the demo's timelines fit in the attention: nothing to add
+    assert net.bag_dense is None and net.history_length == net.attention_length
     with pytest.raises(InputError, match="seq: bag_length must be at least 0"):
         fit(demo_store, "seq", epochs=1, bag_length=-1)
 
 
 def test_warm_start_from_a_bundle_saved_before_the_bag_keeps_it_bagless(demo_store, tmp_path):
-    """An older bundle's settings have no ``bag_length``; the default (a bag) would add a
-    weight it lacks, which is an error. ``settings_before`` rebuilds the model it holds."""
+    """``bag_length`` 0: no bag. An older bundle's settings have no ``bag_length``; the
+    default (a bag) would add a weight it lacks, which is an error. ``settings_before``
+    rebuilds the model it holds."""
     from edgerec.pipelines import train_bundle
 
-    old, _ = train_bundle(demo_store, tmp_path / "old", model="seq", epochs=1, seed=3,
-                          history_length=8, bag_length=0)
+    old, trained = train_bundle(demo_store, tmp_path / "old", model="seq", epochs=1, seed=3,
+                                history_length=8, bag_length=0)
+    assert trained.model.bag_dense is None and trained.model.history_length == 8
     manifest = json.loads((old / "manifest.json").read_text())
     del manifest["trainer_state"]["params"]["bag_length"]
     (old / "manifest.json").write_text(json.dumps(manifest))
