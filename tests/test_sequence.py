@@ -241,8 +241,8 @@ def with_bag(demo_store, tmp_path_factory):
     from edgerec.pipelines import train_bundle
 
     out = tmp_path_factory.mktemp("bag") / "seq"
-    return train_bundle(demo_store, out, model="seq", epochs=2, seed=3, history_length=8,
-                        bag_length=32)
+    return train_bundle(demo_store, out, model="seq", epochs=2, seed=3, refit=False,
+                        history_length=8, bag_length=32)
 
 
 def test_the_bag_reads_items_older_than_the_attention_does(with_bag, demo_store):
@@ -274,19 +274,30 @@ def test_short_timelines_leave_the_bag_out(seq, demo_store):
         fit(demo_store, "seq", epochs=1, bag_length=-1)
 
 
-def test_warm_start_from_a_bundle_saved_before_the_bag_keeps_it_bagless(demo_store, tmp_path):
-    """``bag_length`` 0: no bag. An older bundle's settings have no ``bag_length``; the
-    default (a bag) would add a weight it lacks, which is an error. ``settings_before``
-    rebuilds the model it holds."""
+def test_warm_start_from_a_bundle_saved_before_the_bag_keeps_it_bagless(seq, tmp_path):
+    """A bundle saved before the bag has no ``bag_length`` in its settings. Where users now
+    have more items than its attention reads, the default would add a bag, a weight the
+    bundle lacks (an error); ``settings_before`` rebuilds the model it holds."""
     from edgerec.pipelines import train_bundle
+    from edgerec.trainer import MODEL_KINDS, load_interactions
+    from edgerec.trainer.train import build_model
 
-    old, trained = train_bundle(demo_store, tmp_path / "old", model="seq", epochs=1, seed=3,
-                                history_length=8, bag_length=0)
-    assert trained.model.bag_dense is None and trained.model.history_length == 8
+    old = tmp_path / "old"
+    shutil.copytree(seq.bundle, old)
     manifest = json.loads((old / "manifest.json").read_text())
     del manifest["trainer_state"]["params"]["bag_length"]
     (old / "manifest.json").write_text(json.dumps(manifest))
-    path, result = train_bundle(demo_store, tmp_path / "next", warm_start=old, epochs=1)
+    store_path = tmp_path / "s.db"
+    shutil.copy(seq.store, store_path)
+    store = Store.open(store_path)
+    users, items = store.user_ids()[:40], [i for i, _ in store.popular(60)]
+    store.add_events([(u, i, "view", 1.0, 2e9 + t) for u in users for t, i in enumerate(items)])
+    store.close()  # 40 of 300 users now have ~90 items, over the attention's 40
+    path, result = train_bundle(store_path, tmp_path / "next", warm_start=old, epochs=1)
     assert result.model.bag_dense is None and result.params["bag_length"] == 0
-    with Recommender.open(path, demo_store) as rec:
-        assert rec.bundle.manifest["dims"]["history_length"] == 8
+    with Recommender.open(path, store_path) as rec:
+        assert rec.bundle.manifest["dims"]["history_length"] == seq.result.model.attention_length
+    with Store.open(store_path, create=False) as store:
+        data = load_interactions(store)
+    fresh = build_model(MODEL_KINDS["seq"], data, 0, MODEL_KINDS["seq"].defaults, data)
+    assert fresh.bag_dense is not None  # what the defaults build on this data
