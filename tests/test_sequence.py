@@ -251,6 +251,9 @@ def test_the_bag_reads_items_older_than_the_attention_does(with_bag, demo_store)
     assert (net.attention_length, net.history_length, net.params["bag_length"]) == (8, 32, 32)
     with Recommender.open(path, demo_store) as rec:
         manifest = rec.bundle.manifest
+        user = rec.store.user_ids()[5]
+        explained = rec.explain(user, rec.recommend(user, n=1)[0].item_id)
+    assert explained.method == "leave-one-out" and explained.because
     assert manifest["dims"]["history_length"] == 32
     assert manifest["onnx"]["parity"]["max_abs_diff"] <= 1e-5
     assert np.abs(net.bag_dense.kernel.numpy()).max() > 0  # zero at first: it learned
