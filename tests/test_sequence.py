@@ -59,10 +59,10 @@ def test_scores_read_only_the_history_and_attention_is_causal(seq):
                                scores, rtol=1e-6, atol=1e-6)
     # Position p attends to p and older only: replacing the newest item changes position 0
     # and nothing else.
-    encoded = net.encode(tf.constant(history)).numpy()
+    encoded = net.encode(*net.embed(tf.constant(history))).numpy()
     changed = history.copy()
     changed[:, 0] = (changed[:, 0] + 1) % net.n_items
-    other = net.encode(tf.constant(changed)).numpy()
+    other = net.encode(*net.embed(tf.constant(changed))).numpy()
     np.testing.assert_allclose(other[:, 1:], encoded[:, 1:], rtol=1e-5, atol=1e-5)
     assert np.abs(other[:, 0] - encoded[:, 0]).max() > 1e-3
 

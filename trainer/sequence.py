@@ -55,11 +55,11 @@ dense layer that starts at zero, is added to the attention's output. Each positi
 training window gets the bag a request would read there: the window's items from it back,
 and the items before the window (``windows``' context). Only where users have more items
 than L: a shop's few purchases fit in the attention, and there the model is as it was.
-ML-100K validation NDCG@10 over seeds
-0 / 1 / 2 went from 0.2722 / 0.2698 / 0.2627 to 0.2738 / 0.2731 / 0.2721 (+1.8% on the
-mean; the newest 200 items: +1.2%; weighted by recency, pooled by attention or normalised
-by sqrt(count) instead of the count: no better), and the test split from 0.2734 to 0.2789
-(benchmarks/README.md, "A bag of the older items").
+ML-100K validation NDCG@10 over seeds 0 / 1 / 2 went from 0.2722 / 0.2698 / 0.2627 to
+0.2738 / 0.2731 / 0.2721 (+1.8% on the mean; the newest 200 items: +1.2%; weighted by
+recency, pooled by attention or normalised by sqrt(count) instead of the count: no
+better), and the test split from 0.2734 to 0.2789 (benchmarks/README.md, "A bag of the
+older items").
 
 Sizes adapt to the data: L is capped near the longest user timelines (no parameters for
 positions nobody reaches), ``dim`` by the catalogue, and "auto" dropout grows as the
@@ -312,32 +312,31 @@ class SelfAttentionSequence(ScoringModel):
         missing = length - tf.shape(history)[1]
         return tf.pad(history, [[0, 0], [0, missing]], constant_values=self.n_items)
 
-    def encode(self, history, training=False, trimmed=False):
-        """[B, L] newest-first items (L: ``attention_length``) -> [B, L, dim]; position p
-        sees positions >= p.
+    def embed(self, history):
+        """[B, W] items -> ([B, W, dim] their embeddings, padding rows zeroed; [B, W, 1]: 1
+        per item, 0 for padding). Gathered once for the attention and the bag alike."""
+        keep = tf.cast(tf.not_equal(history, self.n_items), tf.float32)[:, :, None]
+        return tf.gather(self.item_embedding, history) * keep, keep
 
-        ``trimmed``: ``history`` may be narrower than L (a training batch whose windows
+    def encode(self, embedded, keep, training=False, trimmed=False):
+        """``embed`` of [B, L] newest-first items (L: ``attention_length``) -> [B, L, dim];
+        position p sees positions >= p.
+
+        ``trimmed``: the items may be narrower than L (a training batch whose windows
         are all shorter, with the all-padding tail cut off); the result is the same on the
         positions kept, because padding is never attended to.
         """
         causal = tf.constant(np.triu(np.ones((self.attention_length,) * 2, np.float32)))
         positions = self.position_embedding
         if trimmed:
-            width = tf.shape(history)[1]
+            width = tf.shape(embedded)[1]
             causal, positions = causal[:width, :width], positions[:width]
-        keep = tf.cast(tf.not_equal(history, self.n_items), tf.float32)[:, :, None]  # [B, L, 1]
-        x = tf.gather(self.item_embedding, history) + positions
-        x = self.input_dropout(x, training=training) * keep
+        x = self.input_dropout(embedded + positions, training=training) * keep
         allowed = causal[None, None] * tf.transpose(keep, [0, 2, 1])[:, None]  # query p, key q >= p
         bias = (1.0 - allowed) * _MASKED  # [B, 1, L, L]
         for block in self.blocks:
             x = block(x, bias, keep, training=training)
         return self.final_norm(x)
-
-    def bag(self, history):
-        """[B, W] items -> ([B, W, dim] embeddings, padding zeroed; [B, W, 1] 1 per item)."""
-        keep = tf.cast(tf.not_equal(history, self.n_items), tf.float32)[:, :, None]
-        return tf.gather(self.item_embedding, history) * keep, keep
 
     def long_term(self, sums, counts):
         """The bag's term of a representation: its items' mean embedding, through a dense layer."""
@@ -345,10 +344,10 @@ class SelfAttentionSequence(ScoringModel):
 
     def score_all(self, users, history):
         del users  # the history is the user
-        history = self._fit_width(history)
-        h = self.encode(history[:, : self.attention_length])[:, 0, :]
+        embedded, keep = self.embed(self._fit_width(history))
+        attended = self.attention_length
+        h = self.encode(embedded[:, :attended], keep[:, :attended])[:, 0, :]
         if self.bag_dense is not None:
-            embedded, keep = self.bag(history)
             h += self.long_term(tf.reduce_sum(embedded, 1), tf.reduce_sum(keep, 1))
         items = self.item_embedding[: self.n_items]
         return tf.matmul(h, items, transpose_b=True) + self.item_bias[None, :]
@@ -432,10 +431,10 @@ class SelfAttentionSequence(ScoringModel):
     def _train_step(self, inputs, targets, context, negatives):
         """One Adam step; the loss is each position's mean cross-entropy over its future items."""
         with tf.GradientTape() as tape:
-            h = self.encode(inputs, training=True, trimmed=True)
+            embedded, keep = self.embed(inputs)
+            h = self.encode(embedded, keep, training=True, trimmed=True)
             if self.bag_dense is not None:  # position p's bag: its own item, older ones, context
-                embedded, keep = self.bag(inputs)
-                older, older_count = self.bag(context)
+                older, older_count = self.embed(context)
                 h += self.long_term(
                     tf.cumsum(embedded, 1, reverse=True) + tf.reduce_sum(older, 1)[:, None],
                     tf.cumsum(keep, 1, reverse=True) + tf.reduce_sum(older_count, 1)[:, None])
