@@ -24,15 +24,12 @@ from quality import interactions_for  # noqa: E402
 
 
 def grid(sets: list[str]) -> list[dict]:
-    """``["a=1,2", "b=x"]`` -> every combination, numbers parsed as numbers."""
+    """``["a=1,2", "b=x"]`` -> every combination, numbers and true/false parsed as JSON."""
     def value(text: str):
         try:
-            return int(text)
+            return json.loads(text)
         except ValueError:
-            try:
-                return float(text)
-            except ValueError:
-                return text
+            return text
 
     axes = {name: [value(v) for v in values.split(",")]
             for name, values in (s.split("=", 1) for s in sets)}

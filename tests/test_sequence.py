@@ -304,3 +304,29 @@ def test_warm_start_from_a_bundle_saved_before_the_bag_keeps_it_bagless(seq, tmp
         data = load_interactions(store)
     fresh = build_model(MODEL_KINDS["seq"], data, 0, MODEL_KINDS["seq"].defaults, data)
     assert fresh.bag_dense is not None  # what the defaults build on this data
+
+
+@pytest.mark.parametrize("softmax", [{}, {"full_softmax_items": 6, "sampled_negatives": 8}],
+                         ids=["full", "sampled"])
+def test_earlier_items_are_not_negatives_unless_exclude_seen_is_false(softmax):
+    """A request leaves the user's earlier items out of its answer, so the loss does not
+    push them down either: item 0 opens every timeline and is never anyone's next item.
+    With ``exclude_seen`` (the default) it is masked out of every position's softmax and
+    its bias is never trained; with ``exclude_seen=False`` it is a negative everywhere
+    (or, with the sampled softmax, wherever it is drawn)."""
+    from edgerec.errors import InputError
+    from edgerec.trainer import fit
+    from edgerec.trainer.data import Interactions
+
+    rng = np.random.default_rng(5)
+    later = [rng.choice(np.arange(1, 12), 5, replace=False) for _ in range(80)]
+    items = np.concatenate([[0, *rest] for rest in later])
+    users = np.repeat(np.arange(80), 6)
+    data = Interactions(np.arange(80).astype(str), np.arange(12).astype(str), users, items,
+                        np.tile(np.arange(6.0), 80), summary={"interactions": len(users)})
+    settings = dict(epochs=2, seed=0, refit=False, ema=0, history_length=8, **softmax)
+    bias = {flag: fit(data, "seq", exclude_seen=flag, **settings).model.item_bias.numpy()
+            for flag in (True, False)}
+    assert bias[False][0] < bias[True][0] - 0.01  # pushed down only as a negative
+    with pytest.raises(InputError, match="seq: exclude_seen must be true or false"):
+        fit(data, "seq", epochs=1, exclude_seen="yes")
