@@ -501,8 +501,9 @@ class SelfAttentionSequence(ScoringModel):
         is not one of p's own targets.
 
         One scatter-add: +1 for each (window, position, earlier item), -W-1 for each target
-        (a repeat purchase stays a positive), plus the context's items; > 0 is seen. An
-        order of magnitude cheaper here than one-hot rows summed along the window.
+        (a repeat purchase stays a positive), plus the context's items; > 0 is seen. One-hot
+        rows summed along the window cost 3x more (72 against 23 ms for 32 windows of 50 on
+        ML-100K's catalogue; an epoch 5.0 s against 3.5 s).
         """
         n, shape = self.n_items, tf.shape(inputs, out_type=tf.int64)
         batch, width = shape[0], shape[1]
