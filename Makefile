@@ -54,7 +54,7 @@ BASE_LOG := $(BASE_VENV)/test-base.log
 test: $(STAMP) $(JS_STAMP) $(BASE_STAMP)
 	$(BIN)/python tools/lint_imports.py
 	@$(MAKE) --no-print-directory test-base >$(BASE_LOG) 2>&1 & base=$$!; \
-	$(BIN)/python -m pytest -q -m 'not runtime'; main=$$?; \
+	$(BIN)/python -m pytest -q -m 'not runtime' --durations=15; main=$$?; \
 	wait $$base; runtime=$$?; echo "--- make test-base (ran beside the suite above) ---"; \
 	cat $(BASE_LOG); [ $$main -eq 0 ] && [ $$runtime -eq 0 ]
 

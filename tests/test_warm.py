@@ -219,13 +219,13 @@ def test_update_refuses_a_worse_candidate_and_keeps_the_bundle(mf, tmp_path):
     from edgerec.pipelines import train_bundle
 
     store_path = _store_with_new_events(mf, tmp_path / "s.db")
-    bundle, _ = train_bundle(store_path, tmp_path / "current", model="mf", epochs=20, seed=3)
+    bundle, _ = train_bundle(store_path, tmp_path / "current", model="mf", epochs=10, seed=3)
     manifest_file = bundle / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
     manifest["training"]["data"]["last_ts"] = LATER  # claims to predate the new events
     manifest_file.write_text(json.dumps(manifest))
     before = {f.name: f.read_bytes() for f in bundle.iterdir()}
-    done = cli("update", store_path, bundle, "--keep", tmp_path / "candidate", "--epochs", "15")
+    done = cli("update", store_path, bundle, "--keep", tmp_path / "candidate", "--epochs", "10")
     assert done.returncode == 3, done.stderr
     assert done.stdout.strip() == f"{bundle}: refused"
     assert "not published, worse than the current bundle" in done.stderr
