@@ -505,20 +505,17 @@ class SelfAttentionSequence(ScoringModel):
         rows summed along the window cost 3x more (72 against 23 ms for 32 windows of 50 on
         ML-100K's catalogue; an epoch 5.0 s against 3.5 s).
         """
-        n, shape = self.n_items, tf.shape(inputs, out_type=tf.int64)
-        batch, width = shape[0], shape[1]
-        pairs = tf.where(tf.linalg.band_part(tf.ones(tf.stack([width, width])), 0, -1) > 0)
-        rows = tf.repeat(tf.range(batch), tf.shape(pairs, out_type=tf.int64)[0])
-        position, earlier = tf.unstack(tf.tile(pairs, tf.stack([batch, 1])), axis=1)
-        item = tf.gather_nd(inputs, tf.stack([rows, earlier], 1))
-        future = tf.shape(targets, out_type=tf.int64)[2]
-        cells = tf.reshape(tf.stack(tf.meshgrid(tf.range(batch), tf.range(width), tf.range(future),
-                                                indexing="ij"), -1), [-1, 3])
-        indices = tf.concat([tf.stack([rows, position, item], 1),
+        n, shape = self.n_items, tf.shape(inputs, out_type=tf.int64)  # [B, W]
+        width = shape[1]
+        later = tf.linalg.band_part(tf.ones(tf.stack([width, width])), 0, -1) > 0  # q >= p
+        pairs = tf.where(tf.broadcast_to(later, tf.concat([shape, [width]], 0)))  # (b, p, q)
+        item = tf.gather_nd(inputs, tf.gather(pairs, [0, 2], axis=1))
+        cells = tf.where(tf.ones_like(targets, tf.bool))  # (b, p, f), in ``targets``' order
+        indices = tf.concat([tf.concat([pairs[:, :2], item[:, None]], 1),
                              tf.concat([cells[:, :2], tf.reshape(targets, [-1, 1])], 1)], 0)
         updates = tf.concat([tf.ones(tf.shape(item)),
                              tf.fill(tf.shape(cells)[:1], -tf.cast(width, tf.float32) - 1.0)], 0)
-        counts = tf.scatter_nd(indices, updates, tf.stack([batch, width, n + 1]))
+        counts = tf.scatter_nd(indices, updates, tf.concat([shape, [n + 1]], 0))
         in_context = tf.math.bincount(tf.cast(context, tf.int32), minlength=n + 1, maxlength=n + 1,
                                       binary_output=True, axis=-1, dtype=tf.float32)
         return tf.boolean_mask(counts + in_context[:, None, :], valid)[:, :n] > 0
